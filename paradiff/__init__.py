@@ -1,0 +1,3 @@
+"""paradiff: thinking-aware image generation and editing with parallel masked diffusion."""
+
+__version__ = "0.1.0"
