@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 @runtime_checkable
@@ -30,20 +31,52 @@ class ImageInputError(ValueError):
     """An input image that cannot be used (unreadable, too large, too elongated)."""
 
 
-def load_image(source: str | Image.Image) -> Image.Image:
+def check_image_batch(images: torch.Tensor, downsample: int) -> tuple[int, int]:
+    """Validate images (B, 3, H, W) for a tokenizer; returns the code grid size (H, W) // downsample."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ImageInputError(f"expected images (B, 3, H, W), got shape {tuple(images.shape)}")
+    height, width = images.shape[-2:]
+    if height % downsample or width % downsample:
+        raise ImageInputError(
+            f"image size {height}x{width} (HxW) is not a multiple of the downsample factor "
+            f"{downsample}"
+        )
+    return height // downsample, width // downsample
+
+
+def check_codes(codes: torch.Tensor, codebook_size: int) -> None:
+    """Validate a code grid (B, h, w) of integer codes in [0, codebook_size)."""
+    if codes.dim() != 3:
+        raise ImageInputError(f"expected codes (B, h, w), got shape {tuple(codes.shape)}")
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise ImageInputError(f"codes must be an integer tensor, got {codes.dtype}")
+    if codes.numel() and (codes.min() < 0 or codes.max() >= codebook_size):
+        raise ImageInputError(
+            f"codes span [{int(codes.min())}, {int(codes.max())}], outside the codebook "
+            f"[0, {codebook_size})"
+        )
+
+
+def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
     """Open an image from a path (or take a PIL image) and convert it to RGB.
 
-    RGBA and LA images are composited on white; P, L, CMYK … are converted.
+    The EXIF orientation is applied; RGBA and LA images are composited on white; 16-bit
+    greyscale is scaled to 8 bits; P, L, CMYK … are converted.
     """
     if isinstance(source, Image.Image):
         image = source
     else:
         try:
-            image = Image.open(source)
-            image.load()
-        except (OSError, ValueError) as err:
-            raise ImageInputError(f"cannot read image {source!s}: {err}") from None
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+            with Image.open(source) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ImageInputError(f"cannot read image {os.fspath(source)}: {reason}") from None
+    if image.mode.startswith("I;16"):
+        levels = np.asarray(image, dtype=np.float32) / 257.0  # 0..65535 -> 0..255
+        image = Image.fromarray(levels.round().clip(0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
@@ -59,10 +92,16 @@ def target_size(
 ) -> tuple[int, int]:
     """The (width, height) an image of this size is cropped and resized to.
 
-    Both sides are rounded to the nearest multiple of `multiple` (at least one multiple), after
-    scaling down so that the longer side is at most `max_side`. Raises ImageInputError for an
-    aspect ratio beyond `max_aspect`.
+    The image is scaled down so that its longer side is at most `max_side`, then both sides are
+    rounded to the nearest multiple of `multiple` (at least one multiple), never beyond `max_side`
+    and never beyond an aspect ratio of `max_aspect`. Raises ImageInputError for an image whose
+    own aspect ratio exceeds `max_aspect`.
     """
+    if multiple < 1 or max_side < multiple or max_aspect < 1:
+        raise ValueError(
+            f"invalid size limits: multiple={multiple}, max_side={max_side}, "
+            f"max_aspect={max_aspect:g}"
+        )
     if width < 1 or height < 1:
         raise ImageInputError(f"image has an empty side: {width}x{height}")
     aspect = max(width, height) / min(width, height)
@@ -71,11 +110,29 @@ def target_size(
             f"image aspect ratio {aspect:.2f} exceeds the limit {max_aspect:g} ({width}x{height})"
         )
     scale = min(1.0, max_side / max(width, height))
+    largest = max_side // multiple * multiple
 
     def snap(side: int) -> int:
-        return max(multiple, int(round(side * scale / multiple)) * multiple)
+        return min(largest, max(multiple, round(side * scale / multiple) * multiple))
 
-    return snap(width), snap(height)
+    snapped_width, snapped_height = snap(width), snap(height)
+    shorter = min(snapped_width, snapped_height)
+    longest = max(shorter, int(max_aspect * shorter / multiple) * multiple)
+    return min(snapped_width, longest), min(snapped_height, longest)
+
+
+def check_size(
+    width: int, height: int, multiple: int = 16, max_side: int = 1024, max_aspect: float = 4.0
+) -> None:
+    """Raise ImageInputError unless (width, height) is a size `target_size` could return."""
+    if width < multiple or height < multiple or width % multiple or height % multiple:
+        raise ImageInputError(f"size {width}x{height} is not a positive multiple of {multiple}")
+    if max(width, height) > max_side:
+        raise ImageInputError(f"size {width}x{height} exceeds the maximum side {max_side}")
+    if max(width, height) / min(width, height) > max_aspect:
+        raise ImageInputError(
+            f"size {width}x{height} exceeds the aspect ratio limit {max_aspect:g}"
+        )
 
 
 def resize_center_crop(image: Image.Image, width: int, height: int) -> Image.Image:
@@ -90,7 +147,7 @@ def resize_center_crop(image: Image.Image, width: int, height: int) -> Image.Ima
 
 
 def preprocess(
-    source: str | Image.Image,
+    source: str | os.PathLike | Image.Image,
     size: tuple[int, int] | None = None,
     multiple: int = 16,
     max_side: int = 1024,
@@ -98,15 +155,15 @@ def preprocess(
 ) -> torch.Tensor:
     """Image (path or PIL) -> float tensor (3, H, W) in [0, 1] with sides multiples of `multiple`.
 
-    `size` = (width, height) forces the output size; otherwise the nearest allowed size is used.
+    `size` = (width, height) forces the output size (checked against the same limits); otherwise
+    the nearest allowed size is used.
     """
     image = load_image(source)
     if size is None:
         width, height = target_size(image.width, image.height, multiple, max_side, max_aspect)
     else:
         width, height = size
-        if width % multiple or height % multiple:
-            raise ImageInputError(f"size {width}x{height} is not a multiple of {multiple}")
+        check_size(width, height, multiple, max_side, max_aspect)
     if (image.width, image.height) != (width, height):
         image = resize_center_crop(image, width, height)
     array = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
@@ -115,5 +172,8 @@ def preprocess(
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """Float images (B, 3, H, W) in [0, 1] -> PIL RGB images."""
-    array = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ImageInputError(f"expected images (B, 3, H, W), got shape {tuple(images.shape)}")
+    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    array = pixels.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
     return [Image.fromarray(a) for a in array]

@@ -1,0 +1,338 @@
+"""Token spaces and sequence templates: the only place that knows where things sit in a sequence.
+
+Family A (MMaDA-Parallel-A, aMUSEd VQ) editing sequence, prompt = `<system>SYS</system><user>X</user>`:
+
+    prompt[:-1] <image> (W codes <row-break>) x H </image> prompt[-1:]
+    <answer> <image> (W out-codes <row-break>) x H </image> text x N </answer>
+
+Generation drops the input image. Family S (the shapes world) uses the same template with its own
+small vocabulary. Family M (MMaDA-Parallel-M, MAGVIT-v2) writes
+`<|interleave|> <|soi|> codes <|eoi|> <bos> X <eos>` then `<|soi|> out-codes <|eoi|> <bos> text x N`.
+Image code c is token id `image_offset + c` in every family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+EDIT_SYSTEM_PROMPT = (
+    "Generate an image applying the following editing instruction based on the original image."
+)
+GENERATE_SYSTEM_PROMPT = "Generate an image according to the text prompt."
+TASKS = ("edit", "generate")
+
+
+class LayoutError(ValueError):
+    """A sequence that cannot be built (sizes, vocabulary, missing special ids)."""
+
+
+@dataclass(frozen=True)
+class TokenSpace:
+    """The special ids and the image-code range of one model family.
+
+    Text ids are the ids below `image_offset` other than `mask_id`; image code c is
+    `image_offset + c` for c in [0, codebook_size).
+    """
+
+    family: str
+    mask_id: int
+    image_offset: int
+    codebook_size: int
+    image_start_id: int
+    image_end_id: int
+    pad_id: int
+    text_fill_id: int  # fills the text answer after the reasoning ends (training targets)
+    row_break_id: int | None = None
+    answer_start_id: int | None = None
+    uncondition_id: int | None = None
+    interleave_id: int | None = None
+    bos_id: int | None = None
+    eos_id: int | None = None
+    edit_system_prompt: str = EDIT_SYSTEM_PROMPT
+    generate_system_prompt: str = GENERATE_SYSTEM_PROMPT
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows the model's embedding needs at least."""
+        return self.image_offset + self.codebook_size
+
+    @property
+    def template(self) -> str:
+        """'A' for the `<system>…<answer>` template (families A and S), 'M' for MMaDA's."""
+        return "M" if self.family == "M" else "A"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TokenSpace:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise LayoutError(f"unknown token-space key {unknown[0]!r}")
+        return cls(**raw)
+
+
+FAMILY_A = TokenSpace(
+    family="A",
+    mask_id=126336,
+    image_offset=126356,
+    codebook_size=8192,
+    image_start_id=126349,
+    image_end_id=126350,
+    pad_id=126339,
+    text_fill_id=126081,  # <|endoftext|>
+    row_break_id=126084,
+    answer_start_id=126354,
+    uncondition_id=126351,
+)
+
+
+def family_m(image_offset: int = 126464, codebook_size: int = 8192) -> TokenSpace:
+    """MMaDA-Parallel-M: image id = code + len(text tokenizer) (`image_offset`)."""
+    return TokenSpace(
+        family="M",
+        mask_id=126336,
+        image_offset=image_offset,
+        codebook_size=codebook_size,
+        image_start_id=126084,  # <|soi|>
+        image_end_id=126085,  # <|eoi|>
+        pad_id=126081,
+        text_fill_id=126081,
+        interleave_id=126095,
+        bos_id=126080,
+        eos_id=126081,
+    )
+
+
+TOKEN_SPACE_KEY = "paradiff_token_space"
+
+
+def token_space_from_config(config: Any) -> TokenSpace:
+    """The token space a ModelConfig describes: stored explicitly, else by `model_type`.
+
+    A config.json may carry the space under `paradiff_token_space` (family S does); `llada` is
+    family A; `mmada` is family M with image offset `llm_vocab_size + num_new_special_tokens`.
+    """
+    extra = config.extra
+    if TOKEN_SPACE_KEY in extra:
+        return TokenSpace.from_dict(extra[TOKEN_SPACE_KEY])
+    if config.model_type == "llada":
+        space = FAMILY_A
+    elif config.model_type == "mmada":
+        offset = int(extra.get("llm_vocab_size", 126464)) + int(
+            extra.get("num_new_special_tokens", 0)
+        )
+        space = family_m(offset, int(extra.get("codebook_size", 8192)))
+    else:
+        raise LayoutError(f"cannot tell the model family of model_type {config.model_type!r}")
+    if config.embedding_size < space.vocab_size:
+        raise LayoutError(
+            f"model vocabulary {config.embedding_size} is smaller than family {space.family} "
+            f"needs ({space.vocab_size} = image offset {space.image_offset} + "
+            f"{space.codebook_size} codes)"
+        )
+    return space
+
+
+@dataclass
+class Sequence1D:
+    """One built sequence and its spans (1-D position tensors into `ids`).
+
+    `output_image` lists the output-image positions in raster order, row-breaks excluded;
+    `text` the reasoning positions; `grid` the output (h, w).
+    """
+
+    ids: torch.Tensor  # (L,)
+    prompt: torch.Tensor
+    input_image: torch.Tensor
+    output_image: torch.Tensor  # (h * w,)
+    text: torch.Tensor  # (N,)
+    grid: tuple[int, int]
+
+    @property
+    def answer_start(self) -> int:
+        return int(min(self.output_image[0], self.text[0]))
+
+
+@dataclass
+class Batch:
+    """Left-padded sequences whose answer parts share positions across rows.
+
+    `output_image` (h*w,) and `text` (N,) index every row; `attention_mask` is 0 on padding.
+    """
+
+    ids: torch.Tensor  # (B, L)
+    attention_mask: torch.Tensor  # (B, L)
+    output_image: torch.Tensor  # (h * w,)
+    text: torch.Tensor  # (N,)
+    grid: tuple[int, int]
+
+    def to(self, device: torch.device | str) -> Batch:
+        return dataclasses.replace(
+            self,
+            ids=self.ids.to(device),
+            attention_mask=self.attention_mask.to(device),
+            output_image=self.output_image.to(device),
+            text=self.text.to(device),
+        )
+
+
+class Layout:
+    """Builds the sequences of one token space and reports their spans."""
+
+    def __init__(self, space: TokenSpace) -> None:
+        self.space = space
+
+    # -- prompts -------------------------------------------------------------------------------
+    def system_prompt(self, task: str) -> str:
+        if task not in TASKS:
+            raise LayoutError(f"unknown task {task!r} (expected one of {TASKS})")
+        return (
+            self.space.edit_system_prompt if task == "edit" else self.space.generate_system_prompt
+        )
+
+    def prompt_text(self, task: str, instruction: str) -> str:
+        """The prompt string of the A template; for M the bare instruction."""
+        if self.space.template == "M":
+            return instruction
+        return f"<system>{self.system_prompt(task)}</system><user>{instruction}</user>"
+
+    def unconditional_instruction(self) -> str:
+        """What replaces the instruction in CFG's unconditional rows (as in training)."""
+        return "<uncondition>" if self.space.template == "A" else ""
+
+    # -- sequences -----------------------------------------------------------------------------
+    def image_rows(self, codes: torch.Tensor) -> list[int]:
+        """Code grid (h, w) -> token ids, row-breaks after each row where the family has them."""
+        if codes.dim() != 2:
+            raise LayoutError(f"expected a (h, w) code grid, got shape {tuple(codes.shape)}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.space.codebook_size):
+            raise LayoutError(f"image codes outside [0, {self.space.codebook_size})")
+        ids = codes.long() + self.space.image_offset
+        if self.space.row_break_id is not None:
+            breaks = torch.full((ids.shape[0], 1), self.space.row_break_id, dtype=torch.long)
+            ids = torch.cat([ids, breaks], dim=1)
+        return ids.flatten().tolist()
+
+    def _mask_rows(self, h: int, w: int) -> list[int]:
+        if h < 1 or w < 1:
+            raise LayoutError(f"output grid must be at least 1x1, got {h}x{w}")
+        row = [self.space.mask_id] * w
+        if self.space.row_break_id is not None:
+            row = row + [self.space.row_break_id]
+        return row * h
+
+    def build(
+        self,
+        prompt_ids: Sequence[int],
+        grid: tuple[int, int],
+        text_length: int,
+        input_codes: torch.Tensor | None = None,
+        answer_end_ids: Sequence[int] = (),
+        output_codes: torch.Tensor | None = None,
+        text_ids: Sequence[int] | None = None,
+    ) -> Sequence1D:
+        """Build one sequence: prompt (+ input image), masked output image, masked text.
+
+        `prompt_ids` is the tokenized `prompt_text` (for template A it must end with the token
+        closing the user turn). With `output_codes` / `text_ids` the answer is filled in instead
+        of masked (training targets); `text_ids` must then have exactly `text_length` ids.
+        """
+        s = self.space
+        prompt_ids = list(prompt_ids)
+        if not prompt_ids and s.template == "A":
+            raise LayoutError("empty prompt")
+        if text_length < 1:
+            raise LayoutError(f"text length must be at least 1, got {text_length}")
+        h, w = grid
+        if output_codes is None:
+            out_image = self._mask_rows(h, w)
+        elif tuple(output_codes.shape) != (h, w):
+            raise LayoutError(f"output codes {tuple(output_codes.shape)} do not match grid {grid}")
+        else:
+            out_image = self.image_rows(output_codes)
+        text = [s.mask_id] * text_length if text_ids is None else list(text_ids)
+        if len(text) != text_length:
+            raise LayoutError(f"text ids have length {len(text)}, expected {text_length}")
+        in_image = [] if input_codes is None else self.image_rows(input_codes)
+
+        ids: list[int] = []
+
+        def put(tokens: Sequence[int]) -> torch.Tensor:
+            """Append tokens; return their positions."""
+            start = len(ids)
+            ids.extend(tokens)
+            return torch.arange(start, len(ids))
+
+        if s.template == "A":
+            prompt = [put(prompt_ids[:-1])]
+            if in_image:
+                put([s.image_start_id])
+                in_positions = put(in_image)
+                put([s.image_end_id])
+            prompt.append(put(prompt_ids[-1:]))
+            put([s.answer_start_id, s.image_start_id])
+            out_positions = put(out_image)
+            put([s.image_end_id])
+        else:
+            put([s.interleave_id])
+            if in_image:
+                put([s.image_start_id])
+                in_positions = put(in_image)
+                put([s.image_end_id])
+            put([s.bos_id])
+            prompt = [put(prompt_ids)]
+            put([s.eos_id, s.image_start_id])
+            out_positions = put(out_image)
+            put([s.image_end_id, s.bos_id])
+        text_positions = put(text)
+        put(answer_end_ids)
+
+        ids_tensor = torch.tensor(ids, dtype=torch.long)
+
+        def codes_only(positions: torch.Tensor) -> torch.Tensor:
+            return positions[ids_tensor[positions] != s.row_break_id]
+
+        return Sequence1D(
+            ids=ids_tensor,
+            prompt=torch.cat(prompt),
+            input_image=codes_only(in_positions) if in_image else torch.empty(0, dtype=torch.long),
+            output_image=codes_only(out_positions),
+            text=text_positions,
+            grid=(h, w),
+        )
+
+    def collate(self, sequences: Sequence[Sequence1D]) -> Batch:
+        """Left-pad sequences to one length; their answer parts must have the same shape."""
+        if not sequences:
+            raise LayoutError("cannot collate an empty list of sequences")
+        length = max(len(seq.ids) for seq in sequences)
+        ids = torch.full((len(sequences), length), self.space.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        first = sequences[0]
+        shift0 = length - len(first.ids)
+        for row, seq in enumerate(sequences):
+            shift = length - len(seq.ids)
+            if (
+                seq.grid != first.grid
+                or len(seq.text) != len(first.text)
+                or len(seq.ids) - seq.answer_start != len(first.ids) - first.answer_start
+            ):
+                raise LayoutError(
+                    "sequences in one batch must share the output grid and text length"
+                )
+            ids[row, shift:] = seq.ids
+            mask[row, shift:] = 1
+        return Batch(
+            ids=ids,
+            attention_mask=mask,
+            output_image=first.output_image + shift0,
+            text=first.text + shift0,
+            grid=first.grid,
+        )

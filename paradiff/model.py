@@ -1,0 +1,216 @@
+"""MaskPredictor: the LLaDA "llama"-block bidirectional transformer (upstream weight layout).
+
+One forward pass maps a token sequence to logits over the joint vocabulary (text ids, special ids
+and image codes) at every position; masked positions are what the samplers and the training
+objective read. Parameter names follow upstream (`model.transformer.blocks.{i}.q_proj.weight` …)
+so released checkpoints load without renaming.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paradiff.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    """y = w * x / sqrt(mean(x^2) + eps), computed in float32 and cast back before the weight."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """NeoX half-split rotation: (x1, x2) -> (-x2, x1)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rope_angles(
+    positions: torch.Tensor, head_dim: int, theta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin of angle(p, i) = p / theta^(2i/d) for positions (B, L) -> (B, 1, L, head_dim), fp32."""
+    exponents = torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float) / head_dim
+    inv_freq = 1.0 / (theta**exponents)  # (head_dim / 2,)
+    angles = positions.float()[..., None] * inv_freq  # (B, L, head_dim / 2)
+    angles = torch.cat((angles, angles), dim=-1)[:, None]  # (B, 1, L, head_dim)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, full_precision: bool
+) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin for x (B, H, L, D); in float32 when `full_precision`."""
+    work = x.float() if full_precision else x
+    out = work * cos.to(work.dtype) + rotate_half(work) * sin.to(work.dtype)
+    return out.to(x.dtype)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: bidirectional attention, then a SwiGLU MLP."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d, kv_dim = config.d_model, config.kv_heads * config.head_dim
+        self.config = config
+        self.attn_norm = RMSNorm(d, config.rms_norm_eps)
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, kv_dim, bias=False)
+        self.v_proj = nn.Linear(d, kv_dim, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.ff_norm = RMSNorm(d, config.rms_norm_eps)
+        self.ff_proj = nn.Linear(d, config.hidden_size, bias=False)  # the gate
+        self.up_proj = nn.Linear(d, config.hidden_size, bias=False)
+        self.ff_out = nn.Linear(config.hidden_size, d, bias=False)
+
+    def attention(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        key_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        cfg = self.config
+        B, L, _ = x.shape
+        q = self.q_proj(x).view(B, L, cfg.n_heads, cfg.head_dim).transpose(1, 2)  # (B, H, L, D)
+        k = self.k_proj(x).view(B, L, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, L, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
+        q = apply_rope(q, *rope, cfg.rope_full_precision)
+        k = apply_rope(k, *rope, cfg.rope_full_precision)
+        if cfg.kv_heads != cfg.n_heads:
+            k = k.repeat_interleave(cfg.n_heads // cfg.kv_heads, dim=1)
+            v = v.repeat_interleave(cfg.n_heads // cfg.kv_heads, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # (B, H, L, D)
+        return self.attn_out(y.transpose(1, 2).reshape(B, L, cfg.d_model))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        key_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        x = x + self.attention(self.attn_norm(x), rope, key_mask)
+        h = self.ff_norm(x)
+        return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+
+
+class Transformer(nn.Module):
+    """Holds the upstream-named modules: wte, blocks, ln_f, ff_out."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(config.embedding_size, config.d_model)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = RMSNorm(config.d_model, config.rms_norm_eps)
+        if not config.weight_tying:
+            self.ff_out = nn.Linear(config.d_model, config.embedding_size, bias=False)
+
+
+class _Wrapper(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.transformer = Transformer(config)
+
+
+class MaskPredictor(nn.Module):
+    """The mask predictor p(x_0 | x_t): bidirectional transformer over the joint vocabulary.
+
+    `forward(input_ids, attention_mask=None, logits_at=None, vocab_range=None)`:
+    - `input_ids` (B, L) token ids.
+    - `attention_mask` (B, L), 1 for real tokens and 0 for padding. Padded keys are ignored and
+      RoPE positions count only real tokens, so a padded row gives the logits of the same row alone.
+    - `logits_at` (B, P) or (P,) positions: the head runs only there and returns (B, P, V').
+    - `vocab_range` (start, stop): only those vocabulary columns are computed (V' = stop - start).
+    Returns float logits (B, L or P, V') in the model's dtype.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = _Wrapper(config)
+        self.gradient_checkpointing = False
+
+    @property
+    def transformer(self) -> Transformer:
+        return self.model.transformer
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.wte.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.wte.weight.dtype
+
+    def head_weight(self) -> torch.Tensor:
+        """The output head's (V, d) weight (the embedding when weights are tied)."""
+        t = self.transformer
+        return t.wte.weight if self.config.weight_tying else t.ff_out.weight
+
+    def hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Final normalised hidden states (B, L, d)."""
+        B, L = input_ids.shape
+        if attention_mask is None:
+            positions = torch.arange(L, device=input_ids.device).expand(B, L)
+            key_mask = None
+        else:
+            attention_mask = attention_mask.to(device=input_ids.device, dtype=torch.bool)
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
+            key_mask = attention_mask[
+                :, None, None, :
+            ]  # (B, 1, 1, L) broadcast over heads, queries
+        rope = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
+        x = self.transformer.wte(input_ids)  # (B, L, d)
+        for block in self.transformer.blocks:
+            if self.gradient_checkpointing and self.training:
+                x = torch.utils.checkpoint.checkpoint(block, x, rope, key_mask, use_reentrant=False)
+            else:
+                x = block(x, rope, key_mask)
+        return self.transformer.ln_f(x)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        logits_at: torch.Tensor | None = None,
+        vocab_range: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        h = self.hidden_states(input_ids, attention_mask)  # (B, L, d)
+        if logits_at is not None:
+            index = logits_at.to(h.device)
+            if index.dim() == 1:
+                h = h[:, index]  # (B, P, d)
+            else:
+                h = torch.gather(h, 1, index[..., None].expand(-1, -1, h.shape[-1]))
+        weight = self.head_weight()
+        if vocab_range is not None:
+            weight = weight[vocab_range[0] : vocab_range[1]]
+        return F.linear(h, weight)  # (B, L or P, V')
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str,
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str = "cpu",
+    ) -> MaskPredictor:
+        """Load an HF-style checkpoint directory (or hub id); see `paradiff.checkpoint`."""
+        from paradiff.checkpoint import load_model
+
+        return load_model(path_or_hub_id, dtype=dtype, device=device)
+
+    def save_pretrained(self, directory: str, max_shard_bytes: int | None = None) -> None:
+        """Write config.json and safetensors weights atomically; see `paradiff.checkpoint`."""
+        from paradiff.checkpoint import save_model
+
+        save_model(self, directory, max_shard_bytes=max_shard_bytes)

@@ -1,0 +1,164 @@
+"""Reading the upstream reference folder, and writing folders of the same format for tests.
+
+`write_llada_reference` builds a checkpoint of other sizes and seeds with paradiff's own
+`save_pretrained` and computes its expected logits with `naive_llada_logits`, an independent
+plain-math formulation of the LLaDA block (explicit softmax attention, RoPE as complex rotation),
+so the reference tests can run on a folder the shipped sizes say nothing about.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from paradiff.config import ModelConfig
+from paradiff.layout import FAMILY_A, Layout
+from paradiff.model import MaskPredictor
+
+
+def load_llada_reference(root: Path) -> dict:
+    """expected.json + expected_logits of `root/llada_a`; KeyError/OSError on a malformed folder."""
+    folder = root / "llada_a"
+    expected = json.loads((folder / "expected.json").read_text())
+    tensors = load_file(str(folder / "expected_logits.safetensors"))
+    for key in ("input_ids", "logits_cols", "logits_argmax", "logits_logsumexp"):
+        if key not in tensors:
+            raise KeyError(f"{folder}/expected_logits.safetensors lacks {key}")
+    for key in ("sequence", "logit_columns", "image_start", "image_end", "text_start", "text_end"):
+        if key not in expected:
+            raise KeyError(f"{folder}/expected.json lacks {key}")
+    return {"folder": folder, "checkpoint": folder / "checkpoint", **expected, **tensors}
+
+
+def naive_llada_logits(state: dict[str, torch.Tensor], cfg: dict, ids: list[int]) -> torch.Tensor:
+    """Logits (L, V) of one unpadded sequence, written from the LLaDA equations directly."""
+    d, n_heads = cfg["d_model"], cfg["n_heads"]
+    n_kv, hd = cfg.get("n_kv_heads") or n_heads, cfg["d_model"] // cfg["n_heads"]
+    eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
+    W = {k.removeprefix("model.transformer."): v.double() for k, v in state.items()}
+
+    def rms(x, w):
+        return w * x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps)
+
+    def rope(x):  # x (H, L, hd): rotate pair (j, j + hd/2) by angle p * theta^(-2j/hd)
+        L = x.shape[1]
+        j = torch.arange(hd // 2, dtype=torch.float64)
+        angle = torch.arange(L, dtype=torch.float64)[:, None] * theta ** (-2 * j / hd)
+        z = torch.complex(x[..., : hd // 2], x[..., hd // 2 :]) * torch.polar(
+            torch.ones_like(angle), angle
+        )
+        return torch.cat([z.real, z.imag], dim=-1)
+
+    x = W["wte.weight"][torch.tensor(ids)]  # (L, d)
+    for i in range(cfg["n_layers"]):
+        b = f"blocks.{i}."
+        h = rms(x, W[b + "attn_norm.weight"])
+        q = (h @ W[b + "q_proj.weight"].T).view(-1, n_heads, hd).transpose(0, 1)
+        k = (h @ W[b + "k_proj.weight"].T).view(-1, n_kv, hd).transpose(0, 1)
+        v = (h @ W[b + "v_proj.weight"].T).view(-1, n_kv, hd).transpose(0, 1)
+        q, k = rope(q), rope(k)
+        k = k.repeat_interleave(n_heads // n_kv, 0)
+        v = v.repeat_interleave(n_heads // n_kv, 0)
+        att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hd), dim=-1) @ v  # (H, L, hd)
+        x = x + att.transpose(0, 1).reshape(-1, d) @ W[b + "attn_out.weight"].T
+        h = rms(x, W[b + "ff_norm.weight"])
+        gate = h @ W[b + "ff_proj.weight"].T
+        x = (
+            x
+            + (gate * torch.sigmoid(gate) * (h @ W[b + "up_proj.weight"].T))
+            @ W[b + "ff_out.weight"].T
+        )
+    x = rms(x, W["ln_f.weight"])
+    return (x @ W["ff_out.weight"].T).float()
+
+
+def write_llada_reference(
+    root: Path,
+    seed: int,
+    d_model: int = 48,
+    n_layers: int = 3,
+    n_heads: int = 4,
+    n_kv_heads: int = 2,
+    grid: tuple[int, int] = (3, 5),
+    text_length: int = 12,
+    config_dtype_key: str = "torch_dtype",
+) -> Path:
+    """Write `root/llada_a` in the reference format: a bf16 checkpoint and its expected logits."""
+    gen = torch.Generator().manual_seed(seed)
+    space = FAMILY_A
+    config = ModelConfig(
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_kv_heads,
+        n_layers=n_layers,
+        mlp_hidden_size=2 * d_model,
+        embedding_size=space.vocab_size,
+        max_sequence_length=512,
+        dtype="bfloat16",
+        extra={"mask_token_id": space.mask_id, "text_vocab_size": space.image_offset},
+    )
+    model = MaskPredictor(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:  # norm weights around 1
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+            else:  # unit-variance activations: std 1/sqrt(fan_in)
+                p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(p.shape[1]))
+    folder = root / "llada_a"
+    model.to(torch.bfloat16).save_pretrained(str(folder / "checkpoint"))
+    cfg_path = folder / "checkpoint" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    dtype = cfg.pop("dtype")
+    cfg.pop("torch_dtype")
+    cfg[config_dtype_key] = dtype
+    cfg_path.write_text(json.dumps(cfg))
+
+    prompt = torch.randint(0, 100000, (9,), generator=gen).tolist()
+    codes = torch.randint(0, space.codebook_size, grid, generator=gen)
+    seq = Layout(space).build(
+        prompt, grid, text_length, input_codes=codes, answer_end_ids=[99, 100]
+    )
+    state = {
+        k: v.float() for k, v in load_file(str(folder / "checkpoint" / "model.safetensors")).items()
+    }
+    logits = naive_llada_logits(state, cfg, seq.ids.tolist())
+    columns = sorted(
+        set(torch.randint(0, space.vocab_size, (200,), generator=gen).tolist())
+        | set(logits.argmax(-1).tolist())
+        | {space.mask_id, space.image_offset}
+    )
+    save_file(
+        {
+            "input_ids": seq.ids,
+            "logits_cols": logits[:, columns].contiguous(),
+            "logits_argmax": logits.argmax(-1),
+            "logits_logsumexp": logits.logsumexp(-1),
+        },
+        str(folder / "expected_logits.safetensors"),
+    )
+    expected = {
+        "seed": seed,
+        "d_model": d_model,
+        "n_layers": n_layers,
+        "n_heads": n_heads,
+        "vocab_size": space.vocab_size,
+        "mask_id": space.mask_id,
+        "newline_id": space.row_break_id,
+        "image_offset": space.image_offset,
+        "codebook_size": space.codebook_size,
+        "grid_h": grid[0],
+        "grid_w": grid[1],
+        "text_gen_length": text_length,
+        "sequence": seq.ids.tolist(),
+        "image_start": int(seq.output_image[0]),
+        "image_end": int(seq.output_image[-1]) + 2,
+        "text_start": int(seq.text[0]),
+        "text_end": int(seq.text[-1]) + 1,
+        "logit_columns": columns,
+    }
+    (folder / "expected.json").write_text(json.dumps(expected))
+    return root
