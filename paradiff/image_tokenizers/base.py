@@ -31,10 +31,23 @@ class ImageInputError(ValueError):
     """An input image that cannot be used (unreadable, too large, too elongated)."""
 
 
+# How far outside [0, 1] pixels may stray (float rounding) before `check_image_batch` refuses them.
+PIXEL_RANGE_SLACK = 1e-3
+
+
 def check_image_batch(images: torch.Tensor, downsample: int) -> tuple[int, int]:
-    """Validate images (B, 3, H, W) for a tokenizer; returns the code grid size (H, W) // downsample."""
+    """Validate float images (B, 3, H, W) in [0, 1]; returns the code grid (H, W) // downsample."""
     if images.dim() != 4 or images.shape[1] != 3:
         raise ImageInputError(f"expected images (B, 3, H, W), got shape {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise ImageInputError(f"expected float pixels in [0, 1], got dtype {images.dtype}")
+    if images.numel() and (
+        images.min() < -PIXEL_RANGE_SLACK or images.max() > 1 + PIXEL_RANGE_SLACK
+    ):
+        raise ImageInputError(
+            f"pixels span [{float(images.min()):.3f}, {float(images.max()):.3f}], "
+            "expected [0, 1] (not [-1, 1] or [0, 255])"
+        )
     height, width = images.shape[-2:]
     if height % downsample or width % downsample:
         raise ImageInputError(
