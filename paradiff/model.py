@@ -186,16 +186,26 @@ class MaskPredictor(nn.Module):
         vocab_range: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         h = self.hidden_states(input_ids, attention_mask)  # (B, L, d)
-        if logits_at is not None:
-            index = logits_at.to(h.device)
+        return self.logits(h, logits_at, vocab_range)
+
+    def logits(
+        self,
+        hidden: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        vocab_range: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """The output head on hidden states (B, L, d), at `positions` (P,) or (B, P) only and
+        for the columns [start, stop) of `vocab_range` only -> (B, P, V')."""
+        if positions is not None:
+            index = positions.to(hidden.device)
             if index.dim() == 1:
-                h = h[:, index]  # (B, P, d)
+                hidden = hidden[:, index]  # (B, P, d)
             else:
-                h = torch.gather(h, 1, index[..., None].expand(-1, -1, h.shape[-1]))
+                hidden = torch.gather(hidden, 1, index[..., None].expand(-1, -1, hidden.shape[-1]))
         weight = self.head_weight()
         if vocab_range is not None:
             weight = weight[vocab_range[0] : vocab_range[1]]
-        return F.linear(h, weight)  # (B, L or P, V')
+        return F.linear(hidden, weight)  # (B, P, V')
 
     @classmethod
     def from_pretrained(

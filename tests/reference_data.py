@@ -86,6 +86,7 @@ def write_llada_reference(
     grid: tuple[int, int] = (3, 5),
     text_length: int = 12,
     config_dtype_key: str = "torch_dtype",
+    sampler_steps: tuple[tuple[int, int], ...] = ((6, 4), (12, 7)),
 ) -> Path:
     """Write `root/llada_a` in the reference format: a bf16 checkpoint and its expected logits."""
     gen = torch.Generator().manual_seed(seed)
@@ -159,6 +160,82 @@ def write_llada_reference(
         "text_start": int(seq.text[0]),
         "text_end": int(seq.text[-1]) + 1,
         "logit_columns": columns,
+        "sampler_settings": {"temperature": 0.0, "text_temperature": 0.0, "cfg_scale": 0.0},
     }
+    spans = {"text_positions": seq.text.tolist(), "image_positions": seq.output_image.tolist()}
+    model = MaskPredictor.from_pretrained(str(folder / "checkpoint"), dtype=torch.float32)
+
+    def logits_fn(ids: list[int]) -> torch.Tensor:
+        with torch.no_grad():
+            return model(torch.tensor([ids]))[0]
+
+    expected["sampler_runs"] = [
+        naive_reference_run(logits_fn, seq.ids.tolist(), spans, steps, timesteps)
+        for steps, timesteps in sampler_steps
+    ]
     (folder / "expected.json").write_text(json.dumps(expected))
     return root
+
+
+def naive_reference_run(
+    logits_fn, sequence: list[int], spans: dict, text_steps: int, timesteps: int
+) -> dict:
+    """The reference profile's rules (reference README) as plain per-position loops.
+
+    `logits_fn(ids) -> (L, V)` logits; `spans` has image_positions (row-breaks excluded) and
+    text_positions. Returns a run in the expected.json format, -1 where an image position is
+    left masked.
+    """
+    space = FAMILY_A
+    ids = list(sequence)
+    text_positions, image_positions = spans["text_positions"], spans["image_positions"]
+    N, S, T = len(text_positions), len(image_positions), text_steps
+    image_steps = {round(T // 4 + (T - 1 - T // 4) * i / (timesteps - 1)) for i in range(timesteps)}
+    states, remaining = [], N
+    for s in range(T):
+        states.append(list(ids))
+        logits = logits_fn(ids).double()
+        k = remaining - int(N * (1 - (s + 1) / T))
+        remaining -= k
+        scored = []
+        for p in text_positions:
+            if ids[p] != space.mask_id:
+                continue
+            probs = torch.softmax(logits[p], -1)
+            candidate = int(probs.argmax())
+            scored.append((float(probs[candidate]), p, candidate))
+        scored.sort(key=lambda item: -item[0])
+        text_writes = [(p, c) for _, p, c in scored[:k]]
+        image_writes = []
+        if s in image_steps:
+            scored = []
+            for p in image_positions:
+                probs = torch.softmax(
+                    logits[
+                        p, space.image_offset : space.image_offset + space.codebook_size
+                    ].float(),
+                    -1,
+                )
+                candidate = int(probs.argmax())
+                if ids[p] == space.mask_id:
+                    confidence = math.log(float(probs[candidate]) + 1e-10)
+                else:
+                    confidence = float(torch.finfo(torch.float32).max)
+                scored.append((confidence, p, candidate))
+            unknown = sum(ids[p] == space.mask_id for p in image_positions)
+            keep = max(1, min(unknown - 1, math.floor(S * math.cos(math.pi / 2 * (s + 1) / T))))
+            scored.sort(key=lambda item: item[0])
+            for _, p, candidate in scored[keep:]:
+                if ids[p] == space.mask_id:
+                    image_writes.append((p, candidate + space.image_offset))
+        for p, value in text_writes + image_writes:
+            ids[p] = value
+    return {
+        "text_steps": text_steps,
+        "timesteps": timesteps,
+        "text_tokens": [ids[p] for p in text_positions],
+        "image_tokens": [
+            ids[p] - space.image_offset if ids[p] != space.mask_id else -1 for p in image_positions
+        ],
+        "states_before_each_forward": states,
+    }

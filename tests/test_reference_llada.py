@@ -9,7 +9,7 @@ import torch
 
 from paradiff.layout import FAMILY_A, Layout
 from paradiff.model import MaskPredictor
-from tests.reference_data import load_llada_reference, write_llada_reference
+from tests.reference_data import load_llada_reference
 
 pytestmark = pytest.mark.reference
 
@@ -77,18 +77,10 @@ def test_layout_matches_reference(reference_root):
     check_layout(reference_root)
 
 
-@pytest.mark.parametrize(
-    ("seed", "sizes", "dtype_key"),
-    [
-        (1, dict(d_model=48, n_layers=3, n_heads=4, n_kv_heads=2), "torch_dtype"),
-        (7, dict(d_model=64, n_layers=1, n_heads=2, n_kv_heads=2, grid=(2, 2)), "dtype"),
-    ],
-)
-def test_reference_checks_hold_on_other_folders(tmp_path, seed, sizes, dtype_key):
+def test_reference_checks_hold_on_other_folders(other_reference_root):
     """The same checks on folders of the same format with other sizes, seeds and dtype keys."""
-    root = write_llada_reference(tmp_path, seed, config_dtype_key=dtype_key, **sizes)
-    check_logits(root)
-    check_layout(root)
+    check_logits(other_reference_root)
+    check_layout(other_reference_root)
 
 
 def test_malformed_reference_folder_fails(tmp_path):

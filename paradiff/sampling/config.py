@@ -1,0 +1,88 @@
+"""SamplerConfig: every knob of the parallel sampler, validated in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+class SamplerConfigError(ValueError):
+    """A sampler setting out of range."""
+
+
+@dataclass
+class SamplerConfig:
+    """Settings of one sampling run (defaults: the upstream README's recommended settings).
+
+    text_steps / image_steps: steps each modality decodes over; the shared timeline has
+        max(text_steps, image_steps) steps in parallel mode, their sum in sequential mode.
+    text_gen_length: masked text tokens in the answer; text_block_length: semi-autoregressive
+        block size (must divide text_gen_length).
+    text_temperature / image_temperature: 0 is greedy; the image temperature also scales the
+        Gumbel noise on MaskGIT confidences, annealed by (1 - progress).
+    cfg_text / cfg_image: guidance weight w in  l = l_u + (1 + w)(l_c - l_u); 0 turns it off.
+    remasking: 'low_confidence' reveals the most confident text tokens, 'random' random ones.
+    mode: 'parallel' (one shared timeline) or 'sequential' (all text, then the image).
+    profile: 'default' or 'reference' (upstream generate_ti2ti's rules, step for step).
+    """
+
+    text_steps: int = 128
+    image_steps: int = 64
+    text_gen_length: int = 256
+    text_block_length: int = 32
+    text_temperature: float = 0.0
+    image_temperature: float = 1.0
+    cfg_text: float = 0.0
+    cfg_image: float = 4.0
+    remasking: str = "low_confidence"
+    mode: str = "parallel"
+    profile: str = "default"
+    seed: int | None = 42
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("text_steps", "image_steps", "text_gen_length", "text_block_length"):
+            if int(getattr(self, name)) < 1:
+                raise SamplerConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.profile == "default" and self.text_gen_length % self.text_block_length:
+            raise SamplerConfigError(
+                f"text_block_length {self.text_block_length} does not divide "
+                f"text_gen_length {self.text_gen_length}"
+            )
+        if self.profile == "default" and self.text_steps < self.n_blocks:
+            raise SamplerConfigError(
+                f"text_steps {self.text_steps} is fewer than the {self.n_blocks} text blocks"
+            )
+        for name in ("text_temperature", "image_temperature", "cfg_text", "cfg_image"):
+            if float(getattr(self, name)) < 0:
+                raise SamplerConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
+        for name, allowed in (
+            ("remasking", ("low_confidence", "random")),
+            ("mode", ("parallel", "sequential")),
+            ("profile", ("default", "reference")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise SamplerConfigError(
+                    f"{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+
+    @property
+    def n_blocks(self) -> int:
+        return max(1, self.text_gen_length // self.text_block_length)
+
+    def replace(self, **changes: Any) -> SamplerConfig:
+        """A copy with `changes` applied (unknown names are an error)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise SamplerConfigError(f"unknown sampler setting {unknown[0]!r}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SamplerConfig:
+        return cls().replace(**raw)

@@ -1,0 +1,287 @@
+"""The parallel sampler: text and image denoised together on one timeline.
+
+Each step runs one forward pass; its logits feed both modalities before either writes:
+- text: the open semi-autoregressive block reveals its k most confident (or random) candidates,
+  candidates restricted to text ids (`default`) or over the whole vocabulary (`reference`);
+- image: MaskGIT decoding over the codebook slice: sample a code everywhere, keep the
+  `cosine_masked` least confident positions masked (Gumbel-perturbed log-probabilities, noise
+  annealed by 1 - progress), write the rest.
+Guidance runs the unconditional twins of the rows in the same forward, only on the steps whose
+modality is guided, with their answer parts copied from the conditional rows first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from paradiff.layout import Batch, TokenSpace
+from paradiff.model import MaskPredictor
+from paradiff.sampling.config import SamplerConfig
+from paradiff.sampling.schedules import (
+    block_text_plan,
+    cosine_masked,
+    linear_reveal_counts,
+    spread_steps,
+)
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one step of the timeline decodes.
+
+    text: (block index, tokens to reveal) or None; image: the cosine progress reached after this
+    step (in (0, 1]) or None; last_image: whether this is the final image step.
+    """
+
+    text: tuple[int, int] | None
+    image: float | None
+    last_image: bool = False
+
+
+def make_plan(config: SamplerConfig) -> list[StepPlan]:
+    """The timeline of `config`: parallel, sequential, or the reference profile's."""
+    if config.profile == "reference":
+        T = config.text_steps
+        counts = linear_reveal_counts(config.text_gen_length, T)
+        image_steps = set(spread_steps(T, config.image_steps, first=T // 4))
+        last = max(image_steps)
+        return [
+            StepPlan((0, counts[s]), (s + 1) / T if s in image_steps else None, s == last)
+            for s in range(T)
+        ]
+    text = block_text_plan(config.text_gen_length, config.text_block_length, config.text_steps)
+    image_count = config.image_steps
+    if config.mode == "sequential":
+        steps = [StepPlan(t, None) for t in text]
+        return steps + [
+            StepPlan(None, (j + 1) / image_count, j == image_count - 1) for j in range(image_count)
+        ]
+    T = max(len(text), image_count)
+    text_at = dict(zip(spread_steps(T, len(text)), text, strict=True))
+    image_at = {s: j for j, s in enumerate(spread_steps(T, image_count))}
+    n_image = len(image_at)
+    return [
+        StepPlan(
+            text_at.get(s),
+            (image_at[s] + 1) / n_image if s in image_at else None,
+            image_at.get(s) == n_image - 1,
+        )
+        for s in range(T)
+    ]
+
+
+@dataclass
+class SampleOutput:
+    """Final tokens of the conditional rows and the trajectory of their answer part.
+
+    trajectory[s] is the answer part (columns `answer_columns`) after s steps; trajectory[0] is
+    the fully masked start, trajectory[-1] the result.
+    """
+
+    ids: torch.Tensor  # (B, L)
+    text_tokens: torch.Tensor  # (B, N)
+    image_codes: torch.Tensor  # (B, h, w)
+    trajectory: torch.Tensor  # (T + 1, B, A) int32
+    answer_columns: torch.Tensor  # (A,)
+    plan: list[StepPlan]
+    forward_rows: int  # sequences run through the model, summed over steps
+
+
+def row_generators(seeds: Sequence[int] | None, device: torch.device) -> list[torch.Generator]:
+    """One generator per row, so a row's randomness does not depend on its batch."""
+    gens = []
+    for seed in seeds or []:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(seed))
+        gens.append(gen)
+    return gens
+
+
+def row_rand(
+    shape: tuple[int, ...], gens: list[torch.Generator], device, dtype=torch.float32
+) -> torch.Tensor:
+    """Uniform noise (B, *shape) with row b drawn from gens[b] (the global RNG without gens)."""
+    if not gens:
+        return torch.rand(shape, device=device, dtype=dtype)
+    return torch.stack(
+        [torch.rand(shape[1:], generator=g, device=device, dtype=dtype) for g in gens]
+    )
+
+
+def gumbel(shape, gens, device, dtype=torch.float64) -> torch.Tensor:
+    """Gumbel(0, 1) noise -log(-log u), u ~ U(0, 1) clamped away from 0 and 1."""
+    u = row_rand(shape, gens, device, dtype).clamp(1e-20, 1 - 1e-12)
+    return -torch.log(-torch.log(u))
+
+
+def guide(logits: torch.Tensor, n_cond: int, weight: float) -> torch.Tensor:
+    """Classifier-free guidance l_u + (1 + w)(l_c - l_u) when the unconditional rows are present."""
+    if logits.shape[0] == n_cond:
+        return logits
+    cond, uncond = logits[:n_cond], logits[n_cond:]
+    return uncond + (1 + weight) * (cond - uncond)
+
+
+def reveal_most_confident(confidence: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Boolean (B, P): the count[b] highest confidences of row b (ties: earlier position first)."""
+    order = confidence.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order)
+    ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return ranks < count[:, None]
+
+
+def pick(logits: torch.Tensor, temperature: float, gens, exact: bool) -> torch.Tensor:
+    """argmax of logits / T + Gumbel noise (a sample from softmax(logits / T)); argmax at T = 0.
+
+    `exact` computes in float64 like the reference profile's candidates."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    work = logits.double() if exact else logits.float()
+    noise = gumbel(tuple(work.shape), gens, work.device, work.dtype)
+    return (work / temperature + noise).argmax(-1)
+
+
+class ParallelSampler:
+    """Runs `make_plan(config)` over a batch built by `Layout.collate`."""
+
+    def __init__(self, model: MaskPredictor, space: TokenSpace, config: SamplerConfig) -> None:
+        self.model = model
+        self.space = space
+        self.config = config
+        self.plan = make_plan(config)
+        self.reference = config.profile == "reference"
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch: Batch,
+        n_cond: int | None = None,
+        seeds: Sequence[int] | None = None,
+        on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+    ) -> SampleOutput:
+        """Sample the answers of `batch`'s first `n_cond` rows; rows n_cond..2*n_cond are their
+        unconditional twins (used only when a guidance weight is non-zero).
+
+        `seeds` gives one seed per conditional row; `on_step(step, n_steps, ids)` sees the
+        conditional rows (B, L) after every step.
+        """
+        cfg, space = self.config, self.space
+        device = self.model.device
+        batch = batch.to(device)
+        n_cond = batch.ids.shape[0] if n_cond is None else n_cond
+        if batch.ids.shape[0] not in (n_cond, 2 * n_cond):
+            raise ValueError(f"batch has {batch.ids.shape[0]} rows for {n_cond} conditional rows")
+        guided = batch.ids.shape[0] == 2 * n_cond
+        gens = row_generators(seeds if seeds is not None else None, device)
+        if gens and len(gens) != n_cond:
+            raise ValueError(f"{len(gens)} seeds for {n_cond} rows")
+        ids = batch.ids.clone()
+        answer = torch.arange(int(min(batch.output_image[0], batch.text[0])), ids.shape[1])
+        answer = answer.to(device)
+        image_pos, text_pos = batch.output_image, batch.text
+        masked_at_start = (ids[:n_cond, image_pos] == space.mask_id).sum(1)  # (B,)
+        trajectory = [ids[:n_cond, answer].to(torch.int32).cpu()]
+        forward_rows = 0
+        last_candidates = None
+        for step, plan in enumerate(self.plan):
+            use_uncond = guided and (
+                (plan.text is not None and cfg.cfg_text > 0)
+                or (plan.image is not None and cfg.cfg_image > 0)
+            )
+            rows = 2 * n_cond if use_uncond else n_cond
+            if use_uncond:
+                ids[n_cond:, answer] = ids[:n_cond, answer]
+            hidden = self.model.hidden_states(ids[:rows], batch.attention_mask[:rows])
+            forward_rows += rows
+            writes = []
+            if plan.text is not None:
+                writes.append(self._text_step(ids, hidden, text_pos, plan.text, n_cond, gens))
+            if plan.image is not None:
+                image_write, last_candidates = self._image_step(
+                    ids, hidden, image_pos, plan, masked_at_start, n_cond, gens
+                )
+                writes.append(image_write)
+            for positions, values in writes:  # both decided from the same logits
+                ids[:n_cond, positions] = values
+            trajectory.append(ids[:n_cond, answer].to(torch.int32).cpu())
+            if on_step is not None:
+                on_step(step, len(self.plan), ids[:n_cond])
+        if last_candidates is not None:  # reference profile: its max(1, ...) rule leaves masks
+            still = ids[:n_cond, image_pos] == space.mask_id
+            ids[:n_cond, image_pos] = torch.where(still, last_candidates, ids[:n_cond, image_pos])
+            trajectory[-1] = ids[:n_cond, answer].to(torch.int32).cpu()
+        h, w = batch.grid
+        return SampleOutput(
+            ids=ids[:n_cond],
+            text_tokens=ids[:n_cond, text_pos],
+            image_codes=(ids[:n_cond, image_pos] - space.image_offset).view(-1, h, w),
+            trajectory=torch.stack(trajectory),
+            answer_columns=answer.cpu(),
+            plan=self.plan,
+            forward_rows=forward_rows,
+        )
+
+    def _text_step(self, ids, hidden, text_pos, text_plan, n_cond, gens):
+        """Decide this step's text writes: (positions (P,), new values (B, P))."""
+        cfg, space = self.config, self.space
+        block, count = text_plan
+        if self.reference:
+            positions, vocab = text_pos, None
+        else:
+            block_len = cfg.text_block_length
+            positions = text_pos[block * block_len : (block + 1) * block_len]
+            vocab = (0, space.image_offset)
+        logits = self.model.logits(hidden, positions, vocab).float()  # (rows, P, V')
+        if not self.reference and space.mask_id < space.image_offset:
+            logits[..., space.mask_id] = float("-inf")
+        logits = guide(logits, n_cond, cfg.cfg_text)
+        candidates = pick(logits, cfg.text_temperature, gens, exact=self.reference)
+        current = ids[:n_cond, positions]
+        masked = current == space.mask_id
+        if cfg.remasking == "random":
+            confidence = row_rand(tuple(masked.shape), gens, ids.device, torch.float64)
+        else:
+            probs = torch.softmax(logits.double(), dim=-1)
+            confidence = probs.gather(-1, candidates[..., None])[..., 0]
+        confidence = confidence.masked_fill(~masked, float("-inf"))
+        count = torch.minimum(masked.sum(1), torch.tensor(count, device=ids.device))
+        reveal = reveal_most_confident(confidence, count)
+        return positions, torch.where(reveal, candidates, current)
+
+    def _image_step(self, ids, hidden, image_pos, plan, masked_at_start, n_cond, gens):
+        """Decide this step's image writes; also return the candidates (as token ids)."""
+        cfg, space = self.config, self.space
+        vocab = (space.image_offset, space.image_offset + space.codebook_size)
+        logits = self.model.logits(hidden, image_pos, vocab).float()  # (rows, S, C)
+        logits = guide(logits, n_cond, cfg.cfg_image)
+        temperature = cfg.image_temperature
+        codes = pick(logits, temperature, gens, exact=False)  # (B, S)
+        log_probs = torch.log_softmax(logits, dim=-1).gather(-1, codes[..., None])[..., 0]
+        if self.reference:
+            log_probs = torch.log(log_probs.exp() + 1e-10)
+        confidence = log_probs.double()
+        if temperature > 0:
+            anneal = temperature * (1 - plan.image)
+            confidence = confidence + anneal * gumbel(tuple(codes.shape), gens, ids.device)
+        current = ids[:n_cond, image_pos]
+        unknown = current == space.mask_id
+        n_unknown = unknown.sum(1)
+        keep = torch.tensor(
+            [cosine_masked(int(n), plan.image) for n in masked_at_start], device=ids.device
+        )
+        keep = torch.minimum(keep, n_unknown - 1)
+        if self.reference:
+            keep = keep.clamp(min=1)
+        elif plan.last_image:
+            keep = torch.zeros_like(keep)
+        keep = keep.clamp(min=0)
+        reveal = reveal_most_confident(
+            confidence.masked_fill(~unknown, float("-inf")), n_unknown - keep
+        )
+        reveal &= unknown
+        candidates = codes + space.image_offset
+        last = candidates if (self.reference and plan.last_image) else None
+        return (image_pos, torch.where(reveal, candidates, current)), last
