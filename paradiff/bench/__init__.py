@@ -1,0 +1,1 @@
+"""Benchmarks: ParaBench (LLM judge) and ShapeBench (exact judge on the shapes world)."""

@@ -1,0 +1,84 @@
+"""`paradiff shapes …` subcommands: make-dataset, save-tokenizers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from paradiff.image_tokenizers.shapes import shapes_tokenizer
+from paradiff.shapes.dataset import DatasetError, make_dataset, parse_weights
+from paradiff.shapes.drafting import DIFFICULTIES
+from paradiff.shapes.render import DEFAULT_CELL_PX
+from paradiff.shapes.scene import DEFAULT_GRID
+from paradiff.shapes.tasks import TaskError
+from paradiff.shapes.tokenizer import save_text_tokenizer
+
+
+def _make_dataset(args: argparse.Namespace) -> int:
+    try:
+        weights = parse_weights(args.categories, args.task)
+        difficulty = None if args.difficulty == "mixed" else int(args.difficulty)
+        folder = make_dataset(
+            args.out,
+            args.n,
+            seed=args.seed,
+            weights=weights,
+            difficulty=difficulty,
+            grid=args.grid,
+            cell_px=args.cell_px,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    except (DatasetError, TaskError) as err:
+        print(f"paradiff shapes make-dataset: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.n} samples to {folder}")
+    return 0
+
+
+def _save_tokenizers(args: argparse.Namespace) -> int:
+    text = save_text_tokenizer(f"{args.out}/text_tokenizer")
+    image = shapes_tokenizer(args.cell_px).save(f"{args.out}/vqvae")
+    print(f"wrote {text}/tokenizer.json and {image}/")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `shapes` command group to a `paradiff` argparse subparsers object."""
+    shapes = subparsers.add_parser("shapes", help="the synthetic shapes world")
+    commands = shapes.add_subparsers(dest="shapes_command", required=True)
+
+    make = commands.add_parser("make-dataset", help="write seeded training records and PNGs")
+    make.add_argument("--n", type=int, required=True, help="number of samples")
+    make.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    make.add_argument("--out", required=True, help="output folder (must be empty)")
+    make.add_argument(
+        "--task",
+        choices=("edit", "generation", "both"),
+        default="both",
+        help="which tasks to draw (default both, 2:1 editing to generation)",
+    )
+    make.add_argument(
+        "--categories",
+        default=None,
+        help="category weights, e.g. 'add:2,remove,counting:0.5' (curriculum handle)",
+    )
+    make.add_argument(
+        "--difficulty",
+        choices=[*map(str, DIFFICULTIES), "mixed"],
+        default="mixed",
+        help="scene density 1 (sparse) .. 3 (dense), or mixed (default)",
+    )
+    make.add_argument("--grid", type=int, default=DEFAULT_GRID, help="cells per side (default 4)")
+    make.add_argument("--cell-px", type=int, default=DEFAULT_CELL_PX, help="pixels per cell")
+    make.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    make.add_argument("--quiet", action="store_true", help="no progress bar")
+    make.set_defaults(func=_make_dataset)
+
+    save = commands.add_parser(
+        "save-tokenizers", help="write the world's text tokenizer and VQ codebook"
+    )
+    save.add_argument("--out", required=True, help="output folder")
+    save.add_argument("--cell-px", type=int, default=DEFAULT_CELL_PX, help="pixels per cell")
+    save.set_defaults(func=_save_tokenizers)
+    return shapes

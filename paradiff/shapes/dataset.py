@@ -1,0 +1,225 @@
+"""Datasets of the shapes world: seeded training records and the fixed ShapeBench split.
+
+Seeds come from separate namespaces ("train" for `make_dataset`, "shapebench" for the bench) and
+training samples whose prompt (instruction + input scene) equals a ShapeBench prompt are redrawn,
+so the benchmark never occurs in training data.
+
+A dataset folder holds `records.jsonl` (one DESIGN §5 record per line, plus the scenes and
+constraints the exact judge reads), `images/<id>_in.png` / `images/<id>_out.png`, `dataset.json`
+(what was made, with which settings) and the world's tokenizers (`text_tokenizer/`, `vqvae/`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+from tqdm import tqdm
+
+from paradiff.image_tokenizers.shapes import shapes_tokenizer
+from paradiff.shapes.drafting import DIFFICULTIES
+from paradiff.shapes.render import DEFAULT_CELL_PX, render_scene
+from paradiff.shapes.sample import ShapeSample
+from paradiff.shapes.scene import DEFAULT_GRID
+from paradiff.shapes.tasks import (
+    CATEGORIES,
+    MAX_INSTRUCTION_TOKENS,
+    MAX_REASONING_TOKENS,
+    derive_seed,
+    make_sample,
+    task_of,
+)
+from paradiff.shapes.tokenizer import save_text_tokenizer
+
+SHAPEBENCH_PER_CATEGORY = 20  # 10 editing x 20 = 200, 5 generation x 20 = 100 (as ParaBench)
+RECORDS_FILE = "records.jsonl"
+IMAGES_DIR = "images"
+META_FILE = "dataset.json"
+TEXT_TOKENIZER_DIR = "text_tokenizer"
+IMAGE_TOKENIZER_DIR = "vqvae"
+OUTPUTS = (RECORDS_FILE, IMAGES_DIR, META_FILE, TEXT_TOKENIZER_DIR, IMAGE_TOKENIZER_DIR)
+MAX_REDRAWS = 100
+
+
+class DatasetError(ValueError):
+    """Bad dataset options or an output folder that cannot be written."""
+
+
+@lru_cache(maxsize=2)
+def shapebench_samples(grid: int = DEFAULT_GRID) -> tuple[ShapeSample, ...]:
+    """The 300 ShapeBench samples, categories interleaved (so a prefix covers every category).
+
+    Every prompt is distinct: a draw repeating an earlier prompt is drawn again.
+    """
+    samples: list[ShapeSample] = []
+    keys: set[str] = set()
+    for index in range(SHAPEBENCH_PER_CATEGORY):
+        for categories in CATEGORIES.values():
+            for category in categories:
+                sample_id = f"shapebench-{category}-{index:02d}"
+                for attempt in range(MAX_REDRAWS):
+                    seed = derive_seed("shapebench", category, index, attempt)
+                    sample = make_sample(category, seed, 1 + index % 3, grid, sample_id)
+                    if sample.key() not in keys:
+                        break
+                else:
+                    raise DatasetError(f"{sample_id} keeps repeating an earlier prompt")
+                keys.add(sample.key())
+                samples.append(sample)
+    return tuple(samples)
+
+
+@lru_cache(maxsize=2)
+def shapebench_keys(grid: int = DEFAULT_GRID) -> frozenset[str]:
+    return frozenset(sample.key() for sample in shapebench_samples(grid))
+
+
+def parse_weights(spec: str | None = None, task: str = "both") -> dict[str, float]:
+    """Category weights from 'add:2,remove,counting:0.5' (weight 1 when omitted).
+
+    Without a spec every category of `task` ('edit', 'generation' or 'both') weighs 1, which
+    gives ParaBench's 2:1 editing to generation ratio for 'both'.
+    """
+    tasks = tuple(CATEGORIES) if task == "both" else (task,)
+    if any(t not in CATEGORIES for t in tasks):
+        raise DatasetError(f"unknown task {task!r} (expected edit, generation or both)")
+    if not spec:
+        return {category: 1.0 for t in tasks for category in CATEGORIES[t]}
+    weights: dict[str, float] = {}
+    for part in spec.split(","):
+        name, _, value = part.strip().partition(":")
+        try:
+            category_task = task_of(name)
+            weight = float(value) if value else 1.0
+        except ValueError as err:
+            raise DatasetError(f"bad category weight {part.strip()!r}: {err}") from None
+        if category_task not in tasks:
+            raise DatasetError(f"category {name!r} is not a {task} category")
+        if weight < 0:
+            raise DatasetError(f"category {name!r} has a negative weight")
+        weights[name] = weight
+    if not any(weights.values()):
+        raise DatasetError("every category weight is zero")
+    return weights
+
+
+def training_samples(
+    n: int,
+    seed: int = 0,
+    weights: dict[str, float] | None = None,
+    difficulty: int | None = None,
+    grid: int = DEFAULT_GRID,
+) -> Iterator[ShapeSample]:
+    """`n` training samples: category by weight, difficulty fixed or (None) drawn per sample."""
+    weights = weights or parse_weights()
+    if difficulty is not None and difficulty not in DIFFICULTIES:
+        raise DatasetError(f"difficulty {difficulty} not in {DIFFICULTIES}")
+    names, values = list(weights), list(weights.values())
+    bench = shapebench_keys(grid) if grid == DEFAULT_GRID else frozenset()
+    for index in range(n):
+        rng = random.Random(derive_seed("train", seed, index))
+        for attempt in range(MAX_REDRAWS):
+            category = rng.choices(names, values)[0]
+            level = difficulty or rng.choice(DIFFICULTIES)
+            sample_seed = derive_seed("train", seed, index, attempt)
+            sample = make_sample(category, sample_seed, level, grid, f"s{seed}-{index:07d}")
+            if sample.key() not in bench:
+                yield sample
+                break
+        else:
+            raise DatasetError(f"sample {index} kept matching ShapeBench prompts")
+
+
+def write_images(sample: ShapeSample, folder: Path, cell_px: int) -> tuple[str | None, str]:
+    """Render the sample's input (editing) and output scenes; relative PNG paths."""
+    user_image = None
+    if sample.scene_in is not None:
+        user_image = f"{IMAGES_DIR}/{sample.id}_in.png"
+        render_scene(sample.scene_in, cell_px).save(folder / user_image)
+    answer_image = f"{IMAGES_DIR}/{sample.id}_out.png"
+    render_scene(sample.scene_out, cell_px).save(folder / answer_image)
+    return user_image, answer_image
+
+
+def prepare_folder(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Create `out`; refuse a non-empty one unless `overwrite` (which clears our outputs only)."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise DatasetError(f"{folder} exists and is not a directory")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not overwrite:
+            raise DatasetError(f"{folder} exists and is not empty (pass --overwrite to replace)")
+        for name in OUTPUTS:
+            path = folder / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    (folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def make_dataset(
+    out: str | os.PathLike,
+    n: int,
+    seed: int = 0,
+    weights: dict[str, float] | None = None,
+    difficulty: int | None = None,
+    grid: int = DEFAULT_GRID,
+    cell_px: int = DEFAULT_CELL_PX,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write `n` training samples (records, PNGs, tokenizers) into `out`; returns its path."""
+    if n < 1:
+        raise DatasetError(f"--n must be at least 1, got {n}")
+    weights = weights or parse_weights()
+    folder = prepare_folder(out, overwrite)
+    counts: Counter[str] = Counter()
+    with open(folder / RECORDS_FILE, "w", encoding="utf-8") as records:
+        samples = training_samples(n, seed, weights, difficulty, grid)
+        for sample in tqdm(samples, total=n, desc="shapes samples", disable=not progress):
+            user_image, answer_image = write_images(sample, folder, cell_px)
+            records.write(json.dumps(sample.to_record(user_image, answer_image)) + "\n")
+            counts[sample.category] += 1
+    save_text_tokenizer(folder / TEXT_TOKENIZER_DIR)
+    shapes_tokenizer(cell_px).save(folder / IMAGE_TOKENIZER_DIR)
+    meta = {
+        "world": "shapes",
+        "n": n,
+        "seed": seed,
+        "grid": grid,
+        "cell_px": cell_px,
+        "difficulty": difficulty if difficulty is not None else "mixed",
+        "weights": weights,
+        "counts": dict(sorted(counts.items())),
+        "max_instruction_tokens": MAX_INSTRUCTION_TOKENS,
+        "max_reasoning_tokens": MAX_REASONING_TOKENS,
+        "records": RECORDS_FILE,
+        "text_tokenizer": f"{TEXT_TOKENIZER_DIR}/tokenizer.json",
+        "image_tokenizer": IMAGE_TOKENIZER_DIR,
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return folder
+
+
+def read_records(folder: str | os.PathLike) -> list[ShapeSample]:
+    """The samples of a dataset folder's `records.jsonl`."""
+    path = Path(folder) / RECORDS_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise DatasetError(f"cannot read {path}: {err}") from None
+    samples = []
+    for number, line in enumerate(lines, 1):
+        try:
+            samples.append(ShapeSample.from_json(json.loads(line)))
+        except ValueError as err:
+            raise DatasetError(f"{path}:{number}: {err}") from None
+    return samples

@@ -1,0 +1,155 @@
+"""The exact judge: ParaBench's six metrics computed on the shapes world, 0-100 per sample.
+
+With the base scene B (the input for editing, an empty grid for generation), the image's cells
+I (each an object, empty, or *broken*), the text's claimed changes T = {(cell, content)} and, for
+editing, the required changes R = {(cell, content) : input and target differ}:
+
+- text quality     100 * parsed sentences / sentences * distinct sentences / sentences
+- text alignment   editing: F1(T, R); generation: fraction of constraints the text's scene meets
+- image quality    100 * fraction of cells that are not broken
+- image alignment  editing: F1 of the image's changes *within the cells R touches* against R;
+                   generation: fraction of constraints the image's scene meets
+- image consistency editing: fraction of the cells R does not touch left as in the input;
+                   generation: fraction of the cells the prompt leaves empty (all but the
+                   required object count) that the image leaves empty
+- output alignment F1(T, changes visible in the image against B)
+
+F1 of two empty sets is 0 and a scene without objects meets no constraint set, so doing nothing
+scores nothing: copying the input gets 0 image alignment (and 100 consistency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from paradiff.image_tokenizers.shapes import ShapesImageTokenizer, shapes_tokenizer
+from paradiff.shapes.constraints import constraint_score, required_total
+from paradiff.shapes.parser import parse_reasoning
+from paradiff.shapes.sample import ShapeSample
+from paradiff.shapes.scene import Obj, Pos, Scene
+
+METRICS: tuple[str, ...] = (
+    "text_quality",
+    "text_alignment",
+    "image_quality",
+    "image_alignment",
+    "image_consistency",
+    "output_alignment",
+)
+BROKEN = "broken"  # the content of a cell whose quadrants do not form one object
+
+Content = Obj | None | str
+
+
+class JudgeError(ValueError):
+    """An output the judge cannot read (wrong grid size, unknown type)."""
+
+
+def f1(predicted: set, required: set) -> float:
+    """F1 between two sets of claims, in [0, 1]; 0 when either is empty."""
+    hits = len(predicted & required)
+    if hits == 0:
+        return 0.0
+    precision, recall = hits / len(predicted), hits / len(required)
+    return 2 * precision * recall / (precision + recall)
+
+
+def read_output(
+    output: Any, rows: int, cols: int, tokenizer: ShapesImageTokenizer | None = None
+) -> tuple[Scene, list[Pos]]:
+    """An output image as (scene of its well-formed cells, broken cells).
+
+    `output` may be a Scene, a code grid (2 rows, 2 cols) of image codes (tensor, array or
+    nested lists; codes, not token ids), a PIL image, or a float image tensor (3, H, W) in [0, 1].
+    """
+    if isinstance(output, Scene):
+        if (output.rows, output.cols) != (rows, cols):
+            raise JudgeError(f"output scene is {output.rows}x{output.cols}, expected {rows}x{cols}")
+        return output, []
+    tokenizer = tokenizer or shapes_tokenizer()
+    if isinstance(output, Image.Image):
+        codes = tokenizer.image_to_codes(output, rows, cols)
+    elif isinstance(output, torch.Tensor) and output.is_floating_point():
+        if output.dim() != 3:
+            raise JudgeError(f"expected an image (3, H, W), got shape {tuple(output.shape)}")
+        codes = tokenizer.encode(output[None])[0]
+    else:
+        try:
+            codes = torch.as_tensor(np.asarray(output), dtype=torch.long)
+        except (TypeError, ValueError) as err:
+            raise JudgeError(f"cannot read {type(output).__name__} as a code grid: {err}") from None
+    if tuple(codes.shape) != (2 * rows, 2 * cols):
+        raise JudgeError(f"code grid {tuple(codes.shape)} does not fit a {rows}x{cols} scene")
+    return tokenizer.codes_to_scene(codes)
+
+
+def _contents(scene: Scene, broken: Iterable[Pos]) -> dict[Pos, Content]:
+    broken = set(broken)
+    return {pos: BROKEN if pos in broken else scene.get(pos) for pos in scene.positions()}
+
+
+def score_sample(
+    sample: ShapeSample,
+    reasoning_text: str,
+    output: Any,
+    tokenizer: ShapesImageTokenizer | None = None,
+) -> dict[str, float]:
+    """The six metrics (0-100) of one answer: its reasoning text and its output image."""
+    rows, cols = sample.scene_out.rows, sample.scene_out.cols
+    image_scene, broken = read_output(output, rows, cols, tokenizer)
+    image = _contents(image_scene, broken)
+    base = sample.base_scene
+    reading = parse_reasoning(reasoning_text, rows, cols)
+    claimed = set(reading.changes.items())
+    image_changes = {(pos, content) for pos, content in image.items() if content != base.get(pos)}
+    scores = {
+        "text_quality": reading.parse_score * reading.distinct_ratio,
+        "image_quality": 1 - len(broken) / (rows * cols),
+        "output_alignment": f1(claimed, image_changes),
+    }
+    if sample.task == "edit":
+        required = set(sample.required_changes().items())
+        touched = {pos for pos, _ in required}
+        untouched = [pos for pos in base.positions() if pos not in touched]
+        kept = sum(image[pos] == base.get(pos) for pos in untouched)
+        scores["text_alignment"] = f1(claimed, required)
+        scores["image_alignment"] = f1({c for c in image_changes if c[0] in touched}, required)
+        scores["image_consistency"] = kept / len(untouched) if untouched else 1.0
+    else:
+        scores["text_alignment"] = constraint_score(sample.constraints, reading.apply(base))
+        scores["image_alignment"] = constraint_score(sample.constraints, image_scene)
+        needed = required_total(sample.constraints)
+        drawn = sum(content is not None for content in image.values())
+        free = rows * cols - needed
+        scores["image_consistency"] = 1 - max(0, drawn - needed) / free if free else 1.0
+    return {name: 100.0 * scores[name] for name in METRICS}
+
+
+def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return {name: sum(r[name] for r in rows) / len(rows) for name in METRICS}
+
+
+def aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means of the six metrics overall, per task and per category (and the sample counts).
+
+    Each result is a dict with "task", "category" and the six metric keys.
+    """
+    if not results:
+        raise JudgeError("no results to aggregate")
+    by_category: dict[str, list[dict[str, Any]]] = {}
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        by_category.setdefault(result["category"], []).append(result)
+        by_task.setdefault(result["task"], []).append(result)
+    return {
+        "count": len(results),
+        "category_counts": {cat: len(rows) for cat, rows in by_category.items()},
+        "overall": _mean(results),
+        "per_task": {task: _mean(rows) for task, rows in by_task.items()},
+        "per_category": {cat: _mean(rows) for cat, rows in by_category.items()},
+    }

@@ -1,0 +1,141 @@
+"""Shapes world: make-dataset records and files, curriculum options, ShapeBench disjointness."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from paradiff.image_tokenizers.shapes import ShapesImageTokenizer, shapes_tokenizer
+from paradiff.shapes import dataset
+from paradiff.shapes.commands import register
+from paradiff.shapes.dataset import (
+    DatasetError,
+    parse_weights,
+    read_records,
+    shapebench_keys,
+    shapebench_samples,
+    training_samples,
+)
+from paradiff.shapes.tasks import EDIT_CATEGORIES, GENERATION_CATEGORIES
+
+RECORD_KEYS = {
+    "id",
+    "system_prompt",
+    "user_prompt",
+    "user_image",
+    "answer_text",
+    "answer_image",
+    "task",
+    "category",
+    "scene_in",
+    "scene_out",
+    "constraints",
+}
+
+
+def cli(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="paradiff")
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["shapes", *argv])
+
+
+def test_make_dataset_writes_records_images_and_tokenizers(tmp_path, capsys):
+    out = tmp_path / "data"
+    args = cli("make-dataset", "--n", "45", "--seed", "3", "--out", str(out), "--quiet")
+    assert args.func(args) == 0
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 45
+    tokenizer = shapes_tokenizer()
+    tasks = Counter()
+    for line, sample in zip(lines, read_records(out), strict=True):
+        record = json.loads(line)
+        assert RECORD_KEYS <= set(record)
+        tasks[record["task"]] += 1
+        if record["task"] == "edit":
+            codes = tokenizer.image_to_codes(out / record["user_image"], 4, 4)
+            assert tokenizer.codes_to_scene(codes)[0] == sample.scene_in
+        else:
+            assert record["user_image"] is None and record["constraints"]
+        codes = tokenizer.image_to_codes(out / record["answer_image"], 4, 4)
+        assert tokenizer.codes_to_scene(codes)[0] == sample.scene_out
+    assert tasks["edit"] > tasks["generation"] > 0
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["n"] == 45 and sum(meta["counts"].values()) == 45
+    assert (out / "text_tokenizer" / "tokenizer.json").is_file()
+    loaded = ShapesImageTokenizer.from_dir(out / "vqvae")
+    assert torch.equal(loaded.codebook, tokenizer.codebook)
+
+
+def test_make_dataset_is_deterministic_and_refuses_a_full_folder(tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        args = cli("make-dataset", "--n", "12", "--out", str(folder), "--quiet")
+        assert args.func(args) == 0
+    assert (first / "records.jsonl").read_bytes() == (second / "records.jsonl").read_bytes()
+    capsys.readouterr()
+    args = cli("make-dataset", "--n", "5", "--out", str(first), "--quiet")
+    assert args.func(args) == 2
+    error = capsys.readouterr().err
+    assert "not empty" in error and "--overwrite" in error and error.count("\n") == 1
+    args = cli("make-dataset", "--n", "5", "--out", str(first), "--quiet", "--overwrite")
+    assert args.func(args) == 0
+    assert len((first / "records.jsonl").read_text().splitlines()) == 5
+    assert len(list((first / "images").iterdir())) <= 10
+
+
+def test_curriculum_options(tmp_path):
+    samples = list(training_samples(60, weights=parse_weights("swap:3,add"), difficulty=1))
+    counts = Counter(s.category for s in samples)
+    assert set(counts) == {"swap", "add"} and counts["swap"] > counts["add"]
+    assert {s.difficulty for s in samples} == {1}
+    assert set(parse_weights(task="generation")) == set(GENERATION_CATEGORIES)
+    assert set(parse_weights()) == set(EDIT_CATEGORIES + GENERATION_CATEGORIES)
+    with pytest.raises(DatasetError, match="unknown category"):
+        parse_weights("juggle:2")
+    with pytest.raises(DatasetError, match="not a generation category"):
+        parse_weights("add", task="generation")
+    with pytest.raises(DatasetError, match="zero"):
+        parse_weights("add:0")
+    args = cli("make-dataset", "--n", "3", "--out", str(tmp_path / "x"), "--categories", "nope")
+    assert args.func(args) == 2
+
+
+def test_shapebench_split():
+    samples = shapebench_samples()
+    assert len(samples) == 300 and len({s.id for s in samples}) == 300
+    tasks = Counter(s.task for s in samples)
+    assert tasks == {"edit": 200, "generation": 100}
+    assert set(Counter(s.category for s in samples).values()) == {20}
+    assert len(shapebench_keys()) == 300
+    assert [s.to_json() for s in samples[:5]] == [
+        s.to_json() for s in shapebench_samples.__wrapped__()[:5]
+    ]
+
+
+def test_shapebench_never_occurs_in_training_data():
+    bench = shapebench_samples()
+    bench_seeds = {s.seed for s in bench}
+    train = list(training_samples(3000, seed=0))
+    assert not {s.key() for s in train} & shapebench_keys()
+    assert not {s.seed for s in train} & bench_seeds
+
+
+def test_training_skips_a_prompt_that_is_in_shapebench(monkeypatch):
+    """If a training draw reproduces a ShapeBench prompt, it is drawn again."""
+    bench_sample = shapebench_samples()[0]
+    real_make_sample = dataset.make_sample
+    calls = []
+
+    def first_call_hits_the_bench(category, seed, difficulty, grid, sample_id):
+        calls.append(seed)
+        if len(calls) == 1:
+            return bench_sample
+        return real_make_sample(category, seed, difficulty, grid, sample_id)
+
+    monkeypatch.setattr(dataset, "make_sample", first_call_hits_the_bench)
+    (sample,) = training_samples(1, seed=9)
+    assert len(calls) == 2 and sample.key() != bench_sample.key()
