@@ -54,6 +54,7 @@ def test_reasoning_parses_back_to_the_target(category, samples):
         if sample.task == "edit":
             assert sample.scene_in != sample.scene_out
             assert reading.changes == sample.required_changes()
+            assert all(sample.scene_in.get(pos) == obj for pos, obj in reading.located)
         else:
             assert all(satisfied(c, sample.scene_out) for c in sample.constraints)
 
@@ -88,6 +89,17 @@ def test_every_template_family_is_used(samples):
                 text = sentence.lower().rstrip(".")
                 used.update(t.family for t in COMPILED if t.regex.fullmatch(text))
     assert used == set(TEMPLATES)
+
+
+@pytest.mark.parametrize("grid", [3, 6])
+def test_other_grid_sizes(grid):
+    for category in ALL_CATEGORIES:
+        for index in range(8):
+            sample = make_sample(category, derive_seed("grid", category, index), 2, grid=grid)
+            assert (sample.scene_out.rows, sample.scene_out.cols) == (grid, grid)
+            reading = parse_reasoning(sample.reasoning, grid, grid)
+            assert reading.parse_score == 1.0
+            assert reading.apply(sample.base_scene) == sample.scene_out
 
 
 def test_samples_are_deterministic():

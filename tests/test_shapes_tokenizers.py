@@ -92,6 +92,18 @@ def test_encode_survives_noise_and_resizing(tokenizer):
             assert torch.equal(tokenizer.image_to_codes(resized, 4, 4), codes)
 
 
+@pytest.mark.parametrize("cell_px", [10, 32])
+def test_other_cell_sizes_round_trip(cell_px):
+    tokenizer = shapes_tokenizer(cell_px)
+    assert tokenizer.downsample == cell_px // 2 and tokenizer.codebook_size == 193
+    scene = make_sample("add", 5, difficulty=3).scene_in
+    image = render_scene(scene, cell_px)
+    assert image.size == (4 * cell_px, 4 * cell_px)
+    assert torch.equal(tokenizer.image_to_codes(image, 4, 4), tokenizer.scene_to_codes(scene))
+    with pytest.raises(SceneError, match="at least 10"):
+        shapes_tokenizer(8)
+
+
 def test_codebook_is_deterministic_and_saves(tmp_path, tokenizer):
     codebook, entries = build_codebook()
     assert torch.equal(codebook, tokenizer.codebook) and entries == tokenizer.entries

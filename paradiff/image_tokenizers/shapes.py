@@ -176,11 +176,6 @@ class ShapesImageTokenizer:
         keys = [tuple(cell) for cell in cells.reshape(-1, 4).tolist()]
         return torch.tensor([key not in self._cells for key in keys]).view(rows, cols)
 
-    def render_codes(self, codes: torch.Tensor) -> Image.Image:
-        """One code grid (h, w) -> PIL image (what the model's output looks like)."""
-        array = self.decode(codes[None])[0].permute(1, 2, 0).mul(255).round().to(torch.uint8)
-        return Image.fromarray(array.numpy())
-
     def image_to_codes(self, image: str | os.PathLike | Image.Image, rows: int, cols: int):
         """An image file or PIL image of a rows x cols scene at any size -> codes (2 rows, 2 cols).
 

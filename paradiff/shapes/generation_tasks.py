@@ -333,8 +333,8 @@ def _region_corner(rng: random.Random, rows: int, cols: int) -> Draft:
     corner_cell = corner_pos(rows, cols, corner)
     obj = random_obj(rng)
     other = random_obj(rng, avoid_shapes=(obj.shape,))
-    count = rng.randint(2, 3)
     free = [p for p in cells if p != corner_cell]
+    count = rng.randint(2, min(3, len(free)))
     placed = [(p, obj) for p in sorted(rng.sample(free, count))]
     prompt = f"Draw {coloured(count, obj, True)} in the {name} and {a_obj(other)} in the {corner}."
     sentences = [

@@ -78,6 +78,8 @@ def read_output(
         if output.dim() != 3:
             raise JudgeError(f"expected an image (3, H, W), got shape {tuple(output.shape)}")
         codes = tokenizer.encode(output[None])[0]
+    elif isinstance(output, torch.Tensor):
+        codes = output.detach().cpu().long()
     else:
         try:
             codes = torch.as_tensor(np.asarray(output), dtype=torch.long)

@@ -17,9 +17,12 @@ from paradiff.shapes.scene import BACKGROUND, COLOURS, Obj, Scene, SceneError
 DEFAULT_CELL_PX = 16
 
 
+MIN_CELL_PX = 10  # below this some quadrants of different shapes coincide
+
+
 def check_cell_px(cell_px: int) -> None:
-    if cell_px < 8 or cell_px % 2:
-        raise SceneError(f"cell size {cell_px} px must be even and at least 8")
+    if cell_px < MIN_CELL_PX or cell_px % 2:
+        raise SceneError(f"cell size {cell_px} px must be even and at least {MIN_CELL_PX}")
 
 
 # Shapes symmetric about the vertical axis (all) and about the horizontal axis (these).

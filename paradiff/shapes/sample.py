@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from paradiff.shapes.constraints import Constraint
@@ -12,8 +12,8 @@ from paradiff.shapes.scene import Pos, Scene
 TASKS: tuple[str, ...] = ("edit", "generation")
 # The world's own (short) system prompts, one per task, in the family-S vocabulary.
 SYSTEM_PROMPTS: dict[str, str] = {
-    "edit": "Edit the image as the instruction says.",
-    "generation": "Draw the image the text describes.",
+    "edit": "Edit the image.",
+    "generation": "Draw the described image.",
 }
 
 
@@ -40,7 +40,6 @@ class ShapeSample:
     constraints: list[Constraint] | None = None
     seed: int = 0
     difficulty: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -82,7 +81,6 @@ class ShapeSample:
             "constraints": self.constraints,
             "seed": self.seed,
             "difficulty": self.difficulty,
-            **({"extra": self.extra} if self.extra else {}),
         }
 
     @classmethod
@@ -101,7 +99,6 @@ class ShapeSample:
                 constraints=raw.get("constraints"),
                 seed=int(raw.get("seed", 0)),
                 difficulty=int(raw.get("difficulty", 1)),
-                extra=dict(raw.get("extra", {})),
             )
         except (KeyError, TypeError) as err:
             raise SampleError(f"malformed sample: missing or bad field {err}") from None

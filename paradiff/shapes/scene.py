@@ -5,7 +5,7 @@ Positions are 0-based `(row, col)` tuples in code and JSON; texts say `row r+1, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,12 +71,7 @@ class Scene:
         if not (0 <= row < self.rows and 0 <= col < self.cols):
             raise SceneError(f"position {pos} outside the {self.rows}x{self.cols} grid")
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Scene):
-            return NotImplemented
-        return (self.rows, self.cols, self.cells) == (other.rows, other.cols, other.cells)
-
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # the generated one would hash the (unhashable) dict
         return hash((self.rows, self.cols, tuple(sorted(self.cells.items()))))
 
     def get(self, pos: Pos) -> Obj | None:
@@ -87,9 +82,6 @@ class Scene:
         for row in range(self.rows):
             for col in range(self.cols):
                 yield (row, col)
-
-    def empty_positions(self) -> list[Pos]:
-        return [pos for pos in self.positions() if pos not in self.cells]
 
     def objects(self) -> list[tuple[Pos, Obj]]:
         """Occupied cells in raster order."""
@@ -148,9 +140,3 @@ class Scene:
     @classmethod
     def empty(cls, rows: int = DEFAULT_GRID, cols: int = DEFAULT_GRID) -> Scene:
         return cls(rows, cols, {})
-
-    @classmethod
-    def from_objects(
-        cls, objects: Iterable[tuple[Pos, Obj]], rows: int = DEFAULT_GRID, cols: int = DEFAULT_GRID
-    ) -> Scene:
-        return cls(rows, cols, dict(objects))
