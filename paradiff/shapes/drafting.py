@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from paradiff.shapes.constraints import Constraint
 from paradiff.shapes.language import (
+    CORNERS,
+    RELATION_STEPS,
     a_obj,
     a_shape,
     group_of,
@@ -64,9 +66,38 @@ def random_obj(
 def random_scene(rng: random.Random, rows: int, cols: int, difficulty: int) -> Scene:
     """A scene with a difficulty-dependent number of random objects at random cells."""
     low, high = SCENE_OBJECTS[difficulty]
-    cells = [(r, c) for r in range(rows) for c in range(cols)]
+    cells = all_cells(rows, cols)
     count = min(rng.randint(low, high), len(cells) - 1)
     return Scene(rows, cols, {pos: random_obj(rng) for pos in rng.sample(cells, count)})
+
+
+REGIONS = ("top row", "bottom row", "left column", "right column")
+
+
+def region_cells(rows: int, cols: int, name: str) -> tuple[dict[str, int], list[Pos], str]:
+    """Region name -> (its constraint region, its cells, 'row 4' / 'column 1')."""
+    if name == "top row":
+        return {"row": 0}, [(0, c) for c in range(cols)], "row 1"
+    if name == "bottom row":
+        return {"row": rows - 1}, [(rows - 1, c) for c in range(cols)], f"row {rows}"
+    if name == "left column":
+        return {"col": 0}, [(r, 0) for r in range(rows)], "column 1"
+    return {"col": cols - 1}, [(r, cols - 1) for r in range(rows)], f"column {cols}"
+
+
+def corner_pos(rows: int, cols: int, name: str) -> Pos:
+    vertical, horizontal = CORNERS[name]
+    return (0 if vertical == "top" else rows - 1, 0 if horizontal == "left" else cols - 1)
+
+
+def neighbour(rows: int, cols: int, pos: Pos, relation: str) -> Pos | None:
+    d_row, d_col = RELATION_STEPS[relation]
+    row, col = pos[0] + d_row, pos[1] + d_col
+    return (row, col) if 0 <= row < rows and 0 <= col < cols else None
+
+
+def all_cells(rows: int, cols: int) -> list[Pos]:
+    return [(r, c) for r in range(rows) for c in range(cols)]
 
 
 def pick(rng: random.Random, options: Sequence, what: str = "option"):

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from paradiff.shapes.constraints import related
-from paradiff.shapes.drafting import Draft, phrase, pick, random_obj
+from paradiff.shapes.drafting import (
+    REGIONS,
+    Draft,
+    corner_pos,
+    neighbour,
+    phrase,
+    pick,
+    random_obj,
+    region_cells,
+)
 from paradiff.shapes.language import (
     CORNERS,
     DIRECTIONS,
@@ -70,21 +79,12 @@ def attribute_names(scene: Scene, pos: Pos) -> list[str]:
 
 
 def corner_cells(scene: Scene) -> dict[str, Pos]:
-    last_row, last_col = scene.rows - 1, scene.cols - 1
-    sides = {"top": 0, "bottom": last_row, "left": 0, "right": last_col}
-    return {name: (sides[v], sides[h]) for name, (v, h) in CORNERS.items()}
+    return {name: corner_pos(scene.rows, scene.cols, name) for name in CORNERS}
 
 
 def related_objects(scene: Scene, anchor: Pos, relation: str) -> list[Pos]:
     """Occupied cells that are `relation` of `anchor` (raster order)."""
     return [pos for pos, _ in scene.objects() if related(pos, relation, anchor)]
-
-
-def step(scene: Scene, pos: Pos, relation: str, count: int = 1) -> Pos | None:
-    """The cell `count` steps from `pos` towards `relation` (None outside the grid)."""
-    d_row, d_col = RELATION_STEPS[relation]
-    row, col = pos[0] + d_row * count, pos[1] + d_col * count
-    return (row, col) if 0 <= row < scene.rows and 0 <= col < scene.cols else None
 
 
 def locate_sentence(rng: random.Random, scene: Scene, pos: Pos) -> str:
@@ -239,7 +239,8 @@ def gen_add(rng: random.Random, scene: Scene, difficulty: int) -> Draft:
             (anchor, relation, cell)
             for anchor, _ in scene.objects()
             for relation in RELATION_STEPS
-            if (cell := step(scene, anchor, relation)) is not None and scene.get(cell) is None
+            if (cell := neighbour(scene.rows, scene.cols, anchor, relation)) is not None
+            and scene.get(cell) is None
         ]
         anchor, relation, target = pick(rng, options, "free neighbouring cell")
         ref = pick_ref(rng, scene, anchor, ("attribute",))
@@ -495,7 +496,7 @@ def _beside_every(rng: random.Random, scene: Scene, most: int) -> Draft:
     for shape in SHAPES:
         found = scene.find(shape)
         for relation in RELATION_STEPS:
-            cells = [step(scene, p, relation) for p in found]
+            cells = [neighbour(scene.rows, scene.cols, p, relation) for p in found]
             if 1 <= len(found) <= most and all(
                 c is not None and scene.get(c) is None for c in cells
             ):
@@ -524,25 +525,13 @@ def _beside_every(rng: random.Random, scene: Scene, most: int) -> Draft:
 
 
 def _as_many(rng: random.Random, scene: Scene, most: int) -> Draft:
-    lines = {
-        "top row": ([(0, c) for c in range(scene.cols)], "from the left", "row 1"),
-        "bottom row": (
-            [(scene.rows - 1, c) for c in range(scene.cols)],
-            "from the left",
-            f"row {scene.rows}",
-        ),
-        "left column": ([(r, 0) for r in range(scene.rows)], "from the top", "column 1"),
-        "right column": (
-            [(r, scene.cols - 1) for r in range(scene.rows)],
-            "from the top",
-            f"column {scene.cols}",
-        ),
-    }
     options = []
     for shape in SHAPES:
         counted = len(scene.find(shape))
-        for name, (cells, direction, line) in lines.items():
+        for name in REGIONS:
+            _, cells, line = region_cells(scene.rows, scene.cols, name)
             free = [c for c in cells if scene.get(c) is None]
+            direction = "from the left" if name.endswith("row") else "from the top"
             if 1 <= counted <= most and len(free) >= counted:
                 options.append((shape, counted, name, direction, line, free[:counted]))
     shape, counted, name, direction, line, cells = pick(rng, options, "count and free line")

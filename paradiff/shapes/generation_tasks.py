@@ -12,12 +12,17 @@ from collections.abc import Callable
 
 from paradiff.shapes import constraints as C
 from paradiff.shapes.drafting import (
+    REGIONS,
     Draft,
+    all_cells,
+    corner_pos,
     describe_obj,
+    neighbour,
     phrase,
     pick,
     placement_sentences,
     random_obj,
+    region_cells,
 )
 from paradiff.shapes.language import (
     COLOUR_THINGS,
@@ -36,38 +41,11 @@ from paradiff.shapes.language import (
 from paradiff.shapes.scene import COLOUR_NAMES, SHAPES, Obj, Pos, Scene
 
 GenerationGenerator = Callable[[random.Random, int, int, int], Draft]
-REGIONS = ("top row", "bottom row", "left column", "right column")
-
-
-def region_cells(rows: int, cols: int, name: str) -> tuple[dict[str, int], list[Pos], str]:
-    """Region name -> (its constraint region, its cells, 'row 4' / 'column 1')."""
-    if name == "top row":
-        return {"row": 0}, [(0, c) for c in range(cols)], "row 1"
-    if name == "bottom row":
-        return {"row": rows - 1}, [(rows - 1, c) for c in range(cols)], f"row {rows}"
-    if name == "left column":
-        return {"col": 0}, [(r, 0) for r in range(rows)], "column 1"
-    return {"col": cols - 1}, [(r, cols - 1) for r in range(rows)], f"column {cols}"
-
-
-def corner_pos(rows: int, cols: int, name: str) -> Pos:
-    vertical, horizontal = CORNERS[name]
-    return (0 if vertical == "top" else rows - 1, 0 if horizontal == "left" else cols - 1)
-
-
-def neighbour(rows: int, cols: int, pos: Pos, relation: str) -> Pos | None:
-    d_row, d_col = RELATION_STEPS[relation]
-    row, col = pos[0] + d_row, pos[1] + d_col
-    return (row, col) if 0 <= row < rows and 0 <= col < cols else None
 
 
 def spec(obj: Obj, with_colour: bool) -> dict[str, str | None]:
     """The object description a relation constraint matches."""
     return {"shape": obj.shape, "colour": obj.colour if with_colour else None}
-
-
-def all_cells(rows: int, cols: int) -> list[Pos]:
-    return [(r, c) for r in range(rows) for c in range(cols)]
 
 
 def coloured(count: int, obj: Obj, with_colour: bool) -> str:
