@@ -102,6 +102,22 @@ def test_other_grid_sizes(grid):
             assert reading.apply(sample.base_scene) == sample.scene_out
 
 
+def test_difficulty_is_a_curriculum_handle():
+    def mean_objects(task_categories, difficulty, scene):
+        counts = [
+            len(scene(make_sample(c, derive_seed("level", c, i), difficulty)).cells)
+            for c in task_categories
+            for i in range(20)
+        ]
+        return sum(counts) / len(counts)
+
+    for categories, scene in (
+        (EDIT_CATEGORIES, lambda s: s.scene_in),
+        (GENERATION_CATEGORIES, lambda s: s.scene_out),
+    ):
+        assert mean_objects(categories, 1, scene) + 0.2 < mean_objects(categories, 3, scene)
+
+
 def test_samples_are_deterministic():
     first = make_sample("relational", 1234, 2)
     again = make_sample("relational", 1234, 2)

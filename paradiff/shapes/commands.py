@@ -67,7 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--difficulty",
         choices=[*map(str, DIFFICULTIES), "mixed"],
         default="mixed",
-        help="scene density 1 (sparse) .. 3 (dense), or mixed (default)",
+        help="1 (easy) .. 3 (hard): scene density for editing, object counts for generation; "
+        "or mixed (default)",
     )
     make.add_argument("--grid", type=int, default=DEFAULT_GRID, help="cells per side (default 4)")
     make.add_argument("--cell-px", type=int, default=DEFAULT_CELL_PX, help="pixels per cell")

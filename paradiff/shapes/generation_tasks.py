@@ -1,7 +1,8 @@
 """Generation task generators: a prompt with constraints -> reasoning + one scene satisfying them.
 
 Each generator takes (rng, rows, cols, difficulty) and returns a `Draft` with the constraint set
-a correct scene must satisfy and the scene its reasoning draws. The reasoning resolves what the
+a correct scene must satisfy and the scene its reasoning draws; difficulty 1..3 bounds how many
+objects a prompt asks for. The reasoning resolves what the
 prompt leaves implicit (counts, knowledge, positions) and states every object with its cell.
 """
 
@@ -76,30 +77,32 @@ def gen_counting(rng: random.Random, rows: int, cols: int, difficulty: int) -> D
     a, b = Obj(first, rng.choice(COLOUR_NAMES)), Obj(second, rng.choice(COLOUR_NAMES))
     named = rng.random() < 0.5
     b_plural = f"{b.colour} {PLURALS[b.shape]}" if named else PLURALS[b.shape]
+    small = (1,) if difficulty == 1 else (1, 2)
     if form == "twice":
-        n_a = rng.choice((1, 2))
+        n_a = rng.choice(small)
         n_b = 2 * n_a
         forms = ("Draw {a} and twice as many {b}.", "Draw twice as many {b} as {a_pl}, with {a}.")
         note = say("arithmetic", 0, count=number(n_a), count2=number(n_b))
     elif form == "more":
-        n_a, extra = rng.choice((1, 2)), rng.choice((1, 2))
+        n_a, extra = rng.choice(small), rng.choice(small)
         n_b = n_a + extra
-        b_plural = f"{number(extra)} more {coloured(extra, b, named).split(' ', 1)[1]}"
+        colour = f"{b.colour} " if named else ""
+        b_plural = f"{number(extra)} more {colour}{noun(b.shape, extra)}"
         forms = ("Draw {a} and {b} than {a_pl}.",)
         note = say("arithmetic", 1, count=number(n_a), count2=number(extra), count3=number(n_b))
     elif form == "rest":
-        total = rng.choice((3, 4, 5))
+        total = rng.randint(3, 2 + difficulty)
         n_a = rng.randint(1, total - 1)
         n_b = total - n_a
         forms = (f"Draw {number(total)} shapes, {{a}} and the rest {{b}}.",)
         note = say("arithmetic", 2, count=number(total), count2=number(n_a), count3=number(n_b))
     elif form == "half":
-        n_a = rng.choice((2, 4))
+        n_a = 2 * rng.choice(small)
         n_b = n_a // 2
         forms = ("Draw {a} and half as many {b}.",)
         note = say("arithmetic", 3, count=number(n_a), count2=number(n_b))
     else:
-        n_a = rng.choice((1, 2, 3))
+        n_a = rng.randint(1, 1 + len(small))
         n_b = n_a
         forms = ("Draw {a} and as many {b}.", "Draw {a} and the same number of {b}.")
         note = say("arithmetic", 5, count=number(n_b), noun=noun(b.shape, n_b))
@@ -124,7 +127,7 @@ def gen_spatial(rng: random.Random, rows: int, cols: int, difficulty: int) -> Dr
     if form == "line":
         name = rng.choice(REGIONS)
         region, cells, line = region_cells(rows, cols, name)
-        count = rng.randint(2, min(4, len(cells)))
+        count = rng.randint(2, min(1 + difficulty, len(cells)))
         forms = ("Draw {things} in the {region}.", "Put {things} in the {region}.")
         prompt = rng.choice(forms).format(things=coloured(count, a, a_named), region=name)
         placed = [(p, a) for p in sorted(rng.sample(cells, count))]
@@ -236,7 +239,7 @@ def gen_knowledge(rng: random.Random, rows: int, cols: int, difficulty: int) -> 
             C.total(2),
         ]
     else:
-        count = rng.randint(2, 3)
+        count = rng.randint(2, min(3, 1 + difficulty))
         placed = [(p, obj) for p in sorted(rng.sample(cells, count))]
         shapes = feature.replace("a shape", f"{number(count)} shapes", 1)
         prompt = f"Draw {shapes}, {like(thing, rng)}."
@@ -247,7 +250,7 @@ def gen_knowledge(rng: random.Random, rows: int, cols: int, difficulty: int) -> 
 
 def gen_negation(rng: random.Random, rows: int, cols: int, difficulty: int) -> Draft:
     form = rng.choice(("colour", "shape", "shape_not_colour", "region", "both"))
-    count = rng.randint(2, 4)
+    count = rng.randint(2, 1 + difficulty)
     colour, shape = rng.choice(COLOUR_NAMES), rng.choice(SHAPES)
     cells = all_cells(rows, cols)
     avoid_shapes: tuple[str, ...] = ()
@@ -302,17 +305,17 @@ def gen_composition(rng: random.Random, rows: int, cols: int, difficulty: int) -
         "knowledge_relation": _knowledge_relation,
         "count_negation": _count_negation,
         "corner_pair": _corner_pair,
-    }[form](rng, rows, cols)
+    }[form](rng, rows, cols, difficulty)
 
 
-def _region_corner(rng: random.Random, rows: int, cols: int) -> Draft:
+def _region_corner(rng: random.Random, rows: int, cols: int, difficulty: int) -> Draft:
     name, corner = rng.choice(REGIONS), rng.choice(tuple(CORNERS))
     region, cells, line = region_cells(rows, cols, name)
     corner_cell = corner_pos(rows, cols, corner)
     obj = random_obj(rng)
     other = random_obj(rng, avoid_shapes=(obj.shape,))
     free = [p for p in cells if p != corner_cell]
-    count = rng.randint(2, min(3, len(free)))
+    count = rng.randint(2, min(1 + difficulty, 3, len(free)))
     placed = [(p, obj) for p in sorted(rng.sample(free, count))]
     prompt = f"Draw {coloured(count, obj, True)} in the {name} and {a_obj(other)} in the {corner}."
     sentences = [
@@ -329,7 +332,7 @@ def _region_corner(rng: random.Random, rows: int, cols: int) -> Draft:
     return finish(rows, cols, prompt, sentences, [(corner_cell, other), *placed], constraints)
 
 
-def _knowledge_relation(rng: random.Random, rows: int, cols: int) -> Draft:
+def _knowledge_relation(rng: random.Random, rows: int, cols: int, difficulty: int) -> Draft:
     obj = random_obj(rng)
     other = random_obj(rng, avoid_shapes=(obj.shape,))
     feature, thing, notes = knowledge_of(rng, obj)
@@ -351,12 +354,12 @@ def _knowledge_relation(rng: random.Random, rows: int, cols: int) -> Draft:
     return finish(rows, cols, prompt, sentences, [(other_pos, other), (pos, obj)], constraints)
 
 
-def _count_negation(rng: random.Random, rows: int, cols: int) -> Draft:
+def _count_negation(rng: random.Random, rows: int, cols: int, difficulty: int) -> Draft:
     colour = rng.choice(COLOUR_NAMES)
     first, second = rng.sample(SHAPES, 2)
     a = random_obj(rng, shape=first, avoid_colours=(colour,))
     b = random_obj(rng, shape=second, avoid_colours=(colour,))
-    n_a = rng.choice((1, 2))
+    n_a = 1 if difficulty == 1 else rng.choice((1, 2))
     n_b = 2 * n_a
     prompt = (
         f"Draw twice as many {PLURALS[b.shape]} as {PLURALS[a.shape]}, "
@@ -378,7 +381,7 @@ def _count_negation(rng: random.Random, rows: int, cols: int) -> Draft:
     return finish(rows, cols, prompt, sentences, placed, constraints)
 
 
-def _corner_pair(rng: random.Random, rows: int, cols: int) -> Draft:
+def _corner_pair(rng: random.Random, rows: int, cols: int, difficulty: int) -> Draft:
     side = rng.choice(("top", "bottom"))
     shape = rng.choice(SHAPES)
     left_colour, right_colour = rng.sample(COLOUR_NAMES, 2)
