@@ -208,13 +208,17 @@ class Layout:
         return "<uncondition>" if self.space.template == "A" else ""
 
     # -- sequences -----------------------------------------------------------------------------
-    def image_rows(self, codes: torch.Tensor) -> list[int]:
-        """Code grid (h, w) -> token ids, row-breaks after each row where the family has them."""
+    def image_rows(self, codes: torch.Tensor, masked_allowed: bool = False) -> list[int]:
+        """Code grid (h, w) -> token ids, row-breaks after each row where the family has them.
+
+        With `masked_allowed`, code -1 stands for a masked position."""
         if codes.dim() != 2:
             raise LayoutError(f"expected a (h, w) code grid, got shape {tuple(codes.shape)}")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.space.codebook_size):
+        lowest = -1 if masked_allowed else 0
+        if codes.numel() and (codes.min() < lowest or codes.max() >= self.space.codebook_size):
             raise LayoutError(f"image codes outside [0, {self.space.codebook_size})")
-        ids = codes.long() + self.space.image_offset
+        codes = codes.long()
+        ids = torch.where(codes < 0, self.space.mask_id, codes + self.space.image_offset)
         if self.space.row_break_id is not None:
             breaks = torch.full((ids.shape[0], 1), self.space.row_break_id, dtype=torch.long)
             ids = torch.cat([ids, breaks], dim=1)
@@ -256,7 +260,7 @@ class Layout:
         elif tuple(output_codes.shape) != (h, w):
             raise LayoutError(f"output codes {tuple(output_codes.shape)} do not match grid {grid}")
         else:
-            out_image = self.image_rows(output_codes)
+            out_image = self.image_rows(output_codes, masked_allowed=True)
         text = [s.mask_id] * text_length if text_ids is None else list(text_ids)
         if len(text) != text_length:
             raise LayoutError(f"text ids have length {len(text)}, expected {text_length}")

@@ -1,0 +1,375 @@
+"""ParallelPipeline: instruction (+ image) in, reasoning text + image (+ trajectory) out.
+
+`ParallelPipeline.from_pretrained(dir_or_hub_id)` loads the model, its text tokenizer, its image
+tokenizer (aMUSEd VQ, MAGVIT-v2 or the shapes codebook, found in the checkpoint directory) and
+the sampler defaults saved beside `config.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from paradiff import __version__
+from paradiff.checkpoint import resolve_checkpoint_dir, save_model
+from paradiff.image_tokenizers.base import ImageInputError, ImageTokenizer, preprocess, to_pil
+from paradiff.image_tokenizers.loading import load_image_tokenizer, save_image_tokenizer
+from paradiff.layout import Layout, LayoutError, Sequence1D, token_space_from_config
+from paradiff.model import MaskPredictor
+from paradiff.sampling import ParallelSampler, SamplerConfig
+from paradiff.text_tokenizer import REQUIRED_SPECIAL_TOKENS, TextTokenizer
+from paradiff.trajectory import grey_out, partial_text, save_gif, side_by_side
+
+SAMPLER_SETTINGS_NAME = "sampler_config.json"
+BUNDLED_MODELS = Path(__file__).parent / "assets"
+DEFAULT_MODEL = "shapes"
+DEFAULT_IMAGE_SIZE = (512, 512)  # (width, height) of generated images when nothing else says
+
+
+class PipelineInputError(ValueError):
+    """A request the pipeline cannot run (empty instruction, prompt too long, bad paint mask)."""
+
+
+def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The directory of a model shipped inside the package (`paradiff/assets/<name>`)."""
+    path = BUNDLED_MODELS / name
+    if not (path / "config.json").is_file():
+        available = sorted(
+            p.name for p in BUNDLED_MODELS.glob("*") if (p / "config.json").is_file()
+        )
+        raise FileNotFoundError(f"no bundled model {name!r} (available: {available or 'none'})")
+    return path
+
+
+@dataclass
+class Request:
+    """One sample to draw: the instruction, the input image (editing) and its seed."""
+
+    instruction: str
+    image: str | os.PathLike | Image.Image | None = None
+    paint_mask: np.ndarray | Image.Image | None = None
+    seed: int | None = None
+
+
+@dataclass
+class SampleResult:
+    """The reasoning text, the image, and the trajectory that produced them.
+
+    trajectory (T + 1, A): the answer part after every step; `frames()` renders it.
+    """
+
+    task: str
+    instruction: str
+    text: str
+    image: Image.Image
+    trajectory: torch.Tensor
+    settings: dict[str, Any]
+    timings: dict[str, float]
+    render_frame: Callable[[torch.Tensor], Image.Image] = field(repr=False)
+    reveal_text: Callable[[torch.Tensor], str] = field(repr=False)
+
+    def frames(self) -> list[Image.Image]:
+        """One picture per step: the partial image (grey = masked) beside the partial text."""
+        return [self.render_frame(state) for state in self.trajectory]
+
+    def partial_texts(self) -> list[str]:
+        return [self.reveal_text(state) for state in self.trajectory]
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write image.png, reasoning.txt, meta.json and trajectory.gif into `out_dir`."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.image.save(out / "image.png")
+        (out / "reasoning.txt").write_text(self.text + "\n", encoding="utf-8")
+        meta = {
+            "task": self.task,
+            "instruction": self.instruction,
+            "settings": self.settings,
+            "timings": self.timings,
+            "paradiff_version": __version__,
+        }
+        (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        save_gif(self.frames(), out / "trajectory.gif")
+        return out
+
+
+class ParallelPipeline:
+    """Thinking-aware editing and generation with one MaskPredictor."""
+
+    def __init__(
+        self,
+        model: MaskPredictor,
+        text_tokenizer: TextTokenizer,
+        image_tokenizer: ImageTokenizer,
+        sampler_defaults: SamplerConfig | None = None,
+        image_size: tuple[int, int] | None = None,
+        fixed_size: bool = False,
+    ) -> None:
+        """`image_size` (width, height) is the generation default; with `fixed_size` input
+        images are resized to it too (a model trained on one size, like the shapes world's)."""
+        self.model = model
+        self.text_tokenizer = text_tokenizer
+        self.image_tokenizer = image_tokenizer
+        self.space = token_space_from_config(model.config)
+        self.layout = Layout(self.space)
+        self.sampler_defaults = sampler_defaults or SamplerConfig()
+        self.image_size = tuple(image_size or DEFAULT_IMAGE_SIZE)
+        self.fixed_size = fixed_size
+        if self.space.template == "A":
+            self.answer_end_ids = text_tokenizer.encode("</answer>")
+        else:
+            self.answer_end_ids = []
+        self.stop_ids = {self.space.text_fill_id, *self.answer_end_ids[:1]}
+
+    # -- loading and saving -------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str | os.PathLike | None = None,
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
+    ) -> ParallelPipeline:
+        """Load a checkpoint directory or hub id; None is the bundled shapes-world model."""
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if path_or_hub_id is None:
+            directory = bundled_model_dir()
+        elif isinstance(path_or_hub_id, str) and (BUNDLED_MODELS / path_or_hub_id).is_dir():
+            directory = bundled_model_dir(path_or_hub_id)
+        else:
+            directory = resolve_checkpoint_dir(path_or_hub_id)
+        model = MaskPredictor.from_pretrained(str(directory), dtype=dtype, device=device)
+        space = token_space_from_config(model.config)
+        required = REQUIRED_SPECIAL_TOKENS if space.template == "A" else ()
+        text_tokenizer = TextTokenizer.from_pretrained(directory, required_special_tokens=required)
+        image_tokenizer = load_image_tokenizer(directory, device=device)
+        return cls(model, text_tokenizer, image_tokenizer, **read_sampler_settings(directory))
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write model, tokenizers and sampler settings atomically (loadable by from_pretrained)."""
+
+        def write_extra(tmp: Path) -> None:
+            self.text_tokenizer.save(tmp)
+            save_image_tokenizer(self.image_tokenizer, tmp)
+            write_sampler_settings(tmp, self.sampler_defaults, self.image_size, self.fixed_size)
+
+        return save_model(self.model, directory, write_extra=write_extra)
+
+    # -- sampling -----------------------------------------------------------------------------
+    def edit(
+        self,
+        image: str | os.PathLike | Image.Image,
+        instruction: str,
+        paint_mask: np.ndarray | Image.Image | None = None,
+        on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+        **overrides: Any,
+    ) -> SampleResult:
+        """Edit `image` following `instruction`; `paint_mask` (True = repaint) keeps the rest."""
+        request = Request(instruction, image, paint_mask, overrides.pop("seed", None))
+        return self.run("edit", [request], on_step=on_step, **overrides)[0]
+
+    def generate(
+        self,
+        prompt: str,
+        on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+        **overrides: Any,
+    ) -> SampleResult:
+        """Generate an image (and its reasoning) for `prompt`."""
+        request = Request(prompt, seed=overrides.pop("seed", None))
+        return self.run("generate", [request], on_step=on_step, **overrides)[0]
+
+    def run(
+        self,
+        task: str,
+        requests: Sequence[Request],
+        height: int | None = None,
+        width: int | None = None,
+        on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+        **overrides: Any,
+    ) -> list[SampleResult]:
+        """Sample a batch of requests of one task and one output size in one sampler run.
+
+        `overrides` are SamplerConfig fields; a request without a seed takes the config's seed.
+        """
+        config = self.sampler_defaults.replace(**overrides)
+        started = time.perf_counter()
+        conditional, unconditional = [], []
+        for request in requests:
+            cond, uncond = self._build(task, request, config, height, width)
+            conditional.append(cond)
+            unconditional.append(uncond)
+        guided = config.cfg_image > 0 or config.cfg_text > 0
+        batch = self.layout.collate(conditional + (unconditional if guided else []))
+        seeds = [config.seed if r.seed is None else r.seed for r in requests]
+        seeds = [s if s is not None else int(torch.seed() % 2**31) for s in seeds]
+        encoded = time.perf_counter()
+        sampler = ParallelSampler(self.model, self.space, config)
+        out = sampler(batch, n_cond=len(requests), seeds=seeds, on_step=on_step)
+        sampled = time.perf_counter()
+        device = tokenizer_device(self.image_tokenizer)
+        images = to_pil(self.image_tokenizer.decode(out.image_codes.to(device)).float().cpu())
+        done = time.perf_counter()
+        timings = {
+            "prepare_s": encoded - started,
+            "sample_s": sampled - encoded,
+            "decode_s": done - sampled,
+            "steps": len(out.plan),
+            "forward_rows": out.forward_rows,
+        }
+        render_frame, reveal_text = self._renderers(batch, out.answer_columns)
+        return [
+            SampleResult(
+                task=task,
+                instruction=request.instruction,
+                text=self.decode_reasoning(out.text_tokens[i]),
+                image=images[i],
+                trajectory=out.trajectory[:, i],
+                settings={**config.to_dict(), "seed": seeds[i], "grid": list(batch.grid)},
+                timings=timings,
+                render_frame=render_frame,
+                reveal_text=reveal_text,
+            )
+            for i, request in enumerate(requests)
+        ]
+
+    def decode_reasoning(self, text_ids: torch.Tensor) -> str:
+        """The reasoning text: ids up to the first end marker, special tokens dropped."""
+        ids = [int(t) for t in text_ids if int(t) < self.text_tokenizer.vocab_size]
+        for i, token in enumerate(ids):
+            if token in self.stop_ids:
+                ids = ids[:i]
+                break
+        return self.text_tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _build(
+        self, task: str, request: Request, config: SamplerConfig, height, width
+    ) -> tuple[Sequence1D, Sequence1D]:
+        if not request.instruction or not request.instruction.strip():
+            raise PipelineInputError("the instruction is empty")
+        down = self.image_tokenizer.downsample
+        size = (width, height) if width and height else None
+        input_codes = output_codes = None
+        if task == "edit":
+            if request.image is None:
+                raise PipelineInputError("editing needs an input image")
+            if size is None and self.fixed_size:
+                size = self.image_size
+            pixels = preprocess(request.image, size=size, multiple=down)  # (3, H, W)
+            device = tokenizer_device(self.image_tokenizer)
+            input_codes = self.image_tokenizer.encode(pixels[None].to(device))[0].cpu()
+            grid = tuple(input_codes.shape)
+            if request.paint_mask is not None:
+                keep = ~paint_grid(request.paint_mask, pixels.shape[1:], down)
+                output_codes = torch.where(keep, input_codes, torch.full_like(input_codes, -1))
+        elif task == "generate":
+            w, h = size or self.image_size
+            if w % down or h % down:
+                raise ImageInputError(f"size {w}x{h} is not a multiple of {down}")
+            grid = (h // down, w // down)
+        else:
+            raise LayoutError(f"unknown task {task!r}")
+        tokenize = self.text_tokenizer.encode
+        cond = self.layout.build(
+            tokenize(self.layout.prompt_text(task, request.instruction.strip())),
+            grid,
+            config.text_gen_length,
+            input_codes=input_codes,
+            answer_end_ids=self.answer_end_ids,
+            output_codes=output_codes,
+        )
+        uncond = self.layout.build(
+            tokenize(self.layout.prompt_text(task, self.layout.unconditional_instruction())),
+            grid,
+            config.text_gen_length,
+            answer_end_ids=self.answer_end_ids,
+            output_codes=output_codes,
+        )
+        limit = self.model.config.max_sequence_length
+        if len(cond.ids) > limit:
+            raise PipelineInputError(
+                f"the sequence has {len(cond.ids)} tokens, more than the model's maximum {limit} "
+                "(shorten the instruction, the text length or the image)"
+            )
+        return cond, uncond
+
+    def _renderers(self, batch, answer_columns):
+        space, down = self.space, self.image_tokenizer.downsample
+        start = int(answer_columns[0])
+        image_at = batch.output_image.cpu() - start
+        text_at = batch.text.cpu() - start
+        h, w = batch.grid
+
+        vocab = self.text_tokenizer.vocab_size
+
+        def decode(ids: list[int]) -> str:
+            return self.text_tokenizer.decode(ids, skip_special_tokens=True)
+
+        def reveal_text(state: torch.Tensor) -> str:
+            ids = [t for t in state[text_at].tolist() if t < vocab or t == space.mask_id]
+            return partial_text(ids, space.mask_id, decode, self.stop_ids)
+
+        def render_frame(state: torch.Tensor) -> Image.Image:
+            tokens = state[image_at].long().view(1, h, w)
+            masked = tokens == space.mask_id
+            codes = torch.where(masked, 0, tokens - space.image_offset)
+            device = tokenizer_device(self.image_tokenizer)
+            pixels = self.image_tokenizer.decode(codes.to(device)).float().cpu()
+            image = to_pil(grey_out(pixels, masked, down))[0]
+            return side_by_side(image, reveal_text(state))
+
+        return render_frame, reveal_text
+
+
+def paint_grid(paint_mask, pixel_size: tuple[int, int], patch: int) -> torch.Tensor:
+    """Pixel mask (True/non-zero = repaint) -> token grid (h, w): a token is repainted when any
+    pixel of its patch is."""
+    if isinstance(paint_mask, Image.Image):
+        paint_mask = np.asarray(paint_mask.convert("L"))
+    mask = torch.as_tensor(np.asarray(paint_mask)).bool()
+    if tuple(mask.shape) != tuple(pixel_size):
+        raise PipelineInputError(
+            f"paint mask is {tuple(mask.shape)} but the image is {tuple(pixel_size)} (H, W)"
+        )
+    H, W = pixel_size
+    return mask.view(H // patch, patch, W // patch, patch).any(dim=3).any(dim=1)
+
+
+def tokenizer_device(tokenizer: ImageTokenizer) -> torch.device:
+    """Where an image tokenizer's weights live (CPU for weightless ones)."""
+    if hasattr(tokenizer, "device"):
+        return torch.device(tokenizer.device)
+    parameters = getattr(tokenizer, "parameters", None)
+    first = next(iter(parameters()), None) if parameters else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def read_sampler_settings(directory: Path) -> dict[str, Any]:
+    """The pipeline keyword arguments saved beside a checkpoint's config.json (empty if none):
+    sampler_defaults, image_size (width, height), fixed_size."""
+    path = directory / SAMPLER_SETTINGS_NAME
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text())
+    size = raw.get("image_size")
+    return {
+        "sampler_defaults": SamplerConfig.from_dict(raw.get("sampler", {})),
+        "image_size": tuple(size) if size else None,
+        "fixed_size": bool(raw.get("fixed_size", False)),
+    }
+
+
+def write_sampler_settings(
+    directory: Path, config: SamplerConfig, image_size: tuple[int, int], fixed_size: bool
+) -> None:
+    raw = {"sampler": config.to_dict(), "image_size": list(image_size), "fixed_size": fixed_size}
+    (directory / SAMPLER_SETTINGS_NAME).write_text(json.dumps(raw, indent=2) + "\n")
