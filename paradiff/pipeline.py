@@ -23,7 +23,7 @@ from paradiff import __version__
 from paradiff.checkpoint import resolve_checkpoint_dir, save_model
 from paradiff.image_tokenizers.base import ImageInputError, ImageTokenizer, preprocess, to_pil
 from paradiff.image_tokenizers.loading import load_image_tokenizer, save_image_tokenizer
-from paradiff.layout import Layout, LayoutError, Sequence1D, token_space_from_config
+from paradiff.layout import Layout, LayoutError, Sequence1D, TokenSpace, token_space_from_config
 from paradiff.model import MaskPredictor
 from paradiff.sampling import ParallelSampler, SamplerConfig
 from paradiff.text_tokenizer import REQUIRED_SPECIAL_TOKENS, TextTokenizer
@@ -149,9 +149,7 @@ class ParallelPipeline:
             directory = resolve_checkpoint_dir(path_or_hub_id)
         model = MaskPredictor.from_pretrained(str(directory), dtype=dtype, device=device)
         space = token_space_from_config(model.config)
-        required = REQUIRED_SPECIAL_TOKENS if space.template == "A" else ()
-        text_tokenizer = TextTokenizer.from_pretrained(directory, required_special_tokens=required)
-        image_tokenizer = load_image_tokenizer(directory, device=device)
+        text_tokenizer, image_tokenizer = load_tokenizers(directory, space, device)
         return cls(model, text_tokenizer, image_tokenizer, **read_sampler_settings(directory))
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
@@ -264,12 +262,10 @@ class ParallelPipeline:
                 raise PipelineInputError("editing needs an input image")
             if size is None and self.fixed_size:
                 size = self.image_size
-            pixels = preprocess(request.image, size=size, multiple=down)  # (3, H, W)
-            device = tokenizer_device(self.image_tokenizer)
-            input_codes = self.image_tokenizer.encode(pixels[None].to(device))[0].cpu()
+            input_codes, pixel_size = encode_image(self.image_tokenizer, request.image, size)
             grid = tuple(input_codes.shape)
             if request.paint_mask is not None:
-                keep = ~paint_grid(request.paint_mask, pixels.shape[1:], down)
+                keep = ~paint_grid(request.paint_mask, pixel_size, down)
                 output_codes = torch.where(keep, input_codes, torch.full_like(input_codes, -1))
         elif task == "generate":
             w, h = size or self.image_size
@@ -328,6 +324,26 @@ class ParallelPipeline:
             return side_by_side(image, reveal_text(state))
 
         return render_frame, reveal_text
+
+
+def load_tokenizers(
+    directory: Path, space: TokenSpace, device: torch.device | str = "cpu"
+) -> tuple[TextTokenizer, ImageTokenizer]:
+    """The text and image tokenizers saved in a checkpoint directory."""
+    required = REQUIRED_SPECIAL_TOKENS if space.family == "A" else ()
+    text_tokenizer = TextTokenizer.from_pretrained(directory, required_special_tokens=required)
+    return text_tokenizer, load_image_tokenizer(directory, device=device)
+
+
+def encode_image(
+    tokenizer: ImageTokenizer, source, size: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Image (path or PIL) -> its code grid (h, w) on the CPU and the pixel size (H, W) it was
+    encoded at (`size` = (width, height) forces one)."""
+    pixels = preprocess(source, size=size, multiple=tokenizer.downsample)  # (3, H, W)
+    device = tokenizer_device(tokenizer)
+    codes = tokenizer.encode(pixels[None].to(device))[0].cpu()  # (h, w)
+    return codes, tuple(pixels.shape[1:])
 
 
 def paint_grid(paint_mask, pixel_size: tuple[int, int], patch: int) -> torch.Tensor:
