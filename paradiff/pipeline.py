@@ -152,13 +152,20 @@ class ParallelPipeline:
         text_tokenizer, image_tokenizer = load_tokenizers(directory, space, device)
         return cls(model, text_tokenizer, image_tokenizer, **read_sampler_settings(directory))
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write model, tokenizers and sampler settings atomically (loadable by from_pretrained)."""
+    def save_pretrained(
+        self,
+        directory: str | os.PathLike,
+        write_extra_files: Callable[[Path], None] | None = None,
+    ) -> Path:
+        """Write model, tokenizers and sampler settings atomically (loadable by from_pretrained);
+        `write_extra_files(tmp_dir)` adds files (e.g. training state) inside the same commit."""
 
         def write_extra(tmp: Path) -> None:
             self.text_tokenizer.save(tmp)
             save_image_tokenizer(self.image_tokenizer, tmp)
             write_sampler_settings(tmp, self.sampler_defaults, self.image_size, self.fixed_size)
+            if write_extra_files is not None:
+                write_extra_files(tmp)
 
         return save_model(self.model, directory, write_extra=write_extra)
 
