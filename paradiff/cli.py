@@ -223,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from paradiff.bench.shapebench import register_shapebench
     from paradiff.shapes.commands import register as register_shapes
+    from paradiff.training.commands import register as register_training
 
     register_shapes(commands)
+    register_training(commands)
     bench = commands.add_parser("bench", help="evaluation: ShapeBench")
     register_shapebench(bench.add_subparsers(dest="bench_command", required=True))
     return parser
@@ -232,7 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # recipe overrides may come after options: `--config X a=1 --resume b=2`
+        if hasattr(args, "overrides") and all("=" in u and not u.startswith("-") for u in unknown):
+            args.overrides += unknown
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
     except CommandError as err:

@@ -43,6 +43,17 @@ def _save_tokenizers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_model(args: argparse.Namespace) -> int:
+    from paradiff.shapes.checkpoint import MODEL_SIZES, new_shapes_pipeline
+
+    sizes = {name: getattr(args, name) for name in MODEL_SIZES if getattr(args, name) is not None}
+    pipe = new_shapes_pipeline(seed=args.seed, cell_px=args.cell_px, **sizes)
+    pipe.save_pretrained(args.out)
+    count = sum(p.numel() for p in pipe.model.parameters())
+    print(f"wrote a random shapes-world model ({count / 1e6:.2f} M parameters) to {args.out}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `shapes` command group to a `paradiff` argparse subparsers object."""
     shapes = subparsers.add_parser("shapes", help="the synthetic shapes world")
@@ -82,4 +93,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     save.add_argument("--out", required=True, help="output folder")
     save.add_argument("--cell-px", type=int, default=DEFAULT_CELL_PX, help="pixels per cell")
     save.set_defaults(func=_save_tokenizers)
+
+    init = commands.add_parser(
+        "init-model", help="write a randomly initialised shapes-world model (SFT starts here)"
+    )
+    init.add_argument("--out", required=True, help="checkpoint directory to write")
+    init.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    init.add_argument("--cell-px", type=int, default=DEFAULT_CELL_PX, help="pixels per cell")
+    for name in ("d_model", "n_heads", "n_layers", "mlp_hidden_size"):
+        init.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None)
+    init.set_defaults(func=_init_model)
     return shapes

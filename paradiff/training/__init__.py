@@ -1,0 +1,1 @@
+"""Training: pre-tokenization, the masked-diffusion objective, the SFT and ParaRL recipes."""

@@ -1,0 +1,62 @@
+"""`paradiff pretokenize` and `paradiff train sft`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _pretokenize(args: argparse.Namespace) -> int:
+    from paradiff.training.pretokenize import pretokenize
+
+    state = pretokenize(
+        args.records, args.tokenizer, args.out, shard_size=args.shard_size, progress=not args.quiet
+    )
+    skipped = sum(state["skipped"].values())
+    reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(state["skipped"].items()))
+    print(f"{state['examples']} examples in {len(state['shards'])} shards in {args.out}")
+    if skipped:
+        print(f"skipped {skipped} records: {reasons}")
+    return 0
+
+
+def _train_sft(args: argparse.Namespace) -> int:
+    from paradiff.training.recipe import load_recipe
+    from paradiff.training.sft import DEFAULTS, SFTRun
+
+    config = load_recipe(args.config, args.overrides, DEFAULTS)
+    final = SFTRun(config, resume=args.resume, progress=not args.quiet).run()
+    print(f"trained model written to {final}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `pretokenize` and the `train` group to the `paradiff` subparsers."""
+    pre = subparsers.add_parser(
+        "pretokenize", help="turn training records into shards of token ids (resumable)"
+    )
+    pre.add_argument("--records", required=True, help="records JSONL (images relative to it)")
+    pre.add_argument(
+        "--tokenizer",
+        required=True,
+        help="checkpoint directory whose text and image tokenizers to use (the model to train)",
+    )
+    pre.add_argument("--out", required=True, help="output folder for the shards")
+    pre.add_argument("--shard-size", type=int, default=1000, help="records per shard")
+    pre.add_argument("--quiet", action="store_true", help="no progress bar")
+    pre.set_defaults(func=_pretokenize)
+
+    train = subparsers.add_parser("train", help="training recipes")
+    recipes = train.add_subparsers(dest="recipe", required=True)
+    sft = recipes.add_parser(
+        "sft",
+        help="supervised fine-tuning with the masked-diffusion objective",
+        description="Run an SFT recipe; launch with `accelerate launch -m paradiff.cli train sft "
+        "…` for several processes.",
+    )
+    sft.add_argument("--config", required=True, help="recipe YAML (see configs/)")
+    sft.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    sft.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    sft.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. train.lr=1e-4"
+    )
+    sft.set_defaults(func=_train_sft)

@@ -1,0 +1,120 @@
+"""The SFT objective: noise only the answer, text and image with independent mask ratios.
+
+For a clean answer x0 with image part I and text part T, draw t_I, t_T ~ U(0, 1) per example and
+mask each image token with probability p_I = (1 - eps) t_I + eps, each text token with
+p_T = (1 - eps) t_T + eps (eps keeps p > 0). The model sees x_t and predicts the masked tokens:
+
+    L = (1 / N) * sum_{i masked} w_i * CE(logits_i, x0_i)
+
+with N the number of answer tokens in the (global) batch and
+    paper:   w = 1 / p_T on text tokens (the masked-diffusion ELBO weight), w = 1 on image tokens;
+    uniform: w = 1 on every masked token.
+Text positions are scored over the text vocabulary, image positions over the image codes, the same
+candidate sets the sampler draws from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from paradiff.layout import Batch, TokenSpace
+from paradiff.model import MaskPredictor
+
+WEIGHTINGS = ("paper", "uniform")
+MIN_MASK_PROB = 1e-3  # eps
+
+
+@dataclass
+class NoisedBatch:
+    """A batch with its answer partly masked and the per-position loss weights."""
+
+    ids: torch.Tensor  # (B, L) noised input
+    attention_mask: torch.Tensor  # (B, L)
+    targets: torch.Tensor  # (B, L) clean ids
+    masked: torch.Tensor  # (B, L) bool: masked answer positions (the loss positions)
+    weight: torch.Tensor  # (B, L) float: w_i at masked positions, 0 elsewhere
+    is_text: torch.Tensor  # (B, L) bool: text answer positions
+    answer_tokens: int  # answer positions of the batch (N of the loss for this batch alone)
+
+    def to(self, device: torch.device | str) -> NoisedBatch:
+        tensors = ("ids", "attention_mask", "targets", "masked", "weight", "is_text")
+        return dataclasses.replace(
+            self, **{name: getattr(self, name).to(device) for name in tensors}
+        )
+
+
+def mask_probability(t: torch.Tensor, eps: float = MIN_MASK_PROB) -> torch.Tensor:
+    """p = (1 - eps) t + eps."""
+    return (1 - eps) * t + eps
+
+
+def noise_batch(
+    batch: Batch, space: TokenSpace, generators: list[torch.Generator], weighting: str = "paper"
+) -> NoisedBatch:
+    """Mask the answer of every row with its own generator (so a row's noise does not depend on
+    which batch or process it lands in)."""
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"loss weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    B, L = batch.ids.shape
+    image_pos, text_pos = batch.output_image, batch.text
+    masked = torch.zeros(B, L, dtype=torch.bool)
+    weight = torch.zeros(B, L)
+    for row, gen in enumerate(generators):
+        t_image, t_text = torch.rand(2, generator=gen)
+        p_image, p_text = mask_probability(t_image), mask_probability(t_text)
+        masked[row, image_pos] = torch.rand(len(image_pos), generator=gen) < p_image
+        masked[row, text_pos] = torch.rand(len(text_pos), generator=gen) < p_text
+        weight[row, image_pos] = 1.0
+        weight[row, text_pos] = 1.0 / p_text if weighting == "paper" else 1.0
+    weight = weight * masked
+    is_text = torch.zeros(B, L, dtype=torch.bool)
+    is_text[:, text_pos] = True
+    return NoisedBatch(
+        ids=torch.where(masked, space.mask_id, batch.ids),
+        attention_mask=batch.attention_mask,
+        targets=batch.ids,
+        masked=masked,
+        weight=weight,
+        is_text=is_text,
+        answer_tokens=B * (len(image_pos) + len(text_pos)),
+    )
+
+
+@dataclass
+class LossParts:
+    """Sums over one micro-batch: weighted CE (the loss numerator), plain CE and counts per
+    modality (for logging)."""
+
+    weighted: torch.Tensor  # scalar, differentiable
+    text_ce: float
+    text_count: int
+    image_ce: float
+    image_count: int
+
+
+def masked_diffusion_loss(
+    model: MaskPredictor, noised: NoisedBatch, space: TokenSpace
+) -> LossParts:
+    """sum_i w_i CE_i over the masked positions (divide by N for the loss)."""
+    hidden = model.hidden_states(noised.ids, noised.attention_mask)  # (B, L, d)
+    flat_hidden = hidden.reshape(-1, hidden.shape[-1])  # (B*L, d)
+    masked = noised.masked.reshape(-1)
+    targets, weight = noised.targets.reshape(-1), noised.weight.reshape(-1)
+    is_text = noised.is_text.reshape(-1)
+    weighted = hidden.new_zeros((), dtype=torch.float32)
+    ce_sums: dict[bool, tuple[float, int]] = {}
+    ranges = {True: (0, space.image_offset), False: (space.image_offset, space.vocab_size)}
+    for text, (start, stop) in ranges.items():
+        where = (masked & (is_text == text)).nonzero().squeeze(1)  # (M,)
+        if where.numel() == 0:
+            ce_sums[text] = (0.0, 0)
+            continue
+        logits = model.logits(flat_hidden[where][None], vocab_range=(start, stop))[0]  # (M, V')
+        ce = F.cross_entropy(logits.float(), targets[where] - start, reduction="none")  # (M,)
+        weighted = weighted + (ce * weight[where]).sum()
+        ce_sums[text] = (float(ce.detach().sum()), int(where.numel()))
+    return LossParts(weighted, *ce_sums[True], *ce_sums[False])

@@ -1,0 +1,62 @@
+"""Recipe files: one YAML per run, merged over the recipe's defaults, with `key=value` overrides."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe file or override that cannot be used."""
+
+
+def merge(defaults: dict[str, Any], values: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """`values` over `defaults`, recursively; a key the defaults do not have is an error."""
+    merged = copy.deepcopy(defaults)
+    for key, value in values.items():
+        name = f"{where}{key}"
+        if key not in defaults:
+            raise RecipeError(f"unknown recipe key {name!r}")
+        if isinstance(defaults[key], dict):
+            if not isinstance(value, dict):
+                raise RecipeError(f"recipe key {name!r} must be a mapping")
+            merged[key] = merge(defaults[key], value, f"{name}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """'train.lr=1e-4' -> {'train': {'lr': 0.0001}} (the value is read as YAML)."""
+    if "=" not in text:
+        raise RecipeError(f"override {text!r} is not key=value")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw else None
+    for part in reversed(key.strip().split(".")):
+        value = {part: value}
+    return value
+
+
+def load_recipe(
+    path: str | os.PathLike | None, overrides: list[str], defaults: dict[str, Any]
+) -> dict[str, Any]:
+    """Defaults <- recipe file <- overrides, every key checked."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"recipe file {path} does not exist")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise RecipeError(f"recipe file {path} is not valid YAML ({err.problem})") from None
+        if not isinstance(values, dict):
+            raise RecipeError(f"recipe file {path} must hold a mapping")
+    config = merge(defaults, values)
+    for text in overrides:
+        config = merge(config, parse_override(text))
+    return config

@@ -1,0 +1,354 @@
+"""`paradiff train sft`: supervised fine-tuning with the masked-diffusion objective.
+
+One recipe file (YAML) holds the run; `key=value` overrides change it. The same recipe runs on
+one CPU, one GPU or several processes (`accelerate launch`): every example's condition dropout
+and noise come from a generator seeded by (seed, step, position in the global batch), each
+process takes its share of the global batch, and the loss is normalised by the global number of
+answer tokens, so the update does not depend on the number of processes or micro-batches.
+Checkpoints (`checkpoint-NNNNNN/`) are loadable pipelines plus `training_state.pt`; `--resume`
+continues from the latest one and reproduces an uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from paradiff.layout import Batch
+from paradiff.pipeline import ParallelPipeline
+from paradiff.training.data import PretokenizedDataset, epoch_batches, training_sequence
+from paradiff.training.masking import WEIGHTINGS, masked_diffusion_loss, noise_batch
+from paradiff.training.recipe import RecipeError
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "init": None,  # checkpoint dir / hub id / bundled name to start from
+        "activation_checkpointing": False,
+    },
+    "data": {
+        "pretokenized": None,  # folder written by `paradiff pretokenize`
+        "text_length": None,  # default: the checkpoint's sampler text_gen_length
+        "cond_dropout": 0.1,  # share of examples trained without their condition (CFG)
+    },
+    "train": {
+        "steps": 1000,
+        "batch_size": 32,  # global batch (all processes, all micro-batches)
+        "micro_batch_size": None,  # per process and forward; default: the whole share
+        "lr": 3e-4,
+        "min_lr_ratio": 0.1,
+        "warmup_steps": 100,
+        "weight_decay": 0.01,
+        "betas": [0.9, 0.95],
+        "grad_clip": 1.0,
+        "loss_weighting": "paper",  # paper (text 1/t, image 1) or uniform
+        "seed": 0,
+        "precision": "auto",  # auto (bf16 where the device supports it), fp32, bf16
+        "threads": None,  # CPU threads (torch.set_num_threads)
+    },
+    "output": {
+        "dir": "runs/sft",
+        "save_every": 500,
+        "log_every": 10,
+        "keep": 2,  # checkpoints kept besides the final one
+    },
+}
+STATE_FILE = "training_state.pt"
+LOG_FILE = "log.jsonl"
+LATEST_FILE = "latest"
+FINAL_DIR = "final"
+
+
+class Objective(nn.Module):
+    """The model plus its loss, so distributed wrappers see one forward per micro-batch."""
+
+    def __init__(self, pipe: ParallelPipeline) -> None:
+        super().__init__()
+        self.model = pipe.model
+        self.space = pipe.space
+
+    def forward(self, ids, attention_mask, targets, masked, weight, is_text):
+        from paradiff.training.masking import NoisedBatch
+
+        noised = NoisedBatch(ids, attention_mask, targets, masked, weight, is_text, 0)
+        parts = masked_diffusion_loss(self.model, noised, self.space)
+        stats = torch.tensor(
+            [parts.text_ce, parts.text_count, parts.image_ce, parts.image_count],
+            dtype=torch.float64,
+        )
+        return parts.weighted, stats
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1 over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def example_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The generator of the `index`-th example of step `step`'s global batch."""
+    state = np.random.SeedSequence([seed, step, index]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def check_config(config: dict[str, Any]) -> None:
+    train, data = config["train"], config["data"]
+    if not config["model"]["init"]:
+        raise RecipeError("model.init is not set (a checkpoint to start from)")
+    if not data["pretokenized"]:
+        raise RecipeError("data.pretokenized is not set (run `paradiff pretokenize` first)")
+    if train["loss_weighting"] not in WEIGHTINGS:
+        raise RecipeError(f"train.loss_weighting must be one of {WEIGHTINGS}")
+    for key in ("steps", "batch_size", "warmup_steps"):
+        if int(train[key]) < (0 if key == "warmup_steps" else 1):
+            raise RecipeError(f"train.{key} is out of range: {train[key]}")
+    if not 0 <= float(data["cond_dropout"]) < 1:
+        raise RecipeError("data.cond_dropout must be in [0, 1)")
+
+
+def mixed_precision(choice: str) -> str:
+    if choice == "fp32":
+        return "no"
+    if choice == "bf16":
+        return "bf16"
+    cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return "bf16" if cuda_bf16 else "no"
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    pointer = out / LATEST_FILE
+    if not pointer.is_file():
+        return None
+    path = out / pointer.read_text().strip()
+    return path if (path / STATE_FILE).is_file() else None
+
+
+class SFTRun:
+    """One SFT run: data, model, optimizer, schedule, checkpoints, logs."""
+
+    def __init__(self, config: dict[str, Any], resume: bool = False, progress: bool = True):
+        from accelerate import Accelerator
+
+        check_config(config)
+        self.config = config
+        train = config["train"]
+        if train["threads"]:
+            torch.set_num_threads(int(train["threads"]))
+        self.accelerator = Accelerator(mixed_precision=mixed_precision(train["precision"]))
+        self.out = Path(config["output"]["dir"])
+        self.progress = progress and self.accelerator.is_main_process
+        start_from = latest_checkpoint(self.out) if resume else None
+        if resume and start_from is None and (self.out / LATEST_FILE).exists():
+            raise RecipeError(f"{self.out} has no complete checkpoint to resume from")
+        self.pipe = ParallelPipeline.from_pretrained(
+            str(start_from or config["model"]["init"]), dtype="float32", device="cpu"
+        )
+        self.pipe.model.gradient_checkpointing = bool(config["model"]["activation_checkpointing"])
+        self.text_length = int(
+            config["data"]["text_length"] or self.pipe.sampler_defaults.text_gen_length
+        )
+        self.dataset = PretokenizedDataset(config["data"]["pretokenized"], self.text_length)
+        self.batches_per_epoch = len(epoch_batches(self.dataset, train["batch_size"], 0, 0))
+        if self.batches_per_epoch == 0:
+            raise RecipeError(
+                f"the dataset ({len(self.dataset)} examples) has fewer examples per output size "
+                f"than one batch of {train['batch_size']}"
+            )
+        self.unconditional = {
+            task: self.pipe.text_tokenizer.encode(
+                self.pipe.layout.prompt_text(task, self.pipe.layout.unconditional_instruction())
+            )
+            for task in ("edit", "generate")
+        }
+        self.objective = Objective(self.pipe).train()
+        self.optimizer = torch.optim.AdamW(
+            self.parameter_groups(),
+            lr=float(train["lr"]),
+            betas=tuple(train["betas"]),
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_factor(
+                step, int(train["warmup_steps"]), int(train["steps"]), float(train["min_lr_ratio"])
+            ),
+        )
+        self.step = 0
+        if start_from is not None:
+            self.load_state(start_from)
+        self.objective, self.optimizer = self.accelerator.prepare(self.objective, self.optimizer)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Weight decay on matrices, none on norms (and other vectors)."""
+        decay, no_decay = [], []
+        for parameter in self.pipe.model.parameters():
+            (decay if parameter.dim() >= 2 else no_decay).append(parameter)
+        return [
+            {"params": decay, "weight_decay": float(self.config["train"]["weight_decay"])},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    # -- data ---------------------------------------------------------------------------------
+    def global_batch(self, step: int) -> list[int]:
+        epoch, index = divmod(step, self.batches_per_epoch)
+        train = self.config["train"]
+        return epoch_batches(self.dataset, train["batch_size"], train["seed"], epoch)[index]
+
+    def micro_batches(self, step: int) -> tuple[list[tuple[Batch, list]], int]:
+        """This process's micro-batches of step `step` (each with its row generators) and the
+        number of answer tokens of the whole global batch."""
+        train, layout = self.config["train"], self.pipe.layout
+        indices = self.global_batch(step)
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        if len(indices) % world:
+            raise RecipeError(f"batch size {len(indices)} does not split over {world} processes")
+        share = len(indices) // world
+        micro = int(train["micro_batch_size"] or share)
+        mine = range(rank * share, (rank + 1) * share)
+        answer_end = self.pipe.answer_end_ids
+        rows = []
+        for position in mine:
+            gen = example_generator(int(train["seed"]), step, position)
+            example = self.dataset[indices[position]]
+            dropped = torch.rand(1, generator=gen).item() < float(
+                self.config["data"]["cond_dropout"]
+            )
+            prompt = self.unconditional[example.task] if dropped else None
+            rows.append(
+                (training_sequence(layout, example, self.text_length, answer_end, prompt), gen)
+            )
+        chunks = [rows[i : i + micro] for i in range(0, len(rows), micro)]
+        batches = [(layout.collate([s for s, _ in c]), [g for _, g in c]) for c in chunks]
+        h, w = self.dataset[indices[0]].output_codes.shape
+        return batches, len(indices) * (h * w + self.text_length)
+
+    # -- training -----------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over the global batch; returns this process's loss statistics."""
+        train = self.config["train"]
+        batches, answer_tokens = self.micro_batches(self.step)
+        world = self.accelerator.num_processes
+        stats = torch.zeros(4, dtype=torch.float64)
+        loss_sum = 0.0
+        device = self.accelerator.device
+        for i, (batch, gens) in enumerate(batches):
+            noised = noise_batch(batch, self.pipe.space, gens, train["loss_weighting"]).to(device)
+            last = i == len(batches) - 1
+            sync = nullcontext() if last else self.accelerator.no_sync(self.objective)
+            with sync:
+                weighted, parts = self.objective(
+                    noised.ids,
+                    noised.attention_mask,
+                    noised.targets,
+                    noised.masked,
+                    noised.weight,
+                    noised.is_text,
+                )
+                # DDP averages gradients over processes: scale so the sum is over the global batch
+                loss = weighted * world / answer_tokens
+                self.accelerator.backward(loss)
+            stats += parts.cpu()
+            loss_sum += float(weighted.detach()) / answer_tokens
+        if train["grad_clip"]:
+            self.accelerator.clip_grad_norm_(self.objective.parameters(), float(train["grad_clip"]))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss": loss_sum, "stats": stats, "tokens": answer_tokens}
+
+    def run(self) -> Path:
+        train, output = self.config["train"], self.config["output"]
+        total = int(train["steps"])
+        bar = tqdm(total=total, initial=self.step, desc="sft", disable=not self.progress)
+        started, tokens = time.perf_counter(), 0
+        while self.step < total:
+            result = self.train_step()
+            tokens += result["tokens"]
+            bar.update(1)
+            if self.step % int(output["log_every"]) == 0 or self.step == total:
+                self.log(result, tokens / (time.perf_counter() - started), bar)
+            if self.step % int(output["save_every"]) == 0 and self.step < total:
+                self.save_checkpoint()
+        bar.close()
+        self.save_checkpoint()
+        return self.save_final()
+
+    def log(self, result: dict[str, Any], tokens_per_s: float, bar) -> None:
+        loss = torch.tensor([result["loss"]], dtype=torch.float64)
+        stats = self.accelerator.reduce(result["stats"].to(self.accelerator.device), "sum").cpu()
+        loss = float(self.accelerator.reduce(loss.to(self.accelerator.device), "sum"))
+        if not self.accelerator.is_main_process:
+            return
+        text_ce, text_n, image_ce, image_n = stats.tolist()
+        line = {
+            "step": self.step,
+            "loss": round(loss, 5),
+            "text_ce": round(text_ce / max(1, text_n), 5),
+            "image_ce": round(image_ce / max(1, image_n), 5),
+            "lr": self.scheduler.get_last_lr()[0],
+            "tokens_per_s": round(tokens_per_s * self.accelerator.num_processes, 1),
+        }
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
+            log.write(json.dumps(line) + "\n")
+        bar.set_postfix(loss=line["loss"], text=line["text_ce"], image=line["image_ce"])
+        if not self.progress:
+            print(json.dumps(line), flush=True)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+            },
+            "config": self.config,
+        }
+
+    def load_state(self, checkpoint: Path) -> None:
+        state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.step = int(state["step"])
+
+    def save_checkpoint(self) -> None:
+        """checkpoint-NNNNNN/ (pipeline + training state) written atomically, then `latest`."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            name = f"checkpoint-{self.step:06d}"
+            state = self.training_state()
+            self.pipe.save_pretrained(
+                self.out / name, lambda tmp: torch.save(state, tmp / STATE_FILE)
+            )
+            tmp = self.out / (LATEST_FILE + ".tmp")
+            tmp.write_text(name + "\n")
+            tmp.replace(self.out / LATEST_FILE)
+            old = sorted(self.out.glob("checkpoint-*"))[: -int(self.config["output"]["keep"])]
+            for path in old:
+                shutil.rmtree(path, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def save_final(self) -> Path:
+        if self.accelerator.is_main_process:
+            self.pipe.save_pretrained(self.out / FINAL_DIR)
+        self.accelerator.wait_for_everyone()
+        return self.out / FINAL_DIR
