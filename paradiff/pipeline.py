@@ -102,6 +102,28 @@ class SampleResult:
         return out
 
 
+@dataclass
+class PartialAnswer:
+    """One request's answer part-way through sampling, rendered on demand.
+
+    ids (L,): a snapshot of the whole sequence after `step` (0-based) of `n_steps` steps.
+    """
+
+    step: int
+    n_steps: int
+    ids: torch.Tensor
+    render_image: Callable[[torch.Tensor], Image.Image] = field(repr=False)
+    reveal_text: Callable[[torch.Tensor], str] = field(repr=False)
+
+    def image(self) -> Image.Image:
+        """The partial image, masked tokens grey."""
+        return self.render_image(self.ids)
+
+    def text(self) -> str:
+        """The partial reasoning, masked tokens as ▒."""
+        return self.reveal_text(self.ids)
+
+
 class ParallelPipeline:
     """Thinking-aware editing and generation with one MaskPredictor."""
 
@@ -199,11 +221,13 @@ class ParallelPipeline:
         height: int | None = None,
         width: int | None = None,
         on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+        on_partial: Callable[[list[PartialAnswer]], None] | None = None,
         **overrides: Any,
     ) -> list[SampleResult]:
         """Sample a batch of requests of one task and one output size in one sampler run.
 
         `overrides` are SamplerConfig fields; a request without a seed takes the config's seed.
+        `on_partial(answers)` gets one PartialAnswer per request after every step (live views).
         """
         config = self.sampler_defaults.replace(**overrides)
         started = time.perf_counter()
@@ -218,6 +242,8 @@ class ParallelPipeline:
         seeds = [s if s is not None else int(torch.seed() % 2**31) for s in seeds]
         encoded = time.perf_counter()
         sampler = ParallelSampler(self.model, self.space, config)
+        if on_partial is not None:
+            on_step = self._partial_answers(batch, on_step, on_partial)
         out = sampler(batch, n_cond=len(requests), seeds=seeds, on_step=on_step)
         sampled = time.perf_counter()
         device = tokenizer_device(self.image_tokenizer)
@@ -230,7 +256,7 @@ class ParallelPipeline:
             "steps": len(out.plan),
             "forward_rows": out.forward_rows,
         }
-        render_frame, reveal_text = self._renderers(batch, out.answer_columns)
+        _, render_frame, reveal_text = self._renderers(batch, int(out.answer_columns[0]))
         return [
             SampleResult(
                 task=task,
@@ -305,9 +331,22 @@ class ParallelPipeline:
             )
         return cond, uncond
 
-    def _renderers(self, batch, answer_columns):
+    def _partial_answers(self, batch, on_step, on_partial) -> Callable:
+        """An on_step callback that also hands `on_partial` a PartialAnswer per request."""
+        render_image, _, reveal_text = self._renderers(batch, 0)  # whole rows, as on_step sees
+
+        def step_callback(step: int, n_steps: int, ids: torch.Tensor) -> None:
+            if on_step is not None:
+                on_step(step, n_steps, ids)
+            rows = ids.detach().cpu().clone()  # the sampler keeps writing into `ids`
+            on_partial([PartialAnswer(step, n_steps, r, render_image, reveal_text) for r in rows])
+
+        return step_callback
+
+    def _renderers(self, batch, start: int):
+        """(partial image, frame, partial text) renderers of states that begin at column `start`
+        (the answer part of a trajectory, or 0 for whole rows)."""
         space, down = self.space, self.image_tokenizer.downsample
-        start = int(answer_columns[0])
         image_at = batch.output_image.cpu() - start
         text_at = batch.text.cpu() - start
         h, w = batch.grid
@@ -321,16 +360,18 @@ class ParallelPipeline:
             ids = [t for t in state[text_at].tolist() if t < vocab or t == space.mask_id]
             return partial_text(ids, space.mask_id, decode, self.stop_ids)
 
-        def render_frame(state: torch.Tensor) -> Image.Image:
+        def render_image(state: torch.Tensor) -> Image.Image:
             tokens = state[image_at].long().view(1, h, w)
             masked = tokens == space.mask_id
             codes = torch.where(masked, 0, tokens - space.image_offset)
             device = tokenizer_device(self.image_tokenizer)
             pixels = self.image_tokenizer.decode(codes.to(device)).float().cpu()
-            image = to_pil(grey_out(pixels, masked, down))[0]
-            return side_by_side(image, reveal_text(state))
+            return to_pil(grey_out(pixels, masked, down))[0]
 
-        return render_frame, reveal_text
+        def render_frame(state: torch.Tensor) -> Image.Image:
+            return side_by_side(render_image(state), reveal_text(state))
+
+        return render_image, render_frame, reveal_text
 
 
 def load_tokenizers(
