@@ -184,6 +184,37 @@ def run_demo(args: argparse.Namespace) -> int:
     return demo(Path(args.out), model=args.model, device=args.device)
 
 
+def run_app(args: argparse.Namespace) -> int:
+    """Serve the live demo app until interrupted."""
+    if not 0 < args.port < 65536:
+        raise CommandError(f"--port must be in 1..65535, got {args.port}")
+    if args.concurrency < 1:
+        raise CommandError(f"--concurrency must be at least 1, got {args.concurrency}")
+    try:
+        from paradiff.app import launch_app
+    except ModuleNotFoundError as err:
+        if err.name != "gradio":
+            raise
+        raise CommandError("the app needs gradio: pip install 'paradiff[app]'") from err
+    share = args.share == "on"
+    return launch_app(args.model, args.device, args.host, args.port, share, args.concurrency)
+
+
+def register_app(commands) -> None:
+    app = commands.add_parser("app", help="the live demo app in the browser (paradiff[app])")
+    add_model_argument(app)
+    app.add_argument("--device", default=None, help="cpu, cuda … (default: best)")
+    app.add_argument("--host", default="127.0.0.1", help="address to serve on (default local)")
+    app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    app.add_argument(
+        "--share", choices=("off", "on"), default="off", help="on: also a public share link"
+    )
+    app.add_argument(
+        "--concurrency", type=int, default=2, help="runs at a time; more wait in a queue"
+    )
+    app.set_defaults(func=run_app)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paradiff",
@@ -220,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     demo.add_argument("--device", default=None, help="cpu, cuda … (default: best)")
     demo.set_defaults(func=run_demo)
+    register_app(commands)
 
     from paradiff.bench.shapebench import register_shapebench
     from paradiff.shapes.commands import register as register_shapes

@@ -11,6 +11,14 @@ class SamplerConfigError(ValueError):
     """A sampler setting out of range."""
 
 
+# The allowed values of the settings that take one of a few names.
+SETTING_CHOICES: dict[str, tuple[str, ...]] = {
+    "remasking": ("low_confidence", "random"),
+    "mode": ("parallel", "sequential"),
+    "profile": ("default", "reference"),
+}
+
+
 @dataclass
 class SamplerConfig:
     """Settings of one sampling run (defaults: the upstream README's recommended settings).
@@ -59,11 +67,7 @@ class SamplerConfig:
         for name in ("text_temperature", "image_temperature", "cfg_text", "cfg_image"):
             if float(getattr(self, name)) < 0:
                 raise SamplerConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
-        for name, allowed in (
-            ("remasking", ("low_confidence", "random")),
-            ("mode", ("parallel", "sequential")),
-            ("profile", ("default", "reference")),
-        ):
+        for name, allowed in SETTING_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise SamplerConfigError(
                     f"{name} must be one of {allowed}, got {getattr(self, name)!r}"

@@ -1,0 +1,269 @@
+"""The demo app: handlers (no browser), 4 simultaneous API clients, and a real headless browser.
+
+The browser test needs Debian's Chromium and the playwright package; it saves its screenshot in
+its temporary folder and, when PARADIFF_APP_SCREENSHOT names a file, there too (docs/app.png).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+gr = pytest.importorskip("gradio", reason="the app needs gradio: pip install -e '.[app]'")
+
+from PIL import Image  # noqa: E402
+
+from paradiff.app import (  # noqa: E402
+    MAX_STEPS,
+    SETTING_FIELDS,
+    DemoApp,
+    ImageUpload,
+    create_page,
+    serve,
+    shapes_examples,
+)
+from paradiff.cli import build_parser, main  # noqa: E402
+from paradiff.demo import load_demo_pipeline  # noqa: E402
+from paradiff.shapes.checkpoint import new_shapes_pipeline  # noqa: E402
+from paradiff.trajectory import MASK_CHAR  # noqa: E402
+
+CHROMIUM = Path(os.environ.get("PARADIFF_CHROMIUM", "/usr/bin/chromium"))
+PROMPT = "Draw two stars and a red circle."
+INSTRUCTION = "Make the blue shape black."
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("tiny-shapes")
+    pipe = new_shapes_pipeline(seed=0, d_model=32, n_heads=2, n_layers=1, mlp_hidden_size=64)
+    return pipe.save_pretrained(directory / "model")
+
+
+@pytest.fixture(scope="module")
+def app(tiny_model_dir) -> DemoApp:
+    return DemoApp(load_demo_pipeline(str(tiny_model_dir), "cpu"))
+
+
+def settings(app: DemoApp, **changes) -> list:
+    """The advanced controls' values: the model's defaults with `changes`."""
+    values = {**app.pipe.sampler_defaults.to_dict(), **changes}
+    return [values[field] for field, _, _ in SETTING_FIELDS]
+
+
+def input_image() -> Image.Image:
+    return shapes_examples("edit")[0][0]
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def test_edit_without_an_image_says_so(app):
+    with pytest.raises(gr.Error, match="Edit needs an input image"):
+        list(app.edit(None, INSTRUCTION, *settings(app)))
+
+
+@pytest.mark.parametrize("text", ["", "   \n"])
+def test_empty_instruction_and_prompt_are_refused(app, text):
+    with pytest.raises(gr.Error, match="instruction is empty"):
+        list(app.edit(input_image(), text, *settings(app)))
+    with pytest.raises(gr.Error, match="prompt is empty"):
+        list(app.generate(text, *settings(app)))
+
+
+def test_prompt_over_the_model_length_is_refused(app):
+    with pytest.raises(gr.Error, match="more than the model's maximum"):
+        list(app.generate("Draw " + "two stars and " * 300 + "a circle.", *settings(app)))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"text_steps": 0}, "text_steps must be at least 1"),
+        ({"cfg_image": -1.0}, "cfg_image must be non-negative"),
+        ({"remasking": "sideways"}, "remasking must be one of"),
+        ({"text_block_length": 5}, "does not divide"),
+        ({"image_steps": MAX_STEPS + 1}, f"image_steps is at most {MAX_STEPS}"),
+        ({"text_gen_length": 16_000, "text_steps": 1000}, "the model's maximum sequence length"),
+        ({"text_steps": 2.5}, "text_steps must be a whole number"),
+        ({"text_steps": None}, "the setting text_steps is empty"),
+        ({"image_temperature": "warm"}, "image_temperature must be a float"),
+    ],
+)
+def test_out_of_range_settings_are_refused(app, changes, message):
+    with pytest.raises(gr.Error, match=message):
+        list(app.generate(PROMPT, *settings(app, **changes)))
+
+
+def test_unreadable_upload_is_refused_and_a_good_one_is_read_into_memory(tmp_path):
+    from gradio.data_classes import ImageData
+
+    upload = ImageUpload(type="pil", image_mode=None, format="png", render=False)
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    with pytest.raises(gr.Error, match="cannot read damaged.png as an image"):
+        upload.preprocess(ImageData(path=str(damaged), orig_name="damaged.png"))
+    good = tmp_path / "good.png"
+    input_image().save(good)
+    image = upload.preprocess(ImageData(path=str(good), orig_name="good.png"))
+    good.unlink()  # the pixels are already in memory
+    assert image.size == input_image().size and image.getpixel((0, 0)) is not None
+
+
+# -- streaming -----------------------------------------------------------------------------------
+def test_generate_streams_partial_results_then_the_final_ones(app):
+    updates, gif_bytes = [], None
+    for update in app.generate(PROMPT, *settings(app)):
+        updates.append(update)
+        if update[3] is not None:  # the GIF lives until the generator moves on
+            gif_bytes = Path(update[3]).read_bytes()
+    *partials, final = updates
+    assert len(partials) >= 3
+    assert all(p[3] is None and p[4] is None for p in partials)
+    assert MASK_CHAR in partials[0][1]  # reasoning still partly masked
+    steps = [int(p[2].split("step ")[1].split(" /")[0]) for p in partials]
+    assert steps == sorted(steps) and steps[-1] == app.pipe.sampler_defaults.text_steps
+    assert all(isinstance(p[0], Image.Image) for p in partials)
+
+    image, reasoning, status, gif, info = final
+    expected = app.pipe.generate(PROMPT)
+    assert image.tobytes() == expected.image.tobytes()
+    assert reasoning == expected.text and MASK_CHAR not in reasoning
+    assert status.startswith("Done:") and gif_bytes[:6] in (b"GIF87a", b"GIF89a")
+    assert info["instruction"] == PROMPT and info["timings"]["steps"] == 24
+    assert not Path(gif).exists()  # the request's scratch folder is gone
+
+
+def test_edit_streams_to_an_image_of_the_input_size(app):
+    *partials, final = list(app.edit(input_image(), INSTRUCTION, *settings(app, seed=None)))
+    assert partials and final[0].size == app.pipe.image_size
+    assert final[4]["task"] == "edit" and isinstance(final[4]["settings"]["seed"], int)
+
+
+def test_leaving_the_page_stops_the_sampler(app):
+    run = app.generate(PROMPT, *settings(app, text_steps=MAX_STEPS, image_steps=MAX_STEPS))
+    next(run)
+    run.close()
+    deadline = time.monotonic() + 5
+    while any(t.name == "paradiff-generate" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the sampler kept running"
+        time.sleep(0.05)
+
+
+def test_examples_come_from_the_shapes_world():
+    edits, prompts = shapes_examples("edit"), shapes_examples("generate")
+    assert all(isinstance(image, Image.Image) and text for image, text in edits)
+    assert all(len(row) == 1 and row[0].strip() for row in prompts)
+
+
+# -- command line --------------------------------------------------------------------------------
+def test_app_command_defaults_and_bad_port(capsys):
+    args = build_parser().parse_args(["app"])
+    assert (args.host, args.port, args.share, args.model) == ("127.0.0.1", 7860, "off", None)
+    assert main(["app", "--port", "0"]) == 2
+    assert "--port must be in 1..65535" in capsys.readouterr().err
+
+
+# -- served ----------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def served(page: gr.Blocks):
+    (url,) = serve(page, "127.0.0.1", free_port())
+    try:
+        yield url
+    finally:
+        page.close()
+
+
+def test_four_simultaneous_requests_all_finish(app, tmp_path):
+    from gradio_client import Client, handle_file
+
+    example = tmp_path / "example.png"
+    input_image().save(example)
+    requests = [
+        ("/generate", [PROMPT], 1),
+        ("/generate", ["Draw three squares."], 2),
+        ("/edit", [handle_file(str(example)), INSTRUCTION], 3),
+        ("/edit", [handle_file(str(example)), "Remove the blue shape."], 4),
+    ]
+
+    def ask(url, request):
+        endpoint, inputs, seed = request
+        client = Client(url, verbose=False, download_files=str(tmp_path / f"seed{seed}"))
+        return client.predict(*inputs, *settings(app, seed=seed), api_name=endpoint)
+
+    with served(app.build(concurrency=2)) as url, ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda r: ask(url, r), requests))
+    for (endpoint, inputs, seed), (image, reasoning, status, gif, info) in zip(
+        requests, answers, strict=True
+    ):
+        assert Image.open(image).size == app.pipe.image_size
+        assert reasoning.strip() and status.startswith("Done:")
+        assert Path(gif).read_bytes()[:3] == b"GIF"
+        assert info["instruction"] == inputs[-1] and info["settings"]["seed"] == seed
+        assert info["task"] == endpoint.strip("/")
+
+
+# -- a real browser ----------------------------------------------------------------------------
+def browser_or_skip():
+    """Playwright's sync API, or skip saying how to enable the test."""
+    how = "apt-get install chromium; pip install playwright (or pip install -e '.[browser]')"
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: {how}")
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        pytest.skip(f"no playwright package: {how}")
+    return sync_playwright, expect
+
+
+@pytest.mark.browser
+def test_browser_runs_an_example_and_shows_errors(tmp_path):
+    sync_playwright, expect = browser_or_skip()
+    page_app = create_page(None, "cpu")  # what `paradiff app` serves
+    outside = []
+    with served(page_app) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("request", lambda r: outside.append(r.url) if not is_local(r.url) else None)
+        page.set_default_timeout(30_000)
+        page.goto(url)
+
+        # bad input: Edit with an instruction but no image
+        page.get_by_label("Instruction").fill(INSTRUCTION)
+        page.locator("#edit-button").click()
+        page.get_by_text("Edit needs an input image").first.wait_for()
+
+        page.reload()
+        page.get_by_text(INSTRUCTION).first.click()  # the first Edit example
+        expect(page.get_by_label("Instruction")).to_have_value(INSTRUCTION)
+        page.locator("#edit-button").click()
+        page.get_by_text("Done:").wait_for()
+        shown = page.locator("#output-image img")
+        shown.wait_for()
+        assert shown.evaluate("img => img.complete && img.naturalWidth") > 0
+        reasoning = page.locator("#reasoning textarea").input_value()
+        assert reasoning.strip() and MASK_CHAR not in reasoning
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        browser.close()
+    assert not outside, f"the page asked outside hosts: {outside[:3]}"
+    if os.environ.get("PARADIFF_APP_SCREENSHOT"):
+        shutil.copyfile(tmp_path / "app.png", os.environ["PARADIFF_APP_SCREENSHOT"])
+
+
+def is_local(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("data", "blob") or parsed.hostname in ("127.0.0.1", "localhost")
