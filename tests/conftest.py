@@ -53,3 +53,34 @@ def other_reference_root(request, tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp(f"reference-{request.param}")
     return write_llada_reference(root, **OTHER_REFERENCE_FOLDERS[request.param])
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes_model(tmp_path_factory) -> Path:
+    """A randomly initialised one-layer shapes-world checkpoint (the start of SFT in tests)."""
+    from paradiff.shapes.checkpoint import new_shapes_pipeline
+
+    path = tmp_path_factory.mktemp("tiny-shapes") / "init"
+    new_shapes_pipeline(
+        seed=0, d_model=32, n_heads=2, n_layers=1, mlp_hidden_size=64
+    ).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shapes_records(tmp_path_factory) -> Path:
+    """40 shapes-world training records (`records.jsonl` and images)."""
+    from paradiff.shapes.dataset import RECORDS_FILE, make_dataset
+
+    folder = make_dataset(tmp_path_factory.mktemp("shapes") / "data", 40, seed=0, progress=False)
+    return folder / RECORDS_FILE
+
+
+@pytest.fixture(scope="session")
+def pretokenized(tmp_path_factory, shapes_records, tiny_shapes_model) -> Path:
+    """`shapes_records` pre-tokenized for `tiny_shapes_model`."""
+    from paradiff.training.pretokenize import pretokenize
+
+    out = tmp_path_factory.mktemp("pretokenized") / "tok"
+    pretokenize(shapes_records, tiny_shapes_model, out, shard_size=16, progress=False)
+    return out

@@ -52,13 +52,15 @@ def load_image_tokenizer(
 
 def save_image_tokenizer(tokenizer: ImageTokenizer, checkpoint_dir: Path) -> None:
     """Write `tokenizer` where `load_image_tokenizer` finds it."""
-    from paradiff.image_tokenizers.amused import AmusedTokenizer
-    from paradiff.image_tokenizers.magvit2 import Magvit2Tokenizer
     from paradiff.image_tokenizers.shapes import ShapesImageTokenizer
 
-    if isinstance(tokenizer, ShapesImageTokenizer):
+    if isinstance(tokenizer, ShapesImageTokenizer):  # before importing diffusers (seconds)
         tokenizer.save(checkpoint_dir / VQVAE_DIR)
-    elif isinstance(tokenizer, AmusedTokenizer):
+        return
+    from paradiff.image_tokenizers.amused import AmusedTokenizer
+    from paradiff.image_tokenizers.magvit2 import Magvit2Tokenizer
+
+    if isinstance(tokenizer, AmusedTokenizer):
         tokenizer.vq_model.save_pretrained(checkpoint_dir / VQVAE_DIR)
     elif isinstance(tokenizer, Magvit2Tokenizer):
         tokenizer.save_pretrained(checkpoint_dir / MAGVIT2_DIR)

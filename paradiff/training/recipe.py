@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,17 @@ import yaml
 
 class RecipeError(ValueError):
     """A recipe file or override that cannot be used."""
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """Safe YAML that reads `1e-4` as a number too (YAML 1.1 wants `1.0e-4`)."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def merge(defaults: dict[str, Any], values: dict[str, Any], where: str = "") -> dict[str, Any]:
@@ -35,7 +47,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if "=" not in text:
         raise RecipeError(f"override {text!r} is not key=value")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw else None
+    value = yaml.load(raw, RecipeLoader) if raw else None
     for part in reversed(key.strip().split(".")):
         value = {part: value}
     return value
@@ -51,7 +63,7 @@ def load_recipe(
         if not path.is_file():
             raise RecipeError(f"recipe file {path} does not exist")
         try:
-            values = yaml.safe_load(path.read_text()) or {}
+            values = yaml.load(path.read_text(), RecipeLoader) or {}
         except yaml.YAMLError as err:
             raise RecipeError(f"recipe file {path} is not valid YAML ({err.problem})") from None
         if not isinstance(values, dict):
