@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,app,browser]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -48,20 +48,25 @@ CSS = (  # small shapes-world images drawn large and crisp
 Outputs = tuple[Image.Image | None, str, str, str | None, dict[str, Any] | None]
 
 
-class ImageUpload(gr.Image):
-    """gr.Image whose upload is read into memory; an unreadable file gets a message."""
+def image_upload(**options: Any) -> gr.Image:
+    """An image input whose upload is decoded into memory before the handler runs; an
+    unreadable file gets a message. (A wrapper, not a subclass: gradio writes a .pyi file
+    beside the module of every component subclass.)"""
+    component = gr.Image(type="pil", image_mode=None, format="png", **options)
+    decode = component.preprocess
 
-    is_template = True  # drawn by the front end's Image component
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            image = super().preprocess(payload)
+            image = decode(payload)
             if image is not None:
-                image.load()  # decode now: a damaged file fails here, not in the sampler
+                image.load()  # a damaged file fails here, not in the sampler
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             name = getattr(payload, "orig_name", None) or "the upload"
             raise refuse(f"cannot read {name} as an image ({type(err).__name__})") from None
         return image
+
+    component.preprocess = preprocess
+    return component
 
 
 def refuse(message: str) -> gr.Error:
@@ -217,11 +222,8 @@ class DemoApp:
                 with gr.Column():
                     with gr.Tabs():
                         with gr.Tab("Edit", id="edit"):
-                            image = ImageUpload(
+                            image = image_upload(
                                 label="Input image",
-                                type="pil",
-                                image_mode=None,
-                                format="png",
                                 sources=["upload", "clipboard"],
                                 height=256,
                                 elem_classes="pixelated",

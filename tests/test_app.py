@@ -26,8 +26,8 @@ from paradiff.app import (  # noqa: E402
     MAX_STEPS,
     SETTING_FIELDS,
     DemoApp,
-    ImageUpload,
     create_page,
+    image_upload,
     serve,
     shapes_examples,
 )
@@ -104,7 +104,7 @@ def test_out_of_range_settings_are_refused(app, changes, message):
 def test_unreadable_upload_is_refused_and_a_good_one_is_read_into_memory(tmp_path):
     from gradio.data_classes import ImageData
 
-    upload = ImageUpload(type="pil", image_mode=None, format="png", render=False)
+    upload = image_upload(render=False)
     damaged = tmp_path / "damaged.png"
     damaged.write_bytes(b"\x89PNG\r\n\x1a\n but not really")
     with pytest.raises(gr.Error, match="cannot read damaged.png as an image"):
@@ -246,6 +246,11 @@ def test_browser_runs_an_example_and_shows_errors(tmp_path):
         page.get_by_label("Instruction").fill(INSTRUCTION)
         page.locator("#edit-button").click()
         page.get_by_text("Edit needs an input image").first.wait_for()
+        damaged = tmp_path / "damaged.png"
+        damaged.write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+        page.locator("input[type=file]").first.set_input_files(str(damaged))
+        page.locator("#edit-button").click()
+        page.get_by_text("cannot read damaged.png as an image").first.wait_for()
 
         page.reload()
         page.get_by_text(INSTRUCTION).first.click()  # the first Edit example
