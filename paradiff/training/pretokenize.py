@@ -6,7 +6,7 @@ parts apart — prompt ids, input codes (h, w), output codes (h, w), reasoning i
 build the conditional sequence and its unconditional twin (CFG dropout) with the layout.
 
 Output folder: `shard-00000.npz` … (every field concatenated, with per-example lengths),
-`pretokenize.json` (the source, the shard size, shards done, skipped records and their reasons).
+`pretokenize.json` (the source, the shard size, records and shards done, skipped records and their reasons).
 Re-running the same command resumes after the last finished shard.
 """
 
@@ -94,6 +94,8 @@ class RecordEncoder:
 
     def _codes(self, relative: str, name: str) -> np.ndarray:
         path = self.root / relative
+        if not path.is_file():
+            raise BadRecord(f"{name} missing")
         try:
             codes, _ = encode_image(self.image, path, self.size)
         except (OSError, ValueError) as err:
@@ -137,15 +139,15 @@ def read_shard(path: Path) -> list[Example]:
 def read_records(path: Path) -> Iterator[dict[str, Any] | BadRecord]:
     """Records of a JSONL file, a BadRecord in place of each line that is not a JSON object."""
     with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+        for line in lines:
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                yield BadRecord(f"line {number} is not valid JSON")
+                yield BadRecord("not valid JSON")
                 continue
-            yield record if isinstance(record, dict) else BadRecord(f"line {number} not an object")
+            yield record if isinstance(record, dict) else BadRecord("not a JSON object")
 
 
 def pretokenize(
@@ -164,13 +166,21 @@ def pretokenize(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     source = {"records": str(records.resolve()), "shard_size": shard_size}
-    state = {**source, "shards": [], "examples": 0, "skipped": {}, "skipped_ids": []}
+    state = {
+        **source,
+        "records_done": 0,
+        "shards": [],
+        "examples": 0,
+        "skipped": {},
+        "skipped_ids": [],
+    }
     if (out / STATE_FILE).is_file():
         state = json.loads((out / STATE_FILE).read_text())
+        state.setdefault("records_done", len(state["shards"]) * shard_size)  # older folders
         if {k: state[k] for k in source} != source:
             raise PretokenizeError(f"{out} holds shards of another source or shard size")
     encoder = RecordEncoder(checkpoint, records.parent)
-    done_lines = len(state["shards"]) * shard_size
+    done = state["records_done"]
     skipped = Counter(state["skipped"])
     pending: list[Example] = []
     pending_skips: list[tuple[str, str]] = []
@@ -185,15 +195,16 @@ def pretokenize(
             skipped[reason] += 1
             state["skipped_ids"].append(where)
         state["skipped"] = dict(skipped)
+        state["records_done"] += len(pending) + len(pending_skips)
         tmp = out / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(state, indent=1) + "\n")
         os.replace(tmp, out / STATE_FILE)
         pending.clear()
         pending_skips.clear()
 
-    bar = tqdm(desc="pretokenize", unit="rec", disable=not progress, initial=done_lines)
+    bar = tqdm(desc="pretokenize", unit="rec", disable=not progress, initial=done)
     for index, record in enumerate(read_records(records)):
-        if index < done_lines:
+        if index < done:
             continue
         try:
             if isinstance(record, BadRecord):
@@ -203,7 +214,7 @@ def pretokenize(
             where = record.get("id", index) if isinstance(record, dict) else index
             pending_skips.append((str(where), str(err)))
         bar.update(1)
-        if (index + 1) % shard_size == 0:
+        if len(pending) + len(pending_skips) == shard_size:
             flush()
     if pending or pending_skips:
         flush()
