@@ -14,6 +14,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio is imported
 
+import math
 import queue
 import tempfile
 import threading
@@ -41,6 +42,7 @@ MAX_STEPS = 1000  # per modality: longer runs would hold a shared server for min
 LIVE_UPDATES = 12  # partial results streamed per run (at most)
 QUEUE_SIZE = 32  # waiting requests beyond the concurrency limit
 MAX_UPLOAD = "8mb"
+MAX_UPLOAD_PIXELS = 4096 * 4096
 CSS = (  # small shapes-world images drawn large and crisp
     "#output-image img, .pixelated img "
     "{ image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
@@ -56,12 +58,17 @@ def image_upload(**options: Any) -> gr.Image:
     decode = component.preprocess
 
     def preprocess(payload):
+        name = getattr(payload, "orig_name", None) or "the upload"
         try:
             image = decode(payload)
-            if image is not None:
-                image.load()  # a damaged file fails here, not in the sampler
+            if image is None:
+                return None
+            if image.width * image.height > MAX_UPLOAD_PIXELS:
+                raise refuse(f"{name} is {image.width}x{image.height} pixels, too large")
+            image.load()  # a damaged file fails here, not in the sampler
+        except gr.Error:  # a ValueError too
+            raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            name = getattr(payload, "orig_name", None) or "the upload"
             raise refuse(f"cannot read {name} as an image ({type(err).__name__})") from None
         return image
 
@@ -100,7 +107,7 @@ def shapes_examples(task: str) -> list[list[Any]]:
 class DemoApp:
     """The app's handlers (plain generators, testable without a browser) and its page."""
 
-    def __init__(self, pipe: ParallelPipeline, model_description: str = "a shapes model") -> None:
+    def __init__(self, pipe: ParallelPipeline, model_description: str = "the loaded model") -> None:
         self.pipe = pipe
         self.model_description = model_description
 
@@ -137,12 +144,7 @@ class DemoApp:
                     raise refuse(f"the setting {field} is empty")
                 overrides[field] = None
                 continue
-            try:
-                overrides[field] = kind(value)
-            except (TypeError, ValueError):
-                raise refuse(f"the setting {field} must be a {kind.__name__}") from None
-            if kind is int and overrides[field] != value:
-                raise refuse(f"the setting {field} must be a whole number, got {value}")
+            overrides[field] = setting_value(field, kind, value)
         try:
             config = self.pipe.sampler_defaults.replace(**overrides)
         except ValueError as err:
@@ -278,6 +280,20 @@ def setting_control(field: str, kind: type, text: str, value: Any) -> gr.compone
     if field == "seed":
         text = f"{text}; empty draws a random one"
     return gr.Number(value=value, label=field, info=text, precision=0 if kind is int else None)
+
+
+def setting_value(field: str, kind: type, value: Any) -> Any:
+    """One control's value as its SamplerConfig type (gr.Error if it is not one)."""
+    if kind is str:
+        return str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or (kind is int and not number.is_integer()):
+        what = "whole number" if kind is int else "finite number"
+        raise refuse(f"the setting {field} must be a {what}, got {value!r}")
+    return kind(number)
 
 
 def newest(events: queue.Queue) -> Any:
