@@ -41,6 +41,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queue
 CHROMIUM = Path(os.environ.get("PARADIFF_CHROMIUM", "/usr/bin/chromium"))
 PROMPT = "Draw two stars and a red circle."
 INSTRUCTION = "Make the blue shape black."
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +202,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def outside_connections(monkeypatch) -> list:
+    """Connections this process opens to hosts other than this machine (none expected)."""
+    opened, connect = [], socket.socket.connect
+
+    def watched(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            opened.append(address)
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", watched)
+    return opened
+
+
 @contextmanager
 def served(page: gr.Blocks):
     (url,) = serve(page, "127.0.0.1", free_port())
@@ -210,7 +225,7 @@ def served(page: gr.Blocks):
         page.close()
 
 
-def test_four_simultaneous_requests_all_finish(app, tmp_path):
+def test_four_simultaneous_requests_all_finish(app, tmp_path, outside_connections):
     from gradio_client import Client, handle_file
 
     example = tmp_path / "example.png"
@@ -243,6 +258,7 @@ def test_four_simultaneous_requests_all_finish(app, tmp_path):
             alone = app.pipe.edit(input_image(), inputs[1], seed=seed)
         assert reasoning == alone.text  # no cross-talk between simultaneous runs
         assert Image.open(image).convert("RGB").tobytes() == alone.image.tobytes()
+    assert not outside_connections
 
 
 # -- a real browser ----------------------------------------------------------------------------
@@ -259,7 +275,7 @@ def browser_or_skip():
 
 
 @pytest.mark.browser
-def test_browser_runs_an_example_and_shows_errors(tmp_path):
+def test_browser_runs_an_example_and_shows_errors(tmp_path, outside_connections):
     sync_playwright, expect = browser_or_skip()
     page_app = create_page(None, "cpu")  # what `paradiff app` serves
     outside = []
@@ -295,10 +311,11 @@ def test_browser_runs_an_example_and_shows_errors(tmp_path):
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
         browser.close()
     assert not outside, f"the page asked outside hosts: {outside[:3]}"
+    assert not outside_connections, f"the server called outside: {outside_connections[:3]}"
     if os.environ.get("PARADIFF_APP_SCREENSHOT"):
         shutil.copyfile(tmp_path / "app.png", os.environ["PARADIFF_APP_SCREENSHOT"])
 
 
 def is_local(url: str) -> bool:
     parsed = urlparse(url)
-    return parsed.scheme in ("data", "blob") or parsed.hostname in ("127.0.0.1", "localhost")
+    return parsed.scheme in ("data", "blob") or parsed.hostname in LOOPBACK
