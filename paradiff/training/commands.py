@@ -50,8 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sft = recipes.add_parser(
         "sft",
         help="supervised fine-tuning with the masked-diffusion objective",
-        description="Run an SFT recipe; launch with `accelerate launch -m paradiff.cli train sft "
-        "…` for several processes.",
+        description="Run an SFT recipe; for N processes (GPUs, or gloo on the CPU) launch it with "
+        "`accelerate launch --multi_gpu --num_processes N -m paradiff.cli train sft …` "
+        "(`--cpu` would start one process only).",
     )
     sft.add_argument("--config", required=True, help="recipe YAML (see configs/)")
     sft.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")

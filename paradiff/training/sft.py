@@ -146,7 +146,11 @@ class SFTRun:
         train = config["train"]
         if train["threads"]:
             torch.set_num_threads(int(train["threads"]))
-        self.accelerator = Accelerator(mixed_precision=mixed_precision(train["precision"]))
+        # cpu=True where there is no GPU: otherwise processes started by `accelerate launch
+        # --multi_gpu` (torchrun) would each train alone instead of joining one gloo group
+        self.accelerator = Accelerator(
+            cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision(train["precision"])
+        )
         self.out = Path(config["output"]["dir"])
         self.progress = progress and self.accelerator.is_main_process
         start_from = latest_checkpoint(self.out) if resume else None
@@ -262,11 +266,12 @@ class SFTRun:
             loss_sum += float(weighted.detach()) / answer_tokens
         if train["grad_clip"]:
             self.accelerator.clip_grad_norm_(self.objective.parameters(), float(train["grad_clip"]))
+        lr = self.scheduler.get_last_lr()[0]  # the rate of this step (the scheduler moves on)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return {"loss": loss_sum, "stats": stats, "tokens": answer_tokens}
+        return {"loss": loss_sum, "stats": stats, "tokens": answer_tokens, "lr": lr}
 
     def run(self) -> Path:
         train, output = self.config["train"], self.config["output"]
@@ -297,7 +302,7 @@ class SFTRun:
             "loss": round(loss, 5),
             "text_ce": round(text_ce / max(1, text_n), 5),
             "image_ce": round(image_ce / max(1, image_n), 5),
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": result["lr"],
             "tokens_per_s": round(tokens_per_s * self.accelerator.num_processes, 1),
         }
         self.out.mkdir(parents=True, exist_ok=True)
