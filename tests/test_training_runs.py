@@ -93,7 +93,8 @@ def test_a_bad_recipe_key_exits_2_with_one_line(tmp_path, tiny_shapes_model, pre
 def test_resume_after_sigkill_gives_the_weights_of_a_straight_run(
     tmp_path, tiny_shapes_model, pretokenized, one_thread
 ):
-    settings = ("train.steps=16", "output.save_every=2", "train.threads=1")
+    steps = 40  # enough that the run is still going when its first checkpoint appears
+    settings = (f"train.steps={steps}", "output.save_every=2", "train.threads=1")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert cli.main(sft_argv(tiny_shapes_model, pretokenized, straight, *settings)) == 0
 
@@ -114,14 +115,15 @@ def test_resume_after_sigkill_gives_the_weights_of_a_straight_run(
     process.stderr.close()
     assert not (killed / "final").exists()
     resumed_from = int((killed / "latest").read_text().strip().split("-")[1])
-    assert resumed_from < 16
+    assert resumed_from < steps
     logged = len(log_lines(killed))
 
     assert cli.main([*argv, "--resume"]) == 0
-    steps = [line["step"] for line in log_lines(killed)[logged:]]
-    assert steps == list(range(resumed_from + 1, 17))
+    logged_after = [line["step"] for line in log_lines(killed)[logged:]]
+    assert logged_after == list(range(resumed_from + 1, steps + 1))
     assert_same_weights(straight / "final", killed / "final")
-    assert_same_weights(straight / "checkpoint-000016", killed / "checkpoint-000016")
+    last = f"checkpoint-{steps:06d}"
+    assert_same_weights(straight / last, killed / last)
 
 
 def free_port() -> int:
