@@ -27,7 +27,7 @@ from paradiff.layout import Layout, LayoutError, Sequence1D, TokenSpace, token_s
 from paradiff.model import MaskPredictor
 from paradiff.sampling import ParallelSampler, SamplerConfig
 from paradiff.text_tokenizer import REQUIRED_SPECIAL_TOKENS, TextTokenizer
-from paradiff.trajectory import grey_out, partial_text, save_gif, side_by_side
+from paradiff.trajectory import grey_out, partial_text, save_gif, side_by_side, with_caption
 
 SAMPLER_SETTINGS_NAME = "sampler_config.json"
 BUNDLED_MODELS = Path(__file__).parent / "assets"
@@ -78,8 +78,13 @@ class SampleResult:
     reveal_text: Callable[[torch.Tensor], str] = field(repr=False)
 
     def frames(self) -> list[Image.Image]:
-        """One picture per step: the partial image (grey = masked) beside the partial text."""
-        return [self.render_frame(state) for state in self.trajectory]
+        """One picture per state: the partial image (grey = masked) beside the partial text, over
+        a "step s/T" caption (which keeps the frames distinct: a GIF merges identical ones)."""
+        n = len(self.trajectory) - 1
+        return [
+            with_caption(self.render_frame(state), f"step {s}/{n}")
+            for s, state in enumerate(self.trajectory)
+        ]
 
     def partial_texts(self) -> list[str]:
         return [self.reveal_text(state) for state in self.trajectory]

@@ -96,6 +96,14 @@ def side_by_side(image: Image.Image, text: str, size: int = 256) -> Image.Image:
     return frame
 
 
+def with_caption(frame: Image.Image, caption: str, height: int = 16) -> Image.Image:
+    """The frame above a white strip holding `caption` (e.g. the step number)."""
+    out = Image.new("RGB", (frame.width, frame.height + height), "white")
+    out.paste(frame, (0, 0))
+    ImageDraw.Draw(out).text((4, frame.height + 2), caption, fill="black", font=_font(height - 4))
+    return out
+
+
 def save_gif(frames: Sequence[Image.Image], path: Path, ms_per_frame: int = 120) -> None:
     """Write the frames as a looping GIF, the last frame held longer."""
     durations = [ms_per_frame] * (len(frames) - 1) + [2000]

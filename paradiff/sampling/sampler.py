@@ -122,7 +122,7 @@ def guide(logits: torch.Tensor, n_cond: int, weight: float) -> torch.Tensor:
     if logits.shape[0] == n_cond:
         return logits
     cond, uncond = logits[:n_cond], logits[n_cond:]
-    return uncond + (1 + weight) * (cond - uncond)
+    return torch.lerp(uncond, cond, 1 + weight)  # one fused pass over the logits
 
 
 def reveal_most_confident(confidence: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -133,15 +133,43 @@ def reveal_most_confident(confidence: torch.Tensor, count: torch.Tensor) -> torc
     return ranks < count[:, None]
 
 
-def pick(logits: torch.Tensor, temperature: float, gens, exact: bool) -> torch.Tensor:
-    """argmax of logits / T + Gumbel noise (a sample from softmax(logits / T)); argmax at T = 0.
+def pick(logits: torch.Tensor, temperature: float, noise: torch.Tensor | None) -> torch.Tensor:
+    """argmax of logits / T + Gumbel `noise` (a sample from softmax(logits / T)); argmax at T = 0.
 
-    `exact` computes in float64 like the reference profile's candidates."""
+    The noise's dtype is the working precision (float64 in the reference profile)."""
     if temperature <= 0:
         return logits.argmax(-1)
-    work = logits.double() if exact else logits.float()
-    noise = gumbel(tuple(work.shape), gens, work.device, work.dtype)
-    return (work / temperature + noise).argmax(-1)
+    return (logits.to(noise.dtype) / temperature + noise).argmax(-1)
+
+
+def sample_codes(
+    logits: torch.Tensor, temperature: float, uniforms: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sample from softmax(logits / T) at every position (argmax at T = 0) and its
+    log-probability under softmax(logits).
+
+    Sampling inverts the cumulative distribution with one of `uniforms` (U(0, 1), shaped like
+    logits without the last dimension) per position: the law of Gumbel-max, without a random
+    number per vocabulary entry."""
+    if temperature <= 0:
+        codes = logits.argmax(-1)
+    else:
+        probs = torch.softmax(logits if temperature == 1 else logits / temperature, dim=-1)
+        cdf = probs.cumsum(-1)
+        u = uniforms[..., None].to(cdf.dtype) * cdf[..., -1:]
+        codes = torch.searchsorted(cdf, u, right=True)[..., 0].clamp(max=cdf.shape[-1] - 1)
+        if temperature == 1:
+            return codes, probs.gather(-1, codes[..., None])[..., 0].log()
+    return codes, torch.log_softmax(logits, dim=-1).gather(-1, codes[..., None])[..., 0]
+
+
+def open_columns(still_masked: torch.Tensor) -> torch.Tensor:
+    """(B, P') the columns of `still_masked` (B, P) that are True, when every row has the same
+    number of them (rows decoded in step, the usual case); else every column (B, P)."""
+    counts = still_masked.sum(1)
+    if bool((counts == counts[0]).all()):
+        return still_masked.nonzero()[:, 1].view(still_masked.shape[0], -1)
+    return torch.arange(still_masked.shape[1], device=still_masked.device).expand_as(still_masked)
 
 
 class ParallelSampler:
@@ -224,8 +252,21 @@ class ParallelSampler:
             forward_rows=forward_rows,
         )
 
+    def _logits(self, hidden, at, vocab, n_cond, weight) -> torch.Tensor:
+        """Guided logits (B, P, V') of the conditional rows at sequence positions `at` (B, P).
+
+        The head is linear (no bias), so l_u + (1 + w)(l_c - l_u) = head(h_u + (1 + w)(h_c - h_u)):
+        guidance mixes the hidden states and the head runs on the conditional rows only."""
+        rows = hidden if weight > 0 else hidden[:n_cond]
+        at = at.repeat(rows.shape[0] // n_cond, 1)
+        picked = torch.gather(rows, 1, at[..., None].expand(-1, -1, rows.shape[-1]))
+        return self.model.logits(guide(picked, n_cond, weight), None, vocab).float()
+
     def _text_step(self, ids, hidden, text_pos, text_plan, n_cond, gens):
-        """Decide this step's text writes: (positions (P,), new values (B, P))."""
+        """Decide this step's text writes: (positions (P,), new values (B, P)).
+
+        The default profile runs the head only at the still-masked positions of the open block;
+        random draws cover the whole block, so a row's draws do not depend on its batch."""
         cfg, space = self.config, self.space
         block, count = text_plan
         if self.reference:
@@ -234,41 +275,69 @@ class ParallelSampler:
             block_len = cfg.text_block_length
             positions = text_pos[block * block_len : (block + 1) * block_len]
             vocab = (0, space.image_offset)
-        logits = self.model.logits(hidden, positions, vocab).float()  # (rows, P, V')
-        if not self.reference and space.mask_id < space.image_offset:
-            logits[..., space.mask_id] = float("-inf")
-        logits = guide(logits, n_cond, cfg.cfg_text)
-        candidates = pick(logits, cfg.text_temperature, gens, exact=self.reference)
         current = ids[:n_cond, positions]
         masked = current == space.mask_id
+        count = torch.minimum(masked.sum(1), torch.tensor(count, device=ids.device))
+        if self.reference:
+            cols = torch.arange(len(positions), device=ids.device).expand_as(masked)
+        else:
+            cols = open_columns(masked)  # (B, P')
+        if cols.shape[1] == 0:
+            return positions, current
+        logits = self._logits(hidden, positions[cols], vocab, n_cond, cfg.cfg_text)
+        if not self.reference and space.mask_id < space.image_offset:
+            logits[..., space.mask_id] = float("-inf")
+        candidates = None  # greedy low-confidence: the argmax, found below where revealed only
+        if cfg.text_temperature > 0:
+            width = logits.shape[-1]
+            dtype = torch.float64 if self.reference else torch.float32
+            noise = gumbel((n_cond, len(positions), width), gens, ids.device, dtype)
+            noise = noise.gather(1, cols[..., None].expand(-1, -1, width))
+            candidates = pick(logits, cfg.text_temperature, noise)
+        elif cfg.remasking == "random" or self.reference:
+            candidates = logits.argmax(-1)
         if cfg.remasking == "random":
             confidence = row_rand(tuple(masked.shape), gens, ids.device, torch.float64)
-        else:
-            probs = torch.softmax(logits.double(), dim=-1)
-            confidence = probs.gather(-1, candidates[..., None])[..., 0]
-        confidence = confidence.masked_fill(~masked, float("-inf"))
-        count = torch.minimum(masked.sum(1), torch.tensor(count, device=ids.device))
-        reveal = reveal_most_confident(confidence, count)
-        return positions, torch.where(reveal, candidates, current)
+            confidence = confidence.gather(1, cols)
+        elif candidates is None:
+            confidence = torch.softmax(logits, dim=-1).amax(-1).double()
+        else:  # float64 like upstream in the reference profile
+            probs = torch.softmax(logits.double() if self.reference else logits, dim=-1)
+            confidence = probs.gather(-1, candidates[..., None])[..., 0].double()
+        open_current = current.gather(1, cols)
+        confidence = confidence.masked_fill(open_current != space.mask_id, float("-inf"))
+        reveal = reveal_most_confident(confidence, count)  # (B, P')
+        if candidates is None:
+            candidates = open_current.clone()
+            candidates[reveal] = logits[reveal].argmax(-1)
+        values = current.scatter(1, cols, torch.where(reveal, candidates, open_current))
+        return positions, values
 
     def _image_step(self, ids, hidden, image_pos, plan, masked_at_start, n_cond, gens):
-        """Decide this step's image writes; also return the candidates (as token ids)."""
+        """Decide this step's image writes; also return the candidates (as token ids).
+
+        The head runs only at the still-masked image positions; random draws cover every
+        position, so a row's draws do not depend on its batch."""
         cfg, space = self.config, self.space
         vocab = (space.image_offset, space.image_offset + space.codebook_size)
-        logits = self.model.logits(hidden, image_pos, vocab).float()  # (rows, S, C)
-        logits = guide(logits, n_cond, cfg.cfg_image)
         temperature = cfg.image_temperature
-        codes = pick(logits, temperature, gens, exact=False)  # (B, S)
-        log_probs = torch.log_softmax(logits, dim=-1).gather(-1, codes[..., None])[..., 0]
+        current = ids[:n_cond, image_pos]
+        unknown = current == space.mask_id
+        n_unknown = unknown.sum(1)
+        cols = open_columns(unknown)  # (B, P')
+        if temperature > 0:
+            uniforms = row_rand((n_cond, len(image_pos)), gens, ids.device).gather(1, cols)
+            noise = gumbel((n_cond, len(image_pos)), gens, ids.device).gather(1, cols)
+        if cols.shape[1] == 0:
+            return (image_pos, current), None
+        logits = self._logits(hidden, image_pos[cols], vocab, n_cond, cfg.cfg_image)
+        codes, log_probs = sample_codes(logits, temperature, uniforms if temperature > 0 else None)
         if self.reference:
             log_probs = torch.log(log_probs.exp() + 1e-10)
         confidence = log_probs.double()
         if temperature > 0:
-            anneal = temperature * (1 - plan.image)
-            confidence = confidence + anneal * gumbel(tuple(codes.shape), gens, ids.device)
-        current = ids[:n_cond, image_pos]
-        unknown = current == space.mask_id
-        n_unknown = unknown.sum(1)
+            confidence = confidence + temperature * (1 - plan.image) * noise
+        open_unknown = unknown.gather(1, cols)
         keep = torch.tensor(
             [cosine_masked(int(n), plan.image) for n in masked_at_start], device=ids.device
         )
@@ -279,9 +348,12 @@ class ParallelSampler:
             keep = torch.zeros_like(keep)
         keep = keep.clamp(min=0)
         reveal = reveal_most_confident(
-            confidence.masked_fill(~unknown, float("-inf")), n_unknown - keep
+            confidence.masked_fill(~open_unknown, float("-inf")), n_unknown - keep
         )
-        reveal &= unknown
+        reveal &= open_unknown
         candidates = codes + space.image_offset
-        last = candidates if (self.reference and plan.last_image) else None
-        return (image_pos, torch.where(reveal, candidates, current)), last
+        values = current.scatter(1, cols, torch.where(reveal, candidates, current.gather(1, cols)))
+        last = None
+        if self.reference and plan.last_image:  # every still-masked position is among `cols`
+            last = current.scatter(1, cols, candidates)
+        return (image_pos, values), last

@@ -1,0 +1,292 @@
+"""Sampler speed: paradiff's ParallelSampler against a plain port of upstream's sampling loop.
+
+Both sample the same random family-A checkpoint (built here; the real 134548-id vocabulary) with
+the upstream README's settings, alternately, in one process:
+
+(a) paradiff: one forward per step with the unconditional rows in the same batch (only on the
+    steps whose modality is guided), the output head run only at the positions and vocabulary
+    slices a step reads;
+(b) upstream-style: a port of upstream `generate_ti2ti`'s loop, written here only: a full forward
+    with full-vocabulary logits at every position each step, two separate unconditional forwards
+    (text and image) on every image step, per-position Python loops to read and write the image.
+
+Printed: forwards per run, wall time of each run, the ratio, and paradiff's sampler overhead
+1 - (time inside model.hidden_states / model.logits) / (total sampling time).
+
+    python benchmarks/sampler_speed.py                      # d_model 256, 4 layers
+    python benchmarks/sampler_speed.py --d-model 1024       # where the transformer body dominates
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from paradiff.config import tiny_config
+from paradiff.layout import FAMILY_A, Batch, Layout
+from paradiff.model import MaskPredictor
+from paradiff.sampling import ParallelSampler, SamplerConfig
+
+SPACE = FAMILY_A
+ANSWER_END_ID = 126355  # </answer>
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--d-model", type=int, default=256, help="model width (default 256)")
+    p.add_argument("--layers", type=int, default=4, help="transformer blocks (default 4)")
+    p.add_argument("--head-dim", type=int, default=64, help="attention head size (default 64)")
+    p.add_argument("--image-size", type=int, default=256, help="image side in pixels (256)")
+    p.add_argument("--downsample", type=int, default=16, help="pixels per code (aMUSEd: 16)")
+    p.add_argument("--prompt-length", type=int, default=48, help="prompt tokens (default 48)")
+    p.add_argument("--text-gen-length", type=int, default=256, help="text tokens (default 256)")
+    p.add_argument("--text-block-length", type=int, default=32, help="paradiff block (32)")
+    p.add_argument("--text-steps", type=int, default=128, help="text steps (default 128)")
+    p.add_argument("--timesteps", type=int, default=64, help="image steps (default 64)")
+    p.add_argument("--cfg-scale", type=float, default=0.0, help="text CFG weight (default 0)")
+    p.add_argument("--cfg-img", type=float, default=4.0, help="image CFG weight (default 4)")
+    p.add_argument("--temperature", type=float, default=1.0, help="image temperature (1)")
+    p.add_argument("--repeats", type=int, default=2, help="runs of each, alternating (2)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args()
+
+
+def build_model(args: argparse.Namespace) -> MaskPredictor:
+    torch.manual_seed(args.seed)
+    config = tiny_config(
+        SPACE.vocab_size,
+        d_model=args.d_model,
+        n_heads=max(1, args.d_model // args.head_dim),
+        n_layers=args.layers,
+        mlp_hidden_size=3 * args.d_model,  # LLaDA-8B's ratio (4096 -> 12288)
+        max_sequence_length=8192,
+        model_type="llada",
+    )
+    model = MaskPredictor(config).eval()
+    return model.to(device=args.device, dtype=getattr(torch, args.dtype))
+
+
+def build_batch(args: argparse.Namespace) -> tuple[Batch, torch.Tensor]:
+    """The paradiff batch (conditional row, then its unconditional twin) and the unconditional
+    prompt ids for the upstream-style loop (which overwrites the prefix with them)."""
+    gen = torch.Generator().manual_seed(args.seed)
+    prompt = torch.randint(0, 126000, (args.prompt_length,), generator=gen).tolist()
+    uncond = prompt[:8] + [SPACE.uncondition_id, prompt[-1]]  # system part, <uncondition>, </user>
+    side = args.image_size // args.downsample
+    layout = Layout(SPACE)
+    cond_seq, uncond_seq = (
+        layout.build(ids, (side, side), args.text_gen_length, answer_end_ids=[ANSWER_END_ID])
+        for ids in (prompt, uncond)
+    )
+    return layout.collate([cond_seq, uncond_seq]), torch.tensor([uncond])
+
+
+class ForwardTimer:
+    """Wraps model.hidden_states and model.logits (instance attributes) to add up their time."""
+
+    def __init__(self, model: MaskPredictor) -> None:
+        self.seconds, self.calls = 0.0, 0
+        self.sync = torch.cuda.synchronize if model.device.type == "cuda" else lambda: None
+        for name in ("hidden_states", "logits"):
+            setattr(model, name, self.timed(getattr(model, name)))
+
+    def timed(self, fn: Callable) -> Callable:
+        def wrapper(*a, **k):
+            self.sync()
+            start = time.perf_counter()
+            out = fn(*a, **k)
+            self.sync()
+            self.seconds += time.perf_counter() - start
+            return out
+
+        return wrapper
+
+    def reset(self) -> None:
+        self.seconds, self.calls = 0.0, 0
+
+
+# -- (b) the upstream-style loop (a port of generate_ti2ti's structure, for timing only) ---------
+def upstream_style(
+    model, input_ids, text_start, text_end, image_positions, uncond_prefix, args, generator
+) -> tuple[torch.Tensor, int]:
+    """One sampling run the way upstream's loop does it; returns (ids, model forwards)."""
+    mask, offset, codebook = SPACE.mask_id, SPACE.image_offset, SPACE.codebook_size
+    T, device = args.text_steps, input_ids.device
+    ids = input_ids.clone()
+    n_text = int((ids[:, text_start:text_end] == mask).sum(1)[0])
+    transfer_counts, remaining = [], n_text
+    for step in range(T):
+        after = int(n_text * (1 - (step + 1) / T))
+        transfer_counts.append(remaining - after)
+        remaining = after
+    image_steps = torch.linspace(T // 4, T - 1, args.timesteps).round().int().tolist()
+    n_codes = len(image_positions)
+    forwards = 0
+    for step in range(T):
+        logits = model(ids)  # (B, L, V): every position, the whole vocabulary
+        forwards += 1
+        text_masked = ids[:, text_start:text_end] == mask
+        if text_masked.sum() > 0:
+            text_logits = logits[:, text_start:text_end, :]
+            x0 = text_logits.argmax(-1)  # text_temperature 0 (the README's)
+            p = F.softmax(text_logits.to(torch.float64), dim=-1)
+            x0_p = torch.gather(p, -1, x0[..., None])[..., 0]
+            x0 = torch.where(text_masked, x0, ids[:, text_start:text_end])
+            confidence = torch.where(text_masked, x0_p, -math.inf)
+            transfer = torch.zeros_like(x0, dtype=torch.bool)
+            for row in range(confidence.shape[0]):
+                if transfer_counts[step] > 0:
+                    _, chosen = torch.topk(confidence[row], k=transfer_counts[step])
+                    transfer[row, chosen] = True
+            ids[:, text_start:text_end][transfer] = x0[transfer]
+        if step not in image_steps:
+            continue
+        codes = []
+        for pos in image_positions:  # per-position reads
+            token = ids[0, pos].item()
+            codes.append(-1 if token == mask else max(0, min(token - offset, codebook - 1)))
+        codes = torch.tensor(codes, device=device)[None]
+        unknown = codes == -1
+        cond = torch.cat(
+            [logits[:, p : p + 1, offset : offset + codebook] for p in image_positions], 1
+        )
+        if args.cfg_scale > 0 or args.cfg_img > 0:
+            uncond_text, uncond_image = ids.clone(), ids.clone()
+            uncond_text[:, : uncond_prefix.shape[1]] = uncond_prefix
+            uncond_image[:, : uncond_prefix.shape[1]] = uncond_prefix
+            full_text, full_image = model(uncond_text), model(uncond_image)
+            forwards += 2
+            u_text = torch.cat(
+                [full_text[:, p : p + 1, offset : offset + codebook] for p in image_positions], 1
+            )
+            u_image = torch.cat(
+                [full_image[:, p : p + 1, offset : offset + codebook] for p in image_positions], 1
+            )
+        else:
+            u_text = u_image = torch.zeros_like(cond)
+        image_logits = cond
+        if args.cfg_scale:
+            image_logits = image_logits + args.cfg_scale * (cond - u_text)
+        if args.cfg_img:
+            image_logits = image_logits + args.cfg_img * (cond - u_image)
+        probs = F.softmax(image_logits, dim=-1)
+        if args.temperature == 0:
+            sampled = probs.argmax(-1)
+        else:
+            flat = probs.reshape(-1, codebook)
+            sampled = torch.multinomial(flat, 1, generator=generator)[:, 0].view(probs.shape[:-1])
+        sampled = torch.where(unknown, sampled, codes).clamp(0, codebook - 1)
+        chosen_p = torch.gather(probs, -1, sampled[..., None])[..., 0]
+        chosen_p = torch.where(unknown, chosen_p, torch.finfo(chosen_p.dtype).max)
+        ratio = (step + 1) / T
+        mask_ratio = math.cos(ratio * math.pi / 2)
+        mask_len = max(1, min(int(unknown.sum()) - 1, math.floor(n_codes * mask_ratio)))
+        noise = torch.randn(chosen_p.shape, generator=generator, device=device)
+        confidence = torch.log(chosen_p + 1e-10) + args.temperature * (1 - ratio) * noise
+        order = confidence.sort(-1).indices
+        keep_masked = torch.zeros_like(confidence, dtype=torch.bool)
+        for row in range(confidence.shape[0]):
+            keep_masked[row, order[row, :mask_len]] = True
+        final = torch.where(keep_masked, -1, sampled)
+        for i, pos in enumerate(image_positions):  # per-position writes
+            value = final[0, i].item()
+            ids[0, pos] = mask if value == -1 else int(value + offset)
+    return ids, forwards
+
+
+def main() -> None:
+    args = parse_args()
+    model = build_model(args)
+    batch, uncond_prefix = build_batch(args)
+    batch = batch.to(args.device)
+    uncond_prefix = uncond_prefix.to(args.device)
+    config = SamplerConfig(
+        text_steps=args.text_steps,
+        image_steps=args.timesteps,
+        text_gen_length=args.text_gen_length,
+        text_block_length=args.text_block_length,
+        text_temperature=0.0,
+        image_temperature=args.temperature,
+        cfg_text=args.cfg_scale,
+        cfg_image=args.cfg_img,
+        seed=args.seed,
+    )
+    sampler = ParallelSampler(model, SPACE, config)
+    cond_ids = batch.ids[:1, batch.attention_mask[0].bool()]  # the conditional row, unpadded
+    shift = batch.ids.shape[1] - cond_ids.shape[1]
+    text = (batch.text - shift).tolist()
+    image_positions = (batch.output_image - shift).tolist()
+    timer = ForwardTimer(model)
+    sync = timer.sync
+
+    def run_paradiff() -> tuple[float, float, int, int]:
+        timer.reset()
+        sync()
+        start = time.perf_counter()
+        out = sampler(batch, n_cond=1, seeds=[args.seed])
+        sync()
+        return time.perf_counter() - start, timer.seconds, len(out.plan), out.forward_rows
+
+    def run_upstream() -> tuple[float, float, int, int]:
+        timer.reset()
+        gen = torch.Generator(device=args.device).manual_seed(args.seed)
+        sync()
+        start = time.perf_counter()
+        _, forwards = upstream_style(
+            model, cond_ids, text[0], text[-1] + 1, image_positions, uncond_prefix, args, gen
+        )
+        sync()
+        return time.perf_counter() - start, timer.seconds, forwards, forwards
+
+    print(
+        f"model: d_model {args.d_model}, {args.layers} layers, vocab {SPACE.vocab_size}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
+        f"{args.device} {args.dtype}, {torch.get_num_threads()} CPU threads"
+    )
+    side = args.image_size // args.downsample
+    print(
+        f"sequence: {cond_ids.shape[1]} tokens ({args.prompt_length} prompt, {side}x{side} image "
+        f"codes, {args.text_gen_length} text); text_steps {args.text_steps}, timesteps "
+        f"{args.timesteps}, cfg_scale {args.cfg_scale:g}, cfg_img {args.cfg_img:g}, "
+        f"temperature {args.temperature:g}, text_temperature 0"
+    )
+    with torch.no_grad():
+        results: dict[str, list[tuple[float, float, int, int]]] = {"paradiff": [], "upstream": []}
+        for repeat in range(args.repeats):
+            for name, run in (("paradiff", run_paradiff), ("upstream", run_upstream)):
+                results[name].append(run())
+                wall, forward, calls, rows = results[name][-1]
+                print(
+                    f"  repeat {repeat + 1}/{args.repeats} {name:>8}: {wall:8.2f} s "
+                    f"(forwards {forward:8.2f} s)",
+                    flush=True,
+                )
+    _, _, calls_a, rows_a = results["paradiff"][0]
+    _, _, calls_b, _ = results["upstream"][0]
+    wall_a = statistics.median(r[0] for r in results["paradiff"])
+    wall_b = statistics.median(r[0] for r in results["upstream"])
+    overhead = statistics.median(1 - r[1] / r[0] for r in results["paradiff"])
+    overhead_b = statistics.median(1 - r[1] / r[0] for r in results["upstream"])
+    print(
+        f"forwards per run: paradiff {calls_a} ({rows_a} sequence rows), upstream-style {calls_b}"
+    )
+    print(f"wall time per run (median of {args.repeats}):")
+    print(f"  paradiff       {wall_a:8.2f} s")
+    print(f"  upstream-style {wall_b:8.2f} s")
+    print(f"ratio: paradiff is {wall_b / wall_a:.2f}x faster (target >= 2.5x)")
+    print(
+        f"sampler overhead: paradiff {100 * overhead:.1f}% (target <= 5%), "
+        f"upstream-style {100 * overhead_b:.1f}%"
+    )
+
+
+if __name__ == "__main__":
+    main()

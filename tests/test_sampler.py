@@ -1,0 +1,288 @@
+"""The parallel sampler: schedules, guidance, batching, modes, token ranges and seeds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from paradiff.config import tiny_config
+from paradiff.layout import Batch, Layout, TokenSpace
+from paradiff.model import MaskPredictor
+from paradiff.sampling import ParallelSampler, SamplerConfig, make_plan
+from paradiff.sampling.sampler import guide
+from paradiff.sampling.schedules import (
+    block_text_plan,
+    cosine_masked,
+    linear_reveal_counts,
+    spread_steps,
+)
+
+# A small family-A-template token space: text ids 0..47 (mask 40), image codes 48..63.
+SPACE = TokenSpace(
+    family="A",
+    mask_id=40,
+    image_offset=48,
+    codebook_size=16,
+    image_start_id=41,
+    image_end_id=42,
+    pad_id=43,
+    text_fill_id=44,
+    row_break_id=45,
+    answer_start_id=46,
+    uncondition_id=47,
+)
+GRID = (3, 4)
+TEXT_LENGTH = 8
+BASE = SamplerConfig(
+    text_steps=8,
+    image_steps=5,
+    text_gen_length=TEXT_LENGTH,
+    text_block_length=4,
+    text_temperature=0.0,
+    image_temperature=1.0,
+    cfg_text=0.0,
+    cfg_image=2.0,
+    seed=0,
+)
+
+
+class TemptingModel(MaskPredictor):
+    """A random model whose head favours the mask id (+8) and image ids (+4) everywhere, so a
+    sampler that let them through at the wrong place would write them."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        bias = torch.zeros(config.embedding_size, dtype=torch.float64)
+        bias[SPACE.mask_id] = 8.0
+        bias[SPACE.image_offset :] = 4.0
+        self.register_buffer("bias", bias)
+
+    def logits(self, hidden, positions=None, vocab_range=None):
+        out = super().logits(hidden, positions, vocab_range)
+        start, stop = vocab_range or (0, self.config.embedding_size)
+        return out + self.bias[start:stop].to(out.dtype)
+
+
+@pytest.fixture(scope="module")
+def model() -> MaskPredictor:
+    torch.manual_seed(0)
+    config = tiny_config(SPACE.vocab_size, d_model=32, n_heads=2, n_layers=2, mlp_hidden_size=64)
+    # float64: a padded row's hidden states equal the row alone's to far below sampling noise
+    return TemptingModel(config).double().eval()
+
+
+def prompt(length: int, seed: int) -> list[int]:
+    ids = torch.randint(0, 40, (length,), generator=torch.Generator().manual_seed(seed)).tolist()
+    return ids[:-1] + [7]  # the last id stands for the token closing the user turn
+
+
+def build(prompt_lengths: list[int], guided: bool = True) -> Batch:
+    """Conditional rows of the given prompt lengths, then (if `guided`) their twins."""
+    layout = Layout(SPACE)
+    cond = [layout.build(prompt(n, n), GRID, TEXT_LENGTH) for n in prompt_lengths]
+    uncond = [layout.build([3, SPACE.uncondition_id, 7], GRID, TEXT_LENGTH) for _ in cond]
+    return layout.collate(cond + (uncond if guided else []))
+
+
+def sample(model, config, prompt_lengths=(6,), seeds=None, guided=True):
+    batch = build(list(prompt_lengths), guided)
+    seeds = list(seeds) if seeds is not None else [config.seed] * len(prompt_lengths)
+    out = ParallelSampler(model, SPACE, config)(batch, n_cond=len(prompt_lengths), seeds=seeds)
+    return batch, out
+
+
+def answer_spans(batch: Batch, out) -> tuple[torch.Tensor, torch.Tensor]:
+    """Columns of the text and of the output image inside the trajectory's answer part."""
+    start = out.answer_columns[0]
+    return batch.text - start, batch.output_image - start
+
+
+# -- schedules ------------------------------------------------------------------------------------
+@given(st.integers(0, 300), st.integers(1, 200))
+def test_linear_counts_sum_to_the_total(n_tokens, steps):
+    counts = linear_reveal_counts(n_tokens, steps)
+    assert len(counts) == steps and sum(counts) == n_tokens and min(counts) >= 0
+
+
+@given(st.integers(1, 64), st.integers(1, 8), st.integers(0, 64))
+def test_block_plan_fills_each_block_before_the_next(block_length, n_blocks, extra_steps):
+    steps = n_blocks + extra_steps
+    plan = block_text_plan(block_length * n_blocks, block_length, steps)
+    assert len(plan) == steps
+    blocks = [block for block, _ in plan]
+    assert blocks == sorted(blocks) and set(blocks) == set(range(n_blocks))
+    for block in range(n_blocks):
+        assert sum(k for b, k in plan if b == block) == block_length
+
+
+def test_block_plan_refuses_a_block_length_not_dividing_the_text():
+    with pytest.raises(ValueError, match="does not divide"):
+        block_text_plan(10, 4, 10)
+
+
+@given(st.integers(0, 5000), st.floats(0, 1), st.floats(0, 1))
+def test_cosine_schedule_starts_full_ends_empty_and_decreases(n_tokens, a, b):
+    assert cosine_masked(n_tokens, 0.0) == n_tokens and cosine_masked(n_tokens, 1.0) == 0
+    low, high = sorted((a, b))
+    assert 0 <= cosine_masked(n_tokens, high) <= cosine_masked(n_tokens, low) <= n_tokens
+
+
+@given(st.integers(1, 300), st.data())
+def test_spread_steps_end_on_the_last_step_without_collapsing(timeline, data):
+    first = data.draw(st.integers(0, timeline - 1))
+    count = data.draw(st.integers(1, timeline - first))
+    steps = spread_steps(timeline, count, first)
+    assert len(steps) == count and steps == sorted(steps)
+    assert steps[-1] == timeline - 1 and steps[0] >= (first if count > 1 else 0)
+
+
+@settings(max_examples=60)
+@given(st.integers(1, 6), st.integers(1, 8), st.integers(0, 40), st.integers(1, 80), st.booleans())
+def test_plan_reveals_every_token_on_one_timeline(n_blocks, block_length, extra, images, seq):
+    config = SamplerConfig(
+        text_steps=n_blocks + extra,
+        image_steps=images,
+        text_gen_length=n_blocks * block_length,
+        text_block_length=block_length,
+        mode="sequential" if seq else "parallel",
+    )
+    plan = make_plan(config)
+    text = [step.text for step in plan if step.text is not None]
+    image = [i for i, step in enumerate(plan) if step.image is not None]
+    assert sum(k for _, k in text) == config.text_gen_length
+    assert len(text) == config.text_steps and len(image) == config.image_steps
+    assert [i for i, step in enumerate(plan) if step.last_image] == [image[-1]]
+    assert plan[image[-1]].image == 1.0
+    if seq:
+        assert len(plan) == config.text_steps + config.image_steps
+        assert max(i for i, step in enumerate(plan) if step.text) < image[0]
+    else:
+        assert len(plan) == max(config.text_steps, config.image_steps)
+
+
+# -- guidance -------------------------------------------------------------------------------------
+def test_guide_composes_conditional_and_unconditional_logits():
+    cond = torch.tensor([[[1.0, -2.0, 0.5]], [[0.0, 3.0, -1.0]]])
+    uncond = torch.tensor([[[0.5, 1.0, 0.5]], [[2.0, -1.0, 1.0]]])
+    for weight in (0.0, 1.5, 4.0):
+        expected = uncond + (1 + weight) * (cond - uncond)
+        guided = guide(torch.cat([cond, uncond]), n_cond=2, weight=weight)
+        torch.testing.assert_close(guided, expected)
+    assert guide(cond, n_cond=2, weight=4.0) is cond  # no unconditional rows: unchanged
+
+
+@pytest.mark.parametrize("cfg_text, cfg_image", [(0.0, 0.0), (0.0, 3.0), (2.0, 0.0), (1.0, 3.0)])
+def test_unconditional_rows_join_the_same_forward_only_when_guided(model, cfg_text, cfg_image):
+    config = BASE.replace(cfg_text=cfg_text, cfg_image=cfg_image)
+    calls = []
+    original = model.hidden_states
+
+    def counting(ids, mask=None):
+        calls.append(ids.shape[0])
+        return original(ids, mask)
+
+    model.hidden_states = counting
+    try:
+        _, out = sample(model, config, prompt_lengths=(5, 7))
+    finally:
+        del model.hidden_states
+    plan = out.plan
+    guided = [
+        (s.text is not None and cfg_text > 0) or (s.image is not None and cfg_image > 0)
+        for s in plan
+    ]
+    assert calls == [4 if g else 2 for g in guided]  # one forward per step
+    assert out.forward_rows == sum(calls)
+
+
+# -- batching, seeds, determinism -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"text_temperature": 0.8, "remasking": "random", "cfg_text": 1.5, "cfg_image": 0.0},
+        {"mode": "sequential", "image_temperature": 0.5},
+    ],
+)
+def test_a_batch_of_two_equals_two_single_runs(model, changes):
+    config = BASE.replace(**changes)
+    batch, out = sample(model, config, prompt_lengths=(4, 9), seeds=(11, 12))
+    assert batch.attention_mask[0].sum() < batch.attention_mask[1].sum()  # row 0 is padded
+    for row, (length, seed) in enumerate(((4, 11), (9, 12))):
+        _, alone = sample(model, config, prompt_lengths=(length,), seeds=(seed,))
+        assert torch.equal(out.trajectory[:, row], alone.trajectory[:, 0])
+        assert torch.equal(out.text_tokens[row], alone.text_tokens[0])
+        assert torch.equal(out.image_codes[row], alone.image_codes[0])
+
+
+def test_same_seed_same_output_other_seed_other_output(model):
+    config = BASE.replace(text_temperature=1.0)
+    _, first = sample(model, config, seeds=(3,))
+    _, again = sample(model, config, seeds=(3,))
+    _, other = sample(model, config, seeds=(4,))
+    assert torch.equal(first.trajectory, again.trajectory)
+    assert not torch.equal(first.image_codes, other.image_codes)
+    assert not torch.equal(first.trajectory, other.trajectory)
+
+
+def test_temperature_zero_is_deterministic_whatever_the_seed(model):
+    config = BASE.replace(text_temperature=0.0, image_temperature=0.0)
+    _, first = sample(model, config, seeds=(1,))
+    _, second = sample(model, config, seeds=(2,))
+    assert torch.equal(first.trajectory, second.trajectory)
+
+
+# -- what the trajectory shows ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"cfg_text": 2.0},
+        {"text_temperature": 1.0, "remasking": "random"},
+        {"mode": "sequential", "cfg_image": 0.0},
+        {"image_steps": 8, "image_temperature": 0.0},
+    ],
+)
+def test_every_position_gets_an_id_of_its_modality_and_is_revealed(model, changes):
+    batch, out = sample(model, BASE.replace(**changes), prompt_lengths=(5, 8), seeds=(1, 2))
+    text, image = answer_spans(batch, out)
+    states = out.trajectory.long()  # (T + 1, B, A)
+    text_ids, image_ids = states[..., text], states[..., image]
+    mask = SPACE.mask_id
+    assert ((text_ids == mask) | (text_ids < SPACE.image_offset)).all()  # text ids only
+    assert ((image_ids == mask) | (image_ids >= SPACE.image_offset)).all()  # image ids only
+    assert (image_ids < SPACE.vocab_size).all()
+    assert (states[0, :, text] == mask).all() and (states[0, :, image] == mask).all()
+    assert not (states[-1] == mask).any()  # every token revealed by the end
+    assert (out.image_codes >= 0).all() and (out.image_codes < SPACE.codebook_size).all()
+
+
+def test_text_blocks_complete_in_order(model):
+    batch, out = sample(model, BASE.replace(text_steps=8, text_block_length=2))
+    text, _ = answer_spans(batch, out)
+    revealed = out.trajectory[:, 0, text].long() != SPACE.mask_id  # (T + 1, N)
+    blocks = revealed.view(len(revealed), -1, 2)
+    for state in blocks:
+        opened = state.any(-1)
+        complete = state.all(-1)
+        for block in range(1, len(opened)):
+            assert not opened[block] or complete[block - 1]
+
+
+def test_sequential_mode_decodes_no_image_token_before_the_text_is_complete(model):
+    batch, out = sample(model, BASE.replace(mode="sequential"), prompt_lengths=(5, 8))
+    text, image = answer_spans(batch, out)
+    states = out.trajectory.long()
+    text_done = (states[..., text] != SPACE.mask_id).all(-1)  # (T + 1, B)
+    image_started = (states[..., image] != SPACE.mask_id).any(-1)
+    assert not (image_started & ~text_done).any()
+    assert image_started[-1].all()
+    assert len(out.plan) == BASE.text_steps + BASE.image_steps
+    # in parallel mode the picture starts while the text is still being written
+    batch, out = sample(model, BASE, prompt_lengths=(5, 8))
+    states = out.trajectory.long()
+    text_done = (states[..., text] != SPACE.mask_id).all(-1)
+    image_started = (states[..., image] != SPACE.mask_id).any(-1)
+    assert (image_started & ~text_done).any()
