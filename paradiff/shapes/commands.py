@@ -1,4 +1,4 @@
-"""`paradiff shapes …` subcommands: make-dataset, save-tokenizers."""
+"""`paradiff shapes …` subcommands: make-dataset, save-tokenizers, init-model, train-clip."""
 
 from __future__ import annotations
 
@@ -54,6 +54,26 @@ def _init_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_clip(args: argparse.Namespace) -> int:
+    from paradiff.shapes.clip import train_shapes_clip
+
+    try:
+        summary = train_shapes_clip(
+            args.out,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            n_pairs=args.pairs,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    except ValueError as err:
+        print(f"paradiff shapes train-clip: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote the shapes CLIP to {args.out}: {summary}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `shapes` command group to a `paradiff` argparse subparsers object."""
     shapes = subparsers.add_parser("shapes", help="the synthetic shapes world")
@@ -103,4 +123,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     for name in ("d_model", "n_heads", "n_layers", "mlp_hidden_size"):
         init.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None)
     init.set_defaults(func=_init_model)
+
+    clip = commands.add_parser(
+        "train-clip",
+        help="train the world's small CLIP (ParaRL's reward) on full and partial text-image pairs",
+    )
+    clip.add_argument("--out", required=True, help="directory to write the CLIP into")
+    clip.add_argument("--steps", type=int, default=500, help="optimizer steps (default 500)")
+    clip.add_argument("--batch-size", type=int, default=64, help="pairs per step (default 64)")
+    clip.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    clip.add_argument("--pairs", type=int, default=20000, help="samples drawn (5%% held out)")
+    clip.add_argument("--seed", type=int, default=0, help="pair and initialisation seed")
+    clip.add_argument("--quiet", action="store_true", help="no progress bar")
+    clip.set_defaults(func=_train_clip)
     return shapes

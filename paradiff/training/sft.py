@@ -135,6 +135,21 @@ def latest_checkpoint(out: Path) -> Path | None:
     return path if (path / STATE_FILE).is_file() else None
 
 
+def write_checkpoint(
+    pipe: ParallelPipeline, out: Path, step: int, state: dict[str, Any], keep: int
+) -> Path:
+    """Write `out/checkpoint-NNNNNN/` (pipeline + `state`) atomically, point `latest` at it and
+    delete all but the newest `keep` checkpoints."""
+    name = f"checkpoint-{step:06d}"
+    pipe.save_pretrained(out / name, lambda tmp: torch.save(state, tmp / STATE_FILE))
+    tmp = out / (LATEST_FILE + ".tmp")
+    tmp.write_text(name + "\n")
+    tmp.replace(out / LATEST_FILE)
+    for path in sorted(out.glob("checkpoint-*"))[: -int(keep)]:
+        shutil.rmtree(path, ignore_errors=True)
+    return out / name
+
+
 class SFTRun:
     """One SFT run: data, model, optimizer, schedule, checkpoints, logs."""
 
@@ -339,17 +354,9 @@ class SFTRun:
         """checkpoint-NNNNNN/ (pipeline + training state) written atomically, then `latest`."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            name = f"checkpoint-{self.step:06d}"
-            state = self.training_state()
-            self.pipe.save_pretrained(
-                self.out / name, lambda tmp: torch.save(state, tmp / STATE_FILE)
+            write_checkpoint(
+                self.pipe, self.out, self.step, self.training_state(), self.config["output"]["keep"]
             )
-            tmp = self.out / (LATEST_FILE + ".tmp")
-            tmp.write_text(name + "\n")
-            tmp.replace(self.out / LATEST_FILE)
-            old = sorted(self.out.glob("checkpoint-*"))[: -int(self.config["output"]["keep"])]
-            for path in old:
-                shutil.rmtree(path, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
     def save_final(self) -> Path:

@@ -1,0 +1,265 @@
+"""Rewards of ParaRL: scores of (partial reasoning, partial image) pairs, and their normalisation.
+
+A reward sees an answer part-way through sampling as the paper scores it: the reasoning with its
+still-masked tokens dropped, and the image decoded from the tokens revealed so far with every
+masked token's patch painted neutral grey (`PartialState`).
+
+- `ClipReward`: cosine similarity of CLIP's text and image embeddings (the paper's reward), from a
+  local `CLIPModel` directory holding `tokenizer.json` (and optionally `preprocessor_config.json`).
+- `SceneAgreementReward`: the shapes world's exact counterpart: F1 between the changes the partial
+  reasoning claims and the changes the partial image shows, on the cells the image has revealed.
+
+`RewardNormaliser` turns raw scores into [0, 1]: standardise with statistics of the training
+distribution, clip to [-c, c], map linearly, r = (clip((x - mu) / sigma, -c, c) + c) / (2 c).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+PREPROCESSOR_FILE = "preprocessor_config.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class RewardError(ValueError):
+    """A reward that cannot be built or cannot score what it was given."""
+
+
+@dataclass
+class PartialState:
+    """One answer part-way through sampling, as a reward sees it.
+
+    text: the reasoning revealed so far, masked tokens dropped.
+    codes: (h, w) image codes, -1 where still masked.
+    image: (3, H, W) pixels in [0, 1], masked patches neutral grey.
+    record: the prompt's training record (rewards that need the prompt read it), or None.
+    """
+
+    text: str
+    codes: torch.Tensor
+    image: torch.Tensor
+    record: dict[str, Any] | None = None
+
+
+class Reward(Protocol):
+    """Scores partial states; higher is better. Raw scores, any scale (normalised later)."""
+
+    name: str
+
+    def score(self, states: Sequence[PartialState]) -> torch.Tensor:
+        """(N,) float raw scores of `states`."""
+        ...
+
+
+# -- CLIP ------------------------------------------------------------------------------------
+def clip_text_inputs(
+    tokenizer, texts: Sequence[str], max_length: int, eos_id: int, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids (N, L) and attention mask (N, L) for CLIP's text tower.
+
+    Each text is encoded by `tokenizer` (a `tokenizers.Tokenizer`), cut to `max_length` - 1 ids
+    and closed by `eos_id` (CLIP pools the first `eos_id`; a tokenizer that adds it already
+    does not get a second one)."""
+    rows = []
+    for text in texts:
+        ids = tokenizer.encode(text).ids
+        if ids and ids[-1] == eos_id:
+            ids = ids[:-1]
+        rows.append(ids[: max_length - 1] + [eos_id])
+    length = max(len(r) for r in rows)
+    ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def clip_pixel_inputs(
+    images: torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """Images (N, 3, H, W) in [0, 1] -> CLIP pixel values (N, 3, size, size): resized (bilinear,
+    antialiased) and normalised per channel, (x - mean) / std."""
+    pixels = images.float()
+    if tuple(pixels.shape[-2:]) != (size, size):
+        pixels = F.interpolate(pixels, (size, size), mode="bilinear", antialias=True)
+    mean_t = torch.tensor(mean, dtype=pixels.dtype, device=pixels.device)[:, None, None]
+    std_t = torch.tensor(std, dtype=pixels.dtype, device=pixels.device)[:, None, None]
+    return (pixels - mean_t) / std_t
+
+
+class ClipReward:
+    """cos(E_text(text), E_image(image)) of a local `CLIPModel` directory, in [-1, 1].
+
+    The directory holds the model (`config.json` + weights), `tokenizer.json` and optionally
+    `preprocessor_config.json` (`image_mean`, `image_std`; OpenAI's values otherwise). The text
+    tower pools the first `text_config.eos_token_id`, which is appended when a text lacks it.
+    """
+
+    name = "clip"
+
+    def __init__(self, directory: str | os.PathLike, device: torch.device | str = "cpu") -> None:
+        from tokenizers import Tokenizer
+        from transformers import CLIPModel
+
+        path = Path(directory)
+        if not (path / "config.json").is_file() or not (path / TOKENIZER_FILE).is_file():
+            raise RewardError(f"{path} is not a CLIP directory (config.json and tokenizer.json)")
+        self.model = CLIPModel.from_pretrained(str(path)).to(device).eval()
+        self.tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
+        settings = {}
+        if (path / PREPROCESSOR_FILE).is_file():
+            settings = json.loads((path / PREPROCESSOR_FILE).read_text())
+        self.mean = settings.get("image_mean", OPENAI_CLIP_MEAN)
+        self.std = settings.get("image_std", OPENAI_CLIP_STD)
+        text_config = self.model.config.text_config
+        self.eos_id = int(text_config.eos_token_id)
+        self.pad_id = int(text_config.pad_token_id if text_config.pad_token_id is not None else 0)
+        self.max_length = int(text_config.max_position_embeddings)
+        self.image_size = int(self.model.config.vision_config.image_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def text_embeddings(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, D) unit-norm text embeddings."""
+        ids, mask = clip_text_inputs(
+            self.tokenizer, texts, self.max_length, self.eos_id, self.pad_id
+        )
+        features = self.model.get_text_features(
+            input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+        )
+        return F.normalize(_as_tensor(features), dim=-1)
+
+    def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, D) unit-norm image embeddings of images (N, 3, H, W) in [0, 1]."""
+        pixels = clip_pixel_inputs(images.to(self.device), self.image_size, self.mean, self.std)
+        return F.normalize(_as_tensor(self.model.get_image_features(pixel_values=pixels)), dim=-1)
+
+    @torch.no_grad()
+    def score(self, states: Sequence[PartialState]) -> torch.Tensor:
+        texts = self.text_embeddings([s.text for s in states])
+        images = self.image_embeddings(torch.stack([s.image for s in states]))
+        return (texts * images).sum(-1).float().cpu()
+
+
+def _as_tensor(features) -> torch.Tensor:
+    """`get_*_features` returns a tensor (transformers 4) or an output with `pooler_output` (5)."""
+    return features if isinstance(features, torch.Tensor) else features.pooler_output
+
+
+# -- the shapes world ------------------------------------------------------------------------
+class SceneAgreementReward:
+    """Exact agreement of a partial shapes-world answer, in [0, 1].
+
+    With the base scene B (the input for editing, empty for generation), the cells V whose four
+    codes are all revealed, the image's content c(p) of a revealed cell (an object, empty or
+    broken) and the changes the partial reasoning claims T = {(p, content)}:
+
+        score = F1({(p, content) in T : p in V},  {(p, c(p)) : p in V, c(p) != B(p)})
+
+    (the judge's output alignment, restricted to what both modalities show so far; 0 when
+    either side is empty). States need the prompt's record (`ShapeSample.from_json` reads it).
+    """
+
+    name = "scene_agreement"
+
+    def __init__(self, tokenizer=None) -> None:
+        from paradiff.image_tokenizers.shapes import shapes_tokenizer
+
+        self.tokenizer = tokenizer or shapes_tokenizer()
+
+    def score(self, states: Sequence[PartialState]) -> torch.Tensor:
+        return torch.tensor([self.agreement(state) for state in states], dtype=torch.float32)
+
+    def agreement(self, state: PartialState) -> float:
+        from paradiff.image_tokenizers.shapes import EMPTY_CODE
+        from paradiff.shapes.judge import BROKEN, f1
+        from paradiff.shapes.parser import parse_reasoning
+        from paradiff.shapes.sample import ShapeSample
+
+        if state.record is None:
+            raise RewardError("scene agreement needs the prompt's record in every state")
+        base = ShapeSample.from_json(state.record).base_scene
+        codes = state.codes.long().cpu()
+        h, w = codes.shape
+        if (h, w) != (2 * base.rows, 2 * base.cols):
+            raise RewardError(f"code grid {h}x{w} does not fit a {base.rows}x{base.cols} scene")
+        revealed_cells = (codes >= 0).view(base.rows, 2, base.cols, 2).all(3).all(1)
+        scene, broken = self.tokenizer.codes_to_scene(codes.clamp(min=EMPTY_CODE))
+        broken = set(broken)
+        visible = set()
+        for pos in base.positions():
+            if revealed_cells[pos]:
+                content = BROKEN if pos in broken else scene.get(pos)
+                if content != base.get(pos):
+                    visible.add((pos, content))
+        reading = parse_reasoning(state.text, base.rows, base.cols)
+        claimed = {(pos, c) for pos, c in reading.changes.items() if revealed_cells[pos]}
+        return f1(claimed, visible)
+
+
+REWARDS = ("clip", "scene_agreement")
+
+
+def build_reward(kind: str, clip_dir: str | None = None, device="cpu") -> Reward:
+    """The reward named `kind` (one of REWARDS)."""
+    if kind == "clip":
+        if not clip_dir:
+            raise RewardError("the clip reward needs a CLIP directory (reward.clip_dir)")
+        return ClipReward(clip_dir, device)
+    if kind == "scene_agreement":
+        return SceneAgreementReward()
+    raise RewardError(f"unknown reward {kind!r} (expected one of {REWARDS})")
+
+
+# -- normalisation ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RewardNormaliser:
+    """r = (clip((x - mean) / std, -c, c) + c) / (2 c), in [0, 1]; `count` raw scores were used."""
+
+    mean: float
+    std: float
+    clip: float = 3.0
+    count: int = 0
+
+    @classmethod
+    def fit(cls, raw: torch.Tensor, clip: float = 3.0) -> RewardNormaliser:
+        """Statistics of raw scores (population std; a constant sample gets std 1)."""
+        raw = raw.double().flatten()
+        if raw.numel() == 0:
+            raise RewardError("no raw scores to estimate the reward statistics from")
+        if not clip > 0:
+            raise RewardError(f"the reward clip range must be positive, got {clip}")
+        std = float(raw.std(unbiased=False))
+        return cls(float(raw.mean()), std if std > 1e-8 else 1.0, float(clip), raw.numel())
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        standard = (raw.double() - self.mean) / self.std
+        return ((standard.clamp(-self.clip, self.clip) + self.clip) / (2 * self.clip)).float()
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RewardNormaliser:
+        raw = json.loads(Path(path).read_text())
+        return cls(float(raw["mean"]), float(raw["std"]), float(raw["clip"]), int(raw["count"]))
+
+
+def stats_prompt_count(n_prompts: int, fraction: float = 0.01, minimum: int = 32) -> int:
+    """How many prompts estimate the statistics: ceil(fraction * n), at least `minimum`
+    (never more than there are)."""
+    return min(n_prompts, max(minimum, math.ceil(fraction * n_prompts)))

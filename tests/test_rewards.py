@@ -1,0 +1,194 @@
+"""ParaRL rewards: normalisation, the exact scene-agreement reward, the CLIP reward, train-clip."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from paradiff.image_tokenizers.shapes import shapes_tokenizer
+from paradiff.shapes import make_sample
+from paradiff.shapes.scene import Obj
+from paradiff.shapes.tokenizer import PAD, build_text_tokenizer, save_text_tokenizer
+from paradiff.training.rewards import (
+    ClipReward,
+    PartialState,
+    RewardError,
+    RewardNormaliser,
+    SceneAgreementReward,
+    build_reward,
+    clip_text_inputs,
+    stats_prompt_count,
+)
+
+
+# -- normalisation ---------------------------------------------------------------------------
+def test_normaliser_on_known_numbers(tmp_path):
+    norm = RewardNormaliser.fit(torch.tensor([1.0, 2.0, 3.0, 4.0]), clip=1.0)
+    assert norm.mean == pytest.approx(2.5)
+    assert norm.std == pytest.approx(math.sqrt(1.25))
+    assert norm.count == 4
+    z = 0.5 / math.sqrt(1.25)  # standardised 2 and 3: -0.447, 0.447; 1 and 4 clip to -1, 1
+    expected = [0.0, (1 - z) / 2, (1 + z) / 2, 1.0]
+    assert norm(torch.tensor([1.0, 2.0, 3.0, 4.0])).tolist() == pytest.approx(expected, abs=1e-6)
+    wide = RewardNormaliser.fit(torch.tensor([1.0, 2.0, 3.0, 4.0]))  # c = 3: nothing clipped
+    three_z = 1.5 / math.sqrt(1.25)
+    assert wide(torch.tensor([4.0, 100.0, -100.0])).tolist() == pytest.approx(
+        [(three_z + 3) / 6, 1.0, 0.0], abs=1e-6
+    )
+    wide.save(tmp_path / "stats.json")
+    assert RewardNormaliser.load(tmp_path / "stats.json") == wide
+
+
+def test_normaliser_constant_scores_and_bad_input():
+    norm = RewardNormaliser.fit(torch.full((5,), 0.25))
+    assert norm.std == 1.0
+    assert norm(torch.tensor([0.25])).item() == pytest.approx(0.5)
+    with pytest.raises(RewardError):
+        RewardNormaliser.fit(torch.tensor([]))
+    with pytest.raises(RewardError):
+        RewardNormaliser.fit(torch.tensor([1.0, 2.0]), clip=0)
+
+
+def test_stats_prompt_count():
+    assert stats_prompt_count(40000) == 400
+    assert stats_prompt_count(3201) == 33  # ceil(32.01)
+    assert stats_prompt_count(1000) == 32
+    assert stats_prompt_count(10) == 10
+
+
+# -- scene agreement -------------------------------------------------------------------------
+def state(sample, text, codes):
+    return PartialState(text, codes, torch.zeros(3, 4, 4), sample.to_record(None, "x.png"))
+
+
+def test_scene_agreement_exact_on_partial_states():
+    tokenizer = shapes_tokenizer()
+    sample = make_sample("recolour", 5, 1)  # one cell (row 3, col 1) turns orange
+    (cell, new) = next(iter(sample.required_changes().items()))
+    target = tokenizer.scene_to_codes(sample.scene_out)
+    reward = SceneAgreementReward()
+    row, col = 2 * cell[0], 2 * cell[1]
+
+    def score(text, codes):
+        return reward.score([state(sample, text, codes)]).item()
+
+    assert score(sample.reasoning, target) == 1.0
+    hidden_cell = target.clone()
+    hidden_cell[row, col + 1] = -1  # one quadrant of the changed cell still masked
+    assert score(sample.reasoning, hidden_cell) == 0.0
+    other = target.clone()
+    other[0 if row else 2, 0 if col else 2] = -1  # an untouched cell still masked
+    assert score(sample.reasoning, other) == 1.0
+    assert score("", target) == 0.0  # nothing claimed
+    unchanged = tokenizer.scene_to_codes(sample.scene_in)  # the image shows no change
+    assert score(sample.reasoning, unchanged) == 0.0
+    wrong = tokenizer.scene_to_codes(sample.scene_out.with_cells({cell: Obj(new.shape, "pink")}))
+    assert score(sample.reasoning, wrong) == 0.0  # the text says orange, the image pink
+    broken = target.clone()
+    broken[row, col] = 0  # quadrants of the changed cell disagree: a broken cell
+    assert score(sample.reasoning, broken) == 0.0
+
+
+def test_scene_agreement_partial_text_and_errors():
+    tokenizer = shapes_tokenizer()
+    sample = make_sample("add", 11, 2)
+    target = tokenizer.scene_to_codes(sample.scene_out)
+    full = SceneAgreementReward().score([state(sample, sample.reasoning, target)]).item()
+    assert full == 1.0
+    half = sample.reasoning.split(".")[0] + "."  # the first sentence only
+    assert SceneAgreementReward().score([state(sample, half, target)]).item() < 1.0
+    with pytest.raises(RewardError, match="record"):
+        SceneAgreementReward().score([PartialState("x", target, torch.zeros(3, 4, 4))])
+    with pytest.raises(RewardError, match="code grid"):
+        SceneAgreementReward().score([state(sample, "x", target[:4])])
+
+
+# -- CLIP ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_clip_dir(tmp_path_factory):
+    from transformers import CLIPConfig, CLIPModel
+
+    directory = tmp_path_factory.mktemp("tiny_clip")
+    text = build_text_tokenizer()
+    eos = text.token_to_id("</answer>")
+    tower = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config = CLIPConfig(
+        text_config=dict(
+            tower,
+            vocab_size=text.get_vocab_size(),
+            max_position_embeddings=16,
+            eos_token_id=eos,
+            pad_token_id=text.token_to_id(PAD),
+        ),
+        vision_config=dict(tower, image_size=32, patch_size=8),
+        projection_dim=8,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(str(directory))
+    save_text_tokenizer(directory, text)
+    return directory
+
+
+def test_clip_text_inputs_close_with_eos_and_truncate():
+    text = build_text_tokenizer()
+    eos, pad = text.token_to_id("</answer>"), text.token_to_id(PAD)
+    ids, mask = clip_text_inputs(text, ["the red circle", "", "a " * 30], 8, eos, pad)
+    assert ids.shape == (3, 8)
+    assert ids[0, :4].tolist() == text.encode("the red circle").ids + [eos]
+    assert ids[1, 0] == eos and mask[1].tolist() == [1] + [0] * 7
+    assert ids[2, -1] == eos and mask[2].all()
+
+
+def test_clip_reward_is_the_models_cosine(tiny_clip_dir):
+    reward = build_reward("clip", str(tiny_clip_dir))
+    assert isinstance(reward, ClipReward)
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 3, 64, 64, generator=gen)
+    texts = ["the red circle is at row 1, column 2.", "", "it becomes blue."]
+    states = [PartialState(t, torch.zeros(8, 8), im) for t, im in zip(texts, images, strict=True)]
+    scores = reward.score(states)
+    assert scores.shape == (3,) and scores.abs().max() <= 1.0
+    # independently: CLIP's own forward, logits_per_image / logit_scale on the diagonal
+    ids, mask = clip_text_inputs(reward.tokenizer, texts, 16, reward.eos_id, reward.pad_id)
+    pixels = torch.nn.functional.interpolate(images, (32, 32), mode="bilinear", antialias=True)
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073])[:, None, None]
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711])[:, None, None]
+    with torch.no_grad():
+        out = reward.model(input_ids=ids, attention_mask=mask, pixel_values=(pixels - mean) / std)
+    expected = out.logits_per_image.diagonal() / reward.model.logit_scale.exp()
+    assert torch.allclose(scores, expected, atol=1e-5)
+    assert not torch.allclose(scores[0], scores[2])  # the text matters
+
+
+def test_clip_reward_errors(tmp_path):
+    with pytest.raises(RewardError, match="CLIP directory"):
+        ClipReward(tmp_path)
+    with pytest.raises(RewardError, match="clip_dir"):
+        build_reward("clip")
+    with pytest.raises(RewardError, match="unknown reward"):
+        build_reward("aesthetics")
+
+
+def test_train_clip_command_writes_a_small_loadable_clip(tmp_path, capsys):
+    from paradiff.cli import main
+
+    out = tmp_path / "clip"
+    code = main(
+        ["shapes", "train-clip", "--out", str(out), "--steps", "2", "--batch-size", "8"]
+        + ["--pairs", "64", "--quiet"]
+    )
+    assert code == 0
+    size = sum(p.stat().st_size for p in out.iterdir())
+    assert size <= 5 * 2**20
+    summary = json.loads((out / "clip_training.json").read_text())
+    assert summary["steps"] == 2 and 0 <= summary["retrieval_full_of_8"] <= 1
+    sample = make_sample("add", 3, 1)
+    codes = shapes_tokenizer().scene_to_codes(sample.scene_out)
+    image = shapes_tokenizer().decode(codes[None])[0]
+    score = ClipReward(out).score([PartialState(sample.reasoning, codes, image)])
+    assert score.shape == (1,) and -1 <= score.item() <= 1
+    assert main(["shapes", "train-clip", "--out", str(tmp_path / "x"), "--steps", "0"]) == 2
+    assert "train-clip" in capsys.readouterr().err
