@@ -1,0 +1,98 @@
+"""ShapeBench with a model: batched generation through the pipeline, scored by the exact judge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from paradiff.bench.generate import item_seed
+from paradiff.bench.shapebench import model_answers, run_shapebench, select_samples
+from paradiff.cli import main
+from paradiff.sampling import SamplerConfig
+from paradiff.shapes.judge import METRICS
+from paradiff.shapes.render import render_scene
+from tests.tiny_pipeline import build_tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny"))
+
+
+class OraclePipeline:
+    """A stand-in pipeline that answers every request with the ground truth (as a PIL image
+    at its own image size) and records the calls it got."""
+
+    def __init__(self, samples, image_size=(128, 128)) -> None:
+        self.by_instruction = {s.instruction: s for s in samples}
+        self.sampler_defaults = SamplerConfig(seed=5)
+        self.image_size = image_size
+        self.calls: list[tuple[str, list, dict]] = []
+
+    def run(self, task, requests, height=None, width=None, **overrides):
+        self.calls.append((task, requests, {"height": height, "width": width, **overrides}))
+        answers = []
+        for request in requests:
+            sample = self.by_instruction[request.instruction]
+            if sample.task == "edit":
+                assert request.image.tobytes() == render_scene(sample.scene_in).tobytes()
+            else:
+                assert request.image is None
+            image = render_scene(sample.scene_out).resize(self.image_size)
+            answers.append(SimpleNamespace(text=sample.reasoning, image=image))
+        return answers
+
+
+def test_model_answers_batch_by_task_with_fixed_seeds_and_score_100():
+    samples = select_samples(15)  # one of each of the 15 categories: 10 edits, 5 generations
+    pipe = OraclePipeline(samples)
+    answers = model_answers(pipe, samples, batch_size=4, overrides={"mode": "sequential"})
+    report = run_shapebench(answers=answers, samples=samples)
+    assert report["count"] == 15
+    assert report["overall"] == {name: 100.0 for name in METRICS}
+    assert list(report["per_category"]) == [s.category for s in samples]  # bench order kept
+    sizes = [(task, len(requests)) for task, requests, _ in pipe.calls]
+    assert sorted(sizes) == [
+        ("edit", 2),
+        ("edit", 4),
+        ("edit", 4),
+        ("generate", 1),
+        ("generate", 4),
+    ]
+    for _, requests, settings in pipe.calls:
+        assert settings == {"height": 128, "width": 128, "mode": "sequential"}
+        for request in requests:
+            sample = pipe.by_instruction[request.instruction]
+            assert request.seed == item_seed(sample.id, 5)
+    assert len({r.seed for _, requests, _ in pipe.calls for r in requests}) == 15
+
+
+def test_cli_scores_a_saved_model(tiny_model, tmp_path, capsys):
+    argv = ["bench", "shapebench", "--model", str(tiny_model), "--limit", "3", "--json"]
+    assert main([*argv, "--device", "cpu", "--batch-size", "2", "--out", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["benchmark"] == "shapebench" and report["count"] == 3
+    assert report["mode"] == "parallel" and report["sampler"]["text_steps"] == 8
+    assert set(report["overall"]) == set(METRICS)
+    assert all(0 <= v <= 100 for v in report["overall"].values())
+    lines = (tmp_path / "scores.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [s.id for s in select_samples(3)]
+    assert main([*argv, "--mode", "sequential"]) == 0
+    assert json.loads(capsys.readouterr().out)["sampler"]["mode"] == "sequential"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--limit", "0", "--oracle"], "--limit must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--model", "/nonexistent/model"], "cannot load model /nonexistent/model"),
+    ],
+)
+def test_bad_options_are_one_line_errors(argv, message, capsys):
+    assert main(["bench", "shapebench", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
