@@ -253,14 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=run_demo)
     register_app(commands)
 
-    from paradiff.bench.shapebench import register_shapebench
+    from paradiff.bench.commands import register as register_bench
     from paradiff.shapes.commands import register as register_shapes
     from paradiff.training.commands import register as register_training
 
     register_shapes(commands)
     register_training(commands)
-    bench = commands.add_parser("bench", help="evaluation: ShapeBench")
-    register_shapebench(bench.add_subparsers(dest="bench_command", required=True))
+    register_bench(commands)
     return parser
 
 

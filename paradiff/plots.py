@@ -1,4 +1,5 @@
-"""Small PNG charts drawn with PIL (no plotting dependency): training and reward curves."""
+"""Small PNG charts drawn with PIL (no plotting dependency): training and reward curves, and
+grouped bar charts of benchmark scores."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-PALETTE = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14))
+PALETTE = (
+    (31, 119, 180),
+    (214, 39, 40),
+    (44, 160, 44),
+    (148, 103, 189),
+    (255, 127, 14),
+    (23, 190, 207),
+)
 Series = dict[str, Sequence[tuple[float, float]]]
 
 
@@ -55,6 +63,59 @@ def line_chart(
     draw.text((width // 2 - 20, height - 18), x_label, fill="black", font=font)
     if title:
         draw.text((width - right - 8 * len(title), 12), title, fill="black", font=font)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    return out
+
+
+def bar_chart(
+    groups: dict[str, dict[str, float]],
+    path: str | os.PathLike,
+    title: str = "",
+    intervals: dict[str, dict[str, tuple[float, float]]] | None = None,
+    y_max: float = 100.0,
+) -> Path:
+    """Draw one group of bars per key of `groups` (one bar per series name, coloured as in the
+    legend, on a 0..y_max axis), with optional (low, high) whiskers, and save a PNG."""
+    names = list(dict.fromkeys(name for values in groups.values() for name in values))
+    if not names:
+        raise ValueError("nothing to plot")
+    bar, gap, legend, left, right, top, bottom = 10, 16, 90, 50, 20, 44, 30
+    group_px = bar * len(names) + gap
+    width = left + right + max(group_px * len(groups), legend * len(names))
+    height = 360
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+
+    def to_y(value: float) -> float:
+        return height - bottom - value / y_max * (height - top - bottom)
+
+    for i in range(5):
+        value = y_max * i / 4
+        draw.line([left, to_y(value), width - right, to_y(value)], fill=(230, 230, 230))
+        draw.text((4, to_y(value) - 6), f"{value:g}", fill="black", font=font)
+    for g, (group, values) in enumerate(groups.items()):
+        x = left + gap / 2 + g * group_px
+        for n, name in enumerate(names):
+            if values.get(name) is None:
+                continue
+            x0 = x + n * bar
+            draw.rectangle(
+                [x0, to_y(values[name]), x0 + bar - 2, to_y(0)], fill=PALETTE[n % len(PALETTE)]
+            )
+            low_high = (intervals or {}).get(group, {}).get(name)
+            if low_high is not None:
+                centre = x0 + bar / 2 - 1
+                draw.line([centre, to_y(low_high[0]), centre, to_y(low_high[1])], fill="black")
+        draw.text((x, height - bottom + 6), group[: group_px // 6], fill="black", font=font)
+    draw.line([left, to_y(0), width - right, to_y(0)], fill=(90, 90, 90))
+    for n, name in enumerate(names):  # legend: one row under the title
+        colour = PALETTE[n % len(PALETTE)]
+        draw.text((left + legend * n, 22), f"# {name}", fill=colour, font=font)
+    if title:
+        draw.text((left, 6), title, fill="black", font=font)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)

@@ -1,10 +1,20 @@
-"""Benchmark items: one instruction (and, for editing, one input image) to answer."""
+"""Benchmark items (one instruction and, for editing, one input image) and ParaBench loading.
+
+A local ParaBench copy is JSONL — one object per line with `id`, `task` (edit or generation),
+`category`, `instruction` and, for edits, `input_image` (a path relative to the file) — or the
+published dataset's parquet, whose columns go by other names (`input_text`/`prompt` for the
+instruction, `input_image_bytes`/`image` for the image, as raw bytes or {"bytes", "path"}).
+Without a task, a row with an input image is an edit; without a category, the task stands in.
+"""
 
 from __future__ import annotations
 
 import io
+import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -41,3 +51,125 @@ class BenchItem:
                     f"item {self.id}: cannot read its input image: {err}"
                 ) from None
         return source.convert("RGB")
+
+
+# Accepted names of each field, first match wins (the published parquet varies them).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "idx", "index"),
+    "task": ("task", "task_type"),
+    "category": ("category", "type", "subtask"),
+    "instruction": ("instruction", "input_text", "prompt"),
+    "input_image": ("input_image", "input_image_bytes", "image"),
+}
+TASK_NAMES = {
+    "edit": "edit",
+    "editing": "edit",
+    "generation": "generation",
+    "generate": "generation",
+}
+
+
+def pick(row: dict[str, Any], field: str, where: str, required: bool = True) -> Any:
+    """The value of `field` under the first of its accepted names present in `row`."""
+    for name in COLUMNS[field]:
+        if name in row:
+            return row[name]
+    if required:
+        raise BenchDataError(
+            f"{where} has no {field} column (looked for {', '.join(COLUMNS[field])})"
+        )
+    return None
+
+
+def image_source(value: Any, base: Path) -> str | bytes | None:
+    """A path (relative to `base`), raw bytes, or a datasets-style {"bytes", "path"} struct."""
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(base / str(value))
+
+
+def item_from_row(row: dict[str, Any], number: int, base: Path, where: str) -> BenchItem:
+    """One benchmark item from a JSONL record or parquet row (`number` names id-less rows)."""
+    image = image_source(pick(row, "input_image", where, required=False), base)
+    task = pick(row, "task", where, required=False) or (
+        "edit" if image is not None else "generation"
+    )
+    if task not in TASK_NAMES:
+        raise BenchDataError(f"{where}: unknown task {task!r} (expected edit or generation)")
+    task = TASK_NAMES[task]
+    item_id = pick(row, "id", where, required=False)
+    item = BenchItem(
+        id=str(number if item_id is None else item_id),
+        task=task,
+        category=str(pick(row, "category", where, required=False) or task),
+        instruction=str(pick(row, "instruction", where)),
+        input_image=image if task == "edit" else None,
+    )
+    if task == "edit" and image is None:
+        raise BenchDataError(f"{where}: editing item {item.id} has no input image")
+    return item
+
+
+def read_jsonl(path: Path) -> list[BenchItem]:
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise BenchDataError(f"{path.name} line {number}: not JSON ({err})") from None
+        items.append(item_from_row(row, number, path.parent, f"{path.name} line {number}"))
+    return items
+
+
+def read_parquet(path: Path) -> list[BenchItem]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BenchDataError(
+            f"{path.name}: reading parquet needs pyarrow (pip install pyarrow)"
+        ) from None
+    rows = pq.read_table(path).to_pylist()
+    return [item_from_row(row, n, path.parent, path.name) for n, row in enumerate(rows)]
+
+
+def load_parabench(
+    data: str | os.PathLike, limit: int | None = None, categories: Sequence[str] | None = None
+) -> list[BenchItem]:
+    """The items of a ParaBench copy: a JSONL or parquet file, or a folder of them (every
+    `*.jsonl` / `*.parquet` below it, sorted by path), then `categories` kept (all when None)
+    and the first `limit` taken."""
+    root = Path(data)
+    if not root.exists():
+        raise BenchDataError(f"no data at {root}")
+    paths = (
+        [root]
+        if root.is_file()
+        else sorted(
+            p for p in root.rglob("*") if p.suffix in (".jsonl", ".parquet") and p.is_file()
+        )
+    )
+    if not paths:
+        raise BenchDataError(f"{root} holds no .jsonl or .parquet file")
+    items: list[BenchItem] = []
+    for path in paths:
+        items += read_parquet(path) if path.suffix == ".parquet" else read_jsonl(path)
+    seen: set[str] = set()
+    for item in items:
+        if item.id in seen:
+            raise BenchDataError(f"{root}: id {item.id!r} occurs twice")
+        seen.add(item.id)
+    if categories:
+        known = {item.category for item in items}
+        unknown = sorted(set(categories) - known)
+        if unknown:
+            raise BenchDataError(f"unknown categories {unknown} (the data has {sorted(known)})")
+        items = [item for item in items if item.category in categories]
+    if limit is not None:
+        if limit < 1:
+            raise BenchDataError(f"--limit must be at least 1, got {limit}")
+        items = items[:limit]
+    return items

@@ -8,7 +8,7 @@ the batch nor the shard it was drawn in.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from paradiff.bench.data import BenchItem
@@ -66,3 +66,19 @@ def generate_answers(
             PIPELINE_TASKS[batch[0].task], requests, height=height, width=width, **overrides
         )
         yield from zip(batch, results, strict=True)
+
+
+def pipeline_answerer(
+    pipe: ParallelPipeline,
+    batch_size: int = 8,
+    overrides: dict[str, Any] | None = None,
+    size: tuple[int, int] | None = None,
+) -> Callable[[list[BenchItem]], Iterator[tuple[BenchItem, str, Any, dict[str, Any]]]]:
+    """A run answerer (see `paradiff.bench.runner`): the pipeline's reasoning and image of each
+    item, with the seed it was drawn with."""
+
+    def answer(items: list[BenchItem]):
+        for item, result in generate_answers(pipe, items, batch_size, overrides, size):
+            yield item, result.text, result.image, {"seed": result.settings["seed"]}
+
+    return answer

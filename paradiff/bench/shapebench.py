@@ -4,8 +4,9 @@
 `run_shapebench(predict)` asks a predictor for each sample's answer — a callable mapping a
 `ShapeSample` to (reasoning text, output image) where the image is anything
 `paradiff.shapes.judge.read_output` reads (a Scene, a code grid, a PIL image) — and scores it.
-`oracle` answers with the ground truth, which must score 100 on every metric; `model_answers`
-answers with a pipeline (batched, fixed seeds, outputs at the model's image size).
+`oracle` answers with the ground truth, which must score 100 on every metric; the command scores
+a pipeline (batched, fixed seeds, outputs at the model's image size) through the resumable run
+folder of `paradiff.bench.runner`, the same as ParaBench's.
 """
 
 from __future__ import annotations
@@ -14,14 +15,20 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+import numpy as np
+import torch
+from PIL import Image
 
 from paradiff.bench.data import BenchItem
-from paradiff.bench.generate import generate_answers, sampler_settings
+from paradiff.bench.generate import pipeline_answerer, sampler_settings
+from paradiff.bench.report import SHORT_NAMES, summarise, write_report
+from paradiff.bench.runner import Answerer, RunFolder, Scorer, run_benchmark, write_atomic
 from paradiff.cli import (
     CommandError,
     add_device_arguments,
@@ -30,15 +37,15 @@ from paradiff.cli import (
     load_pipeline,
     one_line,
 )
-from paradiff.pipeline import ParallelPipeline
+from paradiff.image_tokenizers.base import to_pil
+from paradiff.image_tokenizers.shapes import shapes_tokenizer
 from paradiff.shapes.dataset import shapebench_samples
 from paradiff.shapes.judge import METRICS, aggregate, score_sample
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.sample import ShapeSample
+from paradiff.shapes.scene import Scene
 
 Predictor = Callable[[ShapeSample], tuple[str, Any]]
-Answers = Iterable[tuple[ShapeSample, tuple[str, Any]]]
-SCORES_FILE = "scores.jsonl"
 REPORT_FILE = "report.json"
 
 
@@ -67,17 +74,40 @@ def bench_item(sample: ShapeSample) -> BenchItem:
     return BenchItem(sample.id, sample.task, sample.category, sample.instruction, image)
 
 
-def model_answers(
-    pipe: ParallelPipeline,
-    samples: Sequence[ShapeSample],
-    batch_size: int = 8,
-    overrides: dict[str, Any] | None = None,
-) -> Answers:
-    """Each sample with the model's (reasoning, image), batched, at the model's image size."""
+def as_image(output: Any) -> Image.Image:
+    """An answer's output image as a picture: a PIL image, a Scene (rendered), a float image
+    (3, H, W) in [0, 1] or a code grid (decoded by the shapes codebook, broken cells kept)."""
+    if isinstance(output, Image.Image):
+        return output
+    if isinstance(output, Scene):
+        return render_scene(output)
+    if isinstance(output, torch.Tensor) and output.is_floating_point():
+        return to_pil(output[None].cpu())[0]
+    codes = torch.as_tensor(np.asarray(output), dtype=torch.long)
+    return to_pil(shapes_tokenizer().decode(codes[None]))[0]
+
+
+def predictor_answerer(predict: Predictor, samples: Sequence[ShapeSample]) -> Answerer:
+    """A run answerer asking `predict` one sample at a time."""
     by_id = {sample.id: sample for sample in samples}
-    items = [bench_item(sample) for sample in samples]
-    for item, result in generate_answers(pipe, items, batch_size, overrides, pipe.image_size):
-        yield by_id[item.id], (result.text, result.image)
+
+    def answer(items: list[BenchItem]):
+        for item in items:
+            text, output = predict(by_id[item.id])
+            yield item, text, as_image(output), {}
+
+    return answer
+
+
+def exact_scorer(samples: Sequence[ShapeSample]) -> Scorer:
+    """A run scorer: the exact judge on the saved reasoning and output image."""
+    by_id = {sample.id: sample for sample in samples}
+
+    def score(item: BenchItem, record: dict[str, Any], image_path: Path) -> dict[str, Any]:
+        with Image.open(image_path) as image:
+            return score_sample(by_id[item.id], record["text"], image.convert("RGB"))
+
+    return score
 
 
 def run_shapebench(
@@ -86,43 +116,31 @@ def run_shapebench(
     out: str | os.PathLike | None = None,
     progress: bool = False,
     mode: str = "model",
-    answers: Answers | None = None,
+    answer: Answerer | None = None,
+    settings: dict[str, Any] | None = None,
     samples: Sequence[ShapeSample] | None = None,
 ) -> dict[str, Any]:
-    """Score `predict` (one sample at a time) or ready `answers` on ShapeBench.
+    """Score `predict` (one sample at a time) or a run `answer`er on ShapeBench.
 
-    `samples` default to the first `limit` ones. Returns the report: {"benchmark", "mode",
-    "count", "category_counts", "overall", "per_task", "per_category"} with metrics on a 0-100
-    scale; `out` also receives `scores.jsonl` (per sample, with the answer text) and
-    `report.json`.
+    `samples` default to the first `limit` ones. The answers go through a run folder
+    (`paradiff.bench.runner`): `out`, resumable, recorded with `settings`, or a temporary one.
+    Returns the report: {"benchmark", "mode", "count", "category_counts", "overall",
+    "per_task", "per_category"} with metrics on a 0-100 scale; `out` also receives
+    `report.json` and the report files of `paradiff.bench.report` (with 95% intervals).
     """
     samples = list(samples) if samples is not None else select_samples(limit)
-    if answers is None:
-        answers = ((sample, predict(sample)) for sample in samples)
-    order = {sample.id: index for index, sample in enumerate(samples)}
-    results = []
-    for sample, (text, image) in tqdm(
-        answers, total=len(samples), desc="shapebench", disable=not progress
-    ):
-        scores = score_sample(sample, text, image)
-        results.append(
-            {
-                "id": sample.id,
-                "task": sample.task,
-                "category": sample.category,
-                **scores,
-                "text": text,
-            }
-        )
-    results.sort(key=lambda result: order[result["id"]])
-    report = {"benchmark": "shapebench", "mode": mode, **aggregate(results)}
+    answer = answer or predictor_answerer(predict, samples)
+    settings = settings or {"benchmark": "shapebench", "model": mode}
+    with tempfile.TemporaryDirectory() if out is None else nullcontext(out) as root:
+        folder = RunFolder(root)
+        folder.start(settings)
+        items = [bench_item(sample) for sample in samples]
+        records = run_benchmark(folder, items, answer, exact_scorer(samples), progress=progress)
+    report = {"benchmark": "shapebench", "mode": mode, **aggregate(records)}
     if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / SCORES_FILE, "w", encoding="utf-8") as scores_file:
-            for result in results:
-                scores_file.write(json.dumps(result) + "\n")
-        (folder / REPORT_FILE).write_text(json.dumps(rounded(report), indent=1) + "\n")
+        write_atomic(Path(out) / REPORT_FILE, json.dumps(rounded(report), indent=1) + "\n")
+        summary = summarise(records, benchmark="shapebench", mode=mode, model=settings["model"])
+        write_report(out, summary, f"ShapeBench: {settings['model']} ({mode})")
     return report
 
 
@@ -141,8 +159,7 @@ def rounded(report: dict[str, Any], digits: int = 2) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     """A plain-text table: one row per category, task and overall; one column per metric."""
-    short = ["txt_q", "txt_al", "img_q", "img_al", "img_cons", "out_al"]
-    lines = [f"{'':<14}{'n':>5}" + "".join(f"{name:>10}" for name in short)]
+    lines = [f"{'':<14}{'n':>5}" + "".join(f"{SHORT_NAMES[m]:>10}" for m in METRICS)]
 
     def row(name: str, metrics: dict[str, float], count: str = "") -> str:
         return f"{name:<14}{count:>5}" + "".join(f"{metrics[m]:>10.1f}" for m in METRICS)
@@ -161,30 +178,36 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
         raise ShapeBenchError(f"--batch-size must be at least 1, got {args.batch_size}")
     samples = select_samples(args.limit)
     progress = not args.json
+    if args.out is not None:
+        check_writable(Path(args.out))
     if args.oracle:
         return run_shapebench(
             oracle, out=args.out, progress=progress, mode="oracle", samples=samples
         )
-    if args.out is not None:
-        check_writable(Path(args.out))
     try:
         pipe = load_pipeline(args)
     except CommandError as err:
         hint = " (pass --model DIR, or --oracle)" if args.model is None else ""
         raise CommandError(f"{err}{hint}") from None
     overrides = {} if args.mode is None else {"mode": args.mode}
-    settings = sampler_settings(pipe, overrides)
-    answers = model_answers(pipe, samples, args.batch_size, overrides)
+    sampler = sampler_settings(pipe, overrides)
+    settings = {"benchmark": "shapebench", "model": args.model or "bundled", "sampler": sampler}
+    answer = pipeline_answerer(pipe, args.batch_size, overrides, pipe.image_size)
     report = run_shapebench(
-        answers=answers, samples=samples, out=args.out, progress=progress, mode=settings["mode"]
+        answer=answer,
+        settings=settings,
+        samples=samples,
+        out=args.out,
+        progress=progress,
+        mode=sampler["mode"],
     )
-    return {**report, "model": args.model or "bundled", "sampler": settings}
+    return {**report, "model": settings["model"], "sampler": sampler}
 
 
 def _main(args: argparse.Namespace) -> int:
     try:
         report = _score(args)
-    except (CommandError, OSError, ValueError) as err:
+    except (CommandError, OSError, ValueError) as err:  # RunError, ShapeBenchError too
         print(f"paradiff bench shapebench: {one_line(err)}", file=sys.stderr)
         return 2
     if args.json:
@@ -211,6 +234,10 @@ def register_shapebench(bench_subparsers: argparse._SubParsersAction) -> argpars
     parser.add_argument("--oracle", action="store_true", help="score the ground truth itself")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N samples")
-    parser.add_argument("--out", default=None, help="folder for scores.jsonl and report.json")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="run folder: outputs, scores, report (a re-run resumes where it stopped)",
+    )
     parser.set_defaults(func=_main)
     return parser

@@ -1,0 +1,130 @@
+"""`paradiff bench parabench`: generate every ParaBench item with a model and have an LLM judge
+score the answers, in a resumable run folder (`paradiff.bench.runner`).
+
+Big runs split into shards: `--shard i/n`, or under `accelerate launch` / torchrun the process's
+RANK of WORLD_SIZE (each process then uses the GPU of its LOCAL_RANK). Every shard writes its own
+files into the same folder; the last one to finish writes the report over all of them
+(`paradiff bench report RUN_DIR` writes it at any time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from paradiff.bench.data import load_parabench
+from paradiff.bench.generate import pipeline_answerer, sampler_settings
+from paradiff.bench.judge import JudgeClient, JudgeError, judge_scorer
+from paradiff.bench.report import markdown_table, report_run
+from paradiff.bench.runner import RunFolder, Shard, run_benchmark
+from paradiff.cli import (
+    CommandError,
+    add_device_arguments,
+    add_model_argument,
+    add_sampler_arguments,
+    check_writable,
+    load_pipeline,
+    sampler_overrides,
+)
+
+JUDGE_CACHE_DIR = "judge_cache"
+
+
+def shard_of(args: argparse.Namespace) -> Shard:
+    return Shard.parse(args.shard) if args.shard is not None else Shard.from_env()
+
+
+def judge_client(args: argparse.Namespace, out: Path) -> JudgeClient:
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise CommandError(f"environment variable {args.api_key_env} (--api-key-env) is empty")
+    return JudgeClient(
+        args.judge_url,
+        args.judge_model,
+        api_key,
+        cache_dir=out / JUDGE_CACHE_DIR,
+        timeout=args.judge_timeout,
+        retries=args.judge_retries,
+        backoff=args.judge_backoff,
+    )
+
+
+def run_parabench(args: argparse.Namespace) -> int:
+    for name in ("batch_size", "concurrency"):
+        if getattr(args, name) < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+    shard = shard_of(args)
+    categories = [c.strip() for c in args.categories.split(",")] if args.categories else None
+    items = load_parabench(args.data, args.limit, categories)
+    out = Path(args.out)
+    check_writable(out)
+    client = judge_client(args, out)
+    try:
+        client.check_reachable()
+    except JudgeError as err:
+        raise CommandError(str(err)) from None
+    if args.device is None and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        args.device = f"cuda:{os.environ['LOCAL_RANK']}"
+    pipe = load_pipeline(args)
+    overrides = sampler_overrides(args)
+    size = (args.width, args.height) if args.width and args.height else None
+    settings = {
+        "benchmark": "parabench",
+        "model": args.model or "bundled",
+        "data": str(Path(args.data).resolve()),
+        "sampler": sampler_settings(pipe, overrides),
+        "size": size,
+        "judge_model": args.judge_model,
+    }
+    folder = RunFolder(out, shard)
+    folder.start(settings)
+    answer = pipeline_answerer(pipe, args.batch_size, overrides, size)
+    try:
+        run_benchmark(folder, items, answer, judge_scorer(client), args.concurrency, not args.quiet)
+    except JudgeError as err:
+        raise CommandError(f"{err} (run the command again to resume)") from None
+    scored = folder.scored()
+    missing = sum(item.id not in scored for item in items)
+    if missing:
+        print(
+            f"shard {shard.index}/{shard.count} done; {missing} of {len(items)} items wait for "
+            f"other shards: then run `paradiff bench report {out}`"
+        )
+        return 0
+    summary = report_run(out, [item.id for item in items])
+    print(markdown_table(summary))
+    print(f"wrote {out}/summary.json, summary.md and chart.png")
+    return 0
+
+
+def register_parabench(bench_subparsers: argparse._SubParsersAction) -> None:
+    parser = bench_subparsers.add_parser(
+        "parabench", help="ParaBench: generate with a model, score with an LLM judge"
+    )
+    add_model_argument(parser)
+    parser.add_argument("--data", required=True, help="ParaBench folder or file (JSONL/parquet)")
+    parser.add_argument("--out", required=True, help="run folder (a re-run resumes)")
+    parser.add_argument("--judge-url", required=True, help="OpenAI-compatible server root")
+    parser.add_argument("--judge-model", required=True, help="the judge's model name")
+    parser.add_argument(
+        "--api-key-env", default=None, help="environment variable holding the judge's API key"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="only the first N items")
+    parser.add_argument("--categories", default=None, help="comma-separated categories to keep")
+    parser.add_argument("--batch-size", type=int, default=8, help="items per sampler run")
+    parser.add_argument("--concurrency", type=int, default=4, help="judge requests at a time")
+    parser.add_argument("--shard", default=None, help="i/n: this process's share of the items")
+    parser.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per request")
+    parser.add_argument("--judge-retries", type=int, default=5, help="retries per request")
+    parser.add_argument(
+        "--judge-backoff", type=float, default=2.0, help="first retry wait, doubled each time (s)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_device_arguments(parser)
+    add_sampler_arguments(parser)
+    parser.set_defaults(func=run_parabench)

@@ -1,0 +1,251 @@
+"""Resumable benchmark runs: generate every item once, score every answer once.
+
+A run folder holds
+
+- `run.json`: the settings of the run (model, sampler, data, judge); a re-run must match them;
+- `outputs/<name>.png` and `outputs/<name>.txt`: each answer's image and reasoning;
+- `generations<shard>.jsonl`: one line per answered item, written as soon as its batch is done
+  (id, task, category, instruction, text, image path, seed);
+- `scores<shard>.jsonl`: one line per scored item (id, task, category, the metrics);
+
+where `<shard>` is empty for an unsharded run and `.shard-i-of-n` otherwise. Every process appends
+to its own files only and reads everyone's, so a re-run (sharded differently or not) skips what
+any earlier run finished: no item is generated twice, no answer scored twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from paradiff.bench.data import BenchItem
+
+RUN_FILE = "run.json"
+OUTPUTS_DIR = "outputs"
+GENERATIONS = "generations"
+SCORES = "scores"
+
+# An answerer turns items into (item, reasoning text, image, extra fields to record).
+Answer = tuple[BenchItem, str, Image.Image, dict[str, Any]]
+Answerer = Callable[[list[BenchItem]], Iterable[Answer]]
+# A scorer maps (item, generation record, output image path) to the metrics (None = not scored).
+Scorer = Callable[[BenchItem, dict[str, Any], Path], dict[str, Any]]
+
+
+class RunError(ValueError):
+    """A run folder that does not fit the command (other settings, bad shard)."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Process `index` of `count` takes items index, index + count, index + 2 count, …"""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, spec: str) -> Shard:
+        """'i/n' with 0 <= i < n."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+        if not match or not int(match[1]) < int(match[2]):
+            raise RunError(f"bad --shard {spec!r}: expected i/n with 0 <= i < n")
+        return cls(int(match[1]), int(match[2]))
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Shard:
+        """This process's shard under `accelerate launch` / torchrun (RANK of WORLD_SIZE)."""
+        env = os.environ if env is None else env
+        try:
+            count, index = int(env.get("WORLD_SIZE", "1")), int(env.get("RANK", "0"))
+        except ValueError:
+            raise RunError("RANK and WORLD_SIZE must be whole numbers") from None
+        if not 0 <= index < count:
+            raise RunError(f"RANK {index} is not below WORLD_SIZE {count}")
+        return cls(index, count)
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.count == 1 else f".shard-{self.index}-of-{self.count}"
+
+    def select(self, items: list[BenchItem]) -> list[BenchItem]:
+        return items[self.index :: self.count]
+
+
+def file_name(item_id: str) -> str:
+    """A file name for an id: unsafe characters replaced, plus a checksum when any were."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", item_id)
+    if safe != item_id or safe.startswith("."):
+        safe = f"{safe}-{zlib.crc32(item_id.encode('utf-8')):08x}"
+    return safe
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file (readers never see half of it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_records(paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
+    """id -> record of JSONL files, first occurrence kept; a torn last line (a killed write, or
+    another process mid-write) is skipped."""
+    records: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            records.setdefault(record["id"], record)
+    return records
+
+
+class JsonlWriter:
+    """Appends records to one JSONL file, each line handed to the OS at once (so it survives the
+    process being killed); a torn last line left by a killed run is cut off first."""
+
+    def __init__(self, path: Path) -> None:
+        if path.exists():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with open(path, "r+b") as handle:
+                    handle.truncate(data.rfind(b"\n") + 1)
+        self.path, self.lock = path, threading.Lock()
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self.lock, open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+class RunFolder:
+    """The files of one run folder, as seen by one shard."""
+
+    def __init__(self, root: str | os.PathLike, shard: Shard = Shard()) -> None:
+        self.root, self.shard = Path(root), shard
+
+    def start(self, settings: dict[str, Any]) -> None:
+        """Create the folder and record `settings`, or check them against an earlier run's."""
+        if self.root.exists() and not self.root.is_dir():
+            raise RunError(f"{self.root} exists and is not a directory")
+        (self.root / OUTPUTS_DIR).mkdir(parents=True, exist_ok=True)
+        path = self.root / RUN_FILE
+        if path.is_file():
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+            changed = sorted(
+                k for k in settings.keys() | earlier.keys() if settings.get(k) != earlier.get(k)
+            )
+            if changed:
+                raise RunError(
+                    f"{self.root} holds a run with other {', '.join(changed)}: "
+                    "use another --out or the same settings"
+                )
+        else:
+            write_atomic(path, json.dumps(settings, indent=1) + "\n")
+
+    def settings(self) -> dict[str, Any]:
+        path = self.root / RUN_FILE
+        if not path.is_file():
+            raise RunError(f"{self.root} is not a run folder (no {RUN_FILE})")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def files(self, kind: str) -> list[Path]:
+        """Every shard's `kind` (generations or scores) files."""
+        return sorted(self.root.glob(f"{kind}*.jsonl"))
+
+    def own_file(self, kind: str) -> Path:
+        return self.root / f"{kind}{self.shard.suffix}.jsonl"
+
+    def generated(self) -> dict[str, dict[str, Any]]:
+        return read_records(self.files(GENERATIONS))
+
+    def scored(self) -> dict[str, dict[str, Any]]:
+        return read_records(self.files(SCORES))
+
+
+def run_benchmark(
+    folder: RunFolder,
+    items: list[BenchItem],
+    answer: Answerer,
+    score: Scorer,
+    concurrency: int = 1,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Answer and score the shard's `items`, skipping what the folder already holds.
+
+    Scoring runs in `concurrency` threads while generation goes on. Returns the score records of
+    the shard's items in item order. An error stops the run after the scoring in flight is
+    recorded; running again resumes.
+    """
+    items = folder.shard.select(items)
+    generated, scored = folder.generated(), folder.scored()
+    generations = JsonlWriter(folder.own_file(GENERATIONS))
+    scores = JsonlWriter(folder.own_file(SCORES))
+    to_answer = [item for item in items if item.id not in generated]
+    to_score = [item for item in items if item.id in generated and item.id not in scored]
+    done = {"generate": len(items) - len(to_answer), "score": sum(i.id in scored for i in items)}
+    bars = {
+        name: tqdm(total=len(items), initial=count, desc=name, disable=not progress)
+        for name, count in done.items()
+    }
+
+    def score_one(item: BenchItem, record: dict[str, Any]) -> None:
+        metrics = score(item, record, folder.root / record["image"])
+        result = {"id": item.id, "task": item.task, "category": item.category, **metrics}
+        scores.append(result)
+        scored[item.id] = result
+        bars["score"].update(1)
+
+    pending: list[Future] = []
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        try:
+            for item in to_score:
+                pending.append(pool.submit(score_one, item, generated[item.id]))
+            for item, record in _answers(folder, to_answer, answer, generations):
+                generated[item.id] = record
+                bars["generate"].update(1)
+                # drop finished scorings (result() re-raises a failed one)
+                pending = [f for f in pending if not f.done() or f.result()]
+                pending.append(pool.submit(score_one, item, record))
+            for future in pending:
+                future.result()
+        except BaseException:
+            for future in pending:
+                future.cancel()  # what is in flight finishes and is recorded
+            raise
+        finally:
+            for bar in bars.values():
+                bar.close()
+    return [scored[item.id] for item in items]
+
+
+def _answers(
+    folder: RunFolder, items: list[BenchItem], answer: Answerer, writer: JsonlWriter
+) -> Iterator[tuple[BenchItem, dict[str, Any]]]:
+    """Answer `items`, writing each answer's files and its generation record."""
+    outputs = folder.root / OUTPUTS_DIR
+    for item, text, image, extra in answer(items):
+        name = file_name(item.id)
+        image.save(outputs / f"{name}.png")
+        (outputs / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+        record = {
+            "id": item.id,
+            "task": item.task,
+            "category": item.category,
+            "instruction": item.instruction,
+            "text": text,
+            "image": f"{OUTPUTS_DIR}/{name}.png",
+            **extra,
+        }
+        writer.append(record)
+        yield item, record
