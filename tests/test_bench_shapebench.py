@@ -8,9 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from paradiff.bench.generate import item_seed
-from paradiff.bench.shapebench import model_answers, run_shapebench, select_samples
+from paradiff.bench.generate import item_seed, pipeline_answerer
+from paradiff.bench.shapebench import run_shapebench, select_samples
 from paradiff.cli import main
+from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
 from paradiff.shapes.judge import METRICS
 from paradiff.shapes.render import render_scene
@@ -42,15 +43,17 @@ class OraclePipeline:
             else:
                 assert request.image is None
             image = render_scene(sample.scene_out).resize(self.image_size)
-            answers.append(SimpleNamespace(text=sample.reasoning, image=image))
+            answers.append(
+                SimpleNamespace(text=sample.reasoning, image=image, settings={"seed": request.seed})
+            )
         return answers
 
 
-def test_model_answers_batch_by_task_with_fixed_seeds_and_score_100():
+def test_pipeline_answers_batch_by_task_with_fixed_seeds_and_score_100():
     samples = select_samples(15)  # one of each of the 15 categories: 10 edits, 5 generations
     pipe = OraclePipeline(samples)
-    answers = model_answers(pipe, samples, batch_size=4, overrides={"mode": "sequential"})
-    report = run_shapebench(answers=answers, samples=samples)
+    answer = pipeline_answerer(pipe, 4, {"mode": "sequential"}, pipe.image_size)
+    report = run_shapebench(answer=answer, samples=samples)
     assert report["count"] == 15
     assert report["overall"] == {name: 100.0 for name in METRICS}
     assert list(report["per_category"]) == [s.category for s in samples]  # bench order kept
@@ -70,18 +73,38 @@ def test_model_answers_batch_by_task_with_fixed_seeds_and_score_100():
     assert len({r.seed for _, requests, _ in pipe.calls for r in requests}) == 15
 
 
-def test_cli_scores_a_saved_model(tiny_model, tmp_path, capsys):
-    argv = ["bench", "shapebench", "--model", str(tiny_model), "--limit", "3", "--json"]
-    assert main([*argv, "--device", "cpu", "--batch-size", "2", "--out", str(tmp_path)]) == 0
+def test_cli_scores_a_saved_model_and_resumes(tiny_model, tmp_path, capsys, monkeypatch):
+    drawn: list[str] = []
+    run = ParallelPipeline.run
+
+    def counting_run(pipe, task, requests, *args, **kwargs):
+        drawn.extend(r.instruction for r in requests)
+        return run(pipe, task, requests, *args, **kwargs)
+
+    monkeypatch.setattr(ParallelPipeline, "run", counting_run)
+    argv = ["bench", "shapebench", "--model", str(tiny_model), "--json", "--device", "cpu"]
+    out = ["--batch-size", "2", "--out", str(tmp_path)]
+    assert main([*argv, "--limit", "3", *out]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["benchmark"] == "shapebench" and report["count"] == 3
     assert report["mode"] == "parallel" and report["sampler"]["text_steps"] == 8
     assert set(report["overall"]) == set(METRICS)
     assert all(0 <= v <= 100 for v in report["overall"].values())
+    samples = select_samples(4)
     lines = (tmp_path / "scores.jsonl").read_text().splitlines()
-    assert [json.loads(line)["id"] for line in lines] == [s.id for s in select_samples(3)]
-    assert main([*argv, "--mode", "sequential"]) == 0
+    assert [json.loads(line)["id"] for line in lines] == [s.id for s in samples[:3]]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["count"] == 3 and summary["per_category"].keys() == report["per_category"].keys()
+    for metric, value in report["overall"].items():
+        assert summary["overall"]["metrics"][metric]["mean"] == pytest.approx(value, abs=0.01)
+    assert (tmp_path / "summary.md").is_file() and (tmp_path / "chart.png").is_file()
+    assert main([*argv, "--limit", "4", *out]) == 0  # resumes: only the fourth is drawn
+    assert json.loads(capsys.readouterr().out)["count"] == 4
+    assert sorted(drawn) == sorted(s.instruction for s in samples)
+    assert main([*argv, "--limit", "1", "--mode", "sequential"]) == 0  # no --out: a temporary run
     assert json.loads(capsys.readouterr().out)["sampler"]["mode"] == "sequential"
+    assert main([*argv, "--limit", "1", "--mode", "sequential", *out]) == 2
+    assert "holds a run with other sampler" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,102 @@
+"""Benchmark reports: means, bootstrap intervals, tables, charts and run comparison."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from paradiff.bench.report import (
+    bootstrap_interval,
+    compare_table,
+    markdown_table,
+    summarise,
+    write_report,
+)
+from paradiff.bench.runner import RunError
+from paradiff.cli import main
+from paradiff.shapes.judge import METRICS
+
+
+def record(task: str, category: str, **scores: float | None) -> dict:
+    return {"id": f"{category}-{len(scores)}", "task": task, "category": category, **scores}
+
+
+def scores(value: float, **changes: float | None) -> dict[str, float | None]:
+    return {**{metric: value for metric in METRICS}, **changes}
+
+
+RECORDS = [
+    record("edit", "A", **scores(100.0, image_consistency=50.0)),
+    record("edit", "B", **scores(0.0, image_consistency=100.0)),
+    record("generation", "A", **scores(30.0, text_quality=60.0, image_consistency=None)),
+]
+
+
+def test_summary_of_a_hand_computed_case():
+    summary = summarise(RECORDS, benchmark="test")
+    assert summary["benchmark"] == "test" and summary["count"] == 3
+    overall = summary["overall"]["metrics"]
+    assert overall["text_quality"]["mean"] == pytest.approx(160 / 3)
+    assert overall["image_alignment"]["mean"] == pytest.approx(130 / 3)
+    assert overall["image_consistency"] == {"mean": 75.0, "ci95": [50.0, 100.0], "n": 2}
+    edit = summary["per_task"]["edit"]["metrics"]
+    # [0, 100]: resampled means are 0, 50, 100 with probability 1/4, 1/2, 1/4
+    assert edit["text_quality"] == {"mean": 50.0, "ci95": [0.0, 100.0], "n": 2}
+    generation = summary["per_task"]["generation"]
+    assert generation["count"] == 1 and "image_consistency" not in generation["metrics"]
+    assert generation["metrics"]["text_quality"] == {"mean": 60.0, "ci95": [60.0, 60.0], "n": 1}
+    category_a = summary["per_category"]["A"]["metrics"]
+    assert category_a["text_quality"] == {"mean": 80.0, "ci95": [60.0, 100.0], "n": 2}
+    assert category_a["image_consistency"]["n"] == 1
+    assert list(summary["per_category"]) == ["A", "B"]
+
+
+def test_bootstrap_is_seeded_and_brackets_the_mean():
+    values = [float(v) for v in range(0, 100, 7)]
+    low, high = bootstrap_interval(values, seed=3)
+    assert (low, high) == bootstrap_interval(values, seed=3)
+    assert low < sum(values) / len(values) < high
+    assert bootstrap_interval(values, seed=4) != (low, high)
+    assert bootstrap_interval([42.0] * 5) == (42.0, 42.0)
+    with pytest.raises(RunError, match="no scored samples"):
+        summarise([])
+
+
+def test_markdown_table_and_files(tmp_path):
+    summary = summarise(RECORDS)
+    table = markdown_table(summary).splitlines()
+    assert table[0].startswith("| group | n | text_quality |")
+    assert [row.split(" | ")[0] for row in table[2:]] == [
+        "| A", "| B", "| edit", "| generation", "| overall",
+    ]  # fmt: skip
+    assert "| A | 2 | 80.0 [60.0, 100.0] |" in table[2]
+    assert table[5].split(" | ")[6] == "–"  # generation has no image consistency
+    write_report(tmp_path, summary, "title")
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert (tmp_path / "summary.md").read_text().startswith("# title\n\n| group")
+    assert Image.open(tmp_path / "chart.png").size[0] > 300
+
+
+def test_compare_prints_differences(tmp_path, capsys):
+    better = [{**r, "text_quality": r["text_quality"] + 10} for r in RECORDS]
+    write_report(tmp_path / "a", summarise(RECORDS))
+    write_report(tmp_path / "b", summarise(better))
+    assert main(["bench", "compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert any(
+        line.split() == ["overall", "text_quality", "53.3", "63.3", "+10.0"]
+        for line in out.splitlines()
+    )
+    assert any(line.split()[:2] == ["generation", "image_alignment"] for line in out.splitlines())
+    assert not any(
+        line.split()[:2] == ["generation", "image_consistency"] for line in out.splitlines()
+    )
+    table = compare_table(summarise(RECORDS), summarise(RECORDS[:2]))
+    assert any(
+        line.split() == ["generation", "text_quality", "60.0", "–", "–"]
+        for line in table.splitlines()
+    )
+    assert main(["bench", "compare", str(tmp_path / "a"), str(tmp_path / "none")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
