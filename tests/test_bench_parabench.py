@@ -14,7 +14,7 @@ from PIL import Image
 from paradiff.bench import parabench
 from paradiff.bench.data import BenchDataError, item_from_row, load_parabench, read_parquet
 from paradiff.bench.judge import png_bytes
-from paradiff.bench.runner import RunError, Shard
+from paradiff.bench.runner import JsonlWriter, RunError, Shard, read_records
 from paradiff.cli import main
 from paradiff.pipeline import ParallelPipeline
 from tests.bench_judge_server import JudgeServer
@@ -95,15 +95,15 @@ def test_parquet_rows_under_other_column_names(tmp_path):
         {"prompt": "a red ball", "image": None, "type": "objects"},
         {"instruction": "recolour", "image": {"bytes": None, "path": "pics/a.png"}},
     ]
-    items = [item_from_row(row, n, tmp_path, "bench.parquet") for n, row in enumerate(rows)]
+    items = [item_from_row(row, f"row{n}", tmp_path, "b.parquet") for n, row in enumerate(rows)]
     assert (items[0].id, items[0].task, items[0].category) == ("7", "edit", "colour")
     assert items[0].image().size == (8, 8) and items[0].instruction == "make it red"
-    assert (items[1].id, items[1].task, items[1].category) == ("1", "generation", "objects")
+    assert (items[1].id, items[1].task, items[1].category) == ("row1", "generation", "objects")
     assert items[2].task == "edit" and items[2].input_image == str(tmp_path / "pics/a.png")
     with pytest.raises(BenchDataError, match="no instruction column.*input_text, prompt"):
-        item_from_row({"input_image": "a.png"}, 0, tmp_path, "bench.parquet")
+        item_from_row({"input_image": "a.png"}, "a", tmp_path, "bench.parquet")
     with pytest.raises(BenchDataError, match="unknown task 'inpaint'"):
-        item_from_row({"task": "inpaint", "prompt": "x"}, 0, tmp_path, "bench.parquet")
+        item_from_row({"task": "inpaint", "prompt": "x"}, "a", tmp_path, "bench.parquet")
 
 
 def test_parquet_goes_through_pyarrow_when_present(tmp_path, monkeypatch):
@@ -133,6 +133,15 @@ def test_shards():
     for spec in ("3/3", "1", "-1/2", "a/b"):
         with pytest.raises(RunError, match="bad --shard"):
             Shard.parse(spec)
+
+
+def test_a_torn_last_line_is_skipped_then_cut_off(tmp_path):
+    path = tmp_path / "scores.jsonl"
+    path.write_text('{"id": "a", "x": 1}\n{"id": "b", "x"')  # killed in the middle of a line
+    assert list(read_records([path])) == ["a"]
+    JsonlWriter(path).append({"id": "c"})
+    assert list(read_records([path])) == ["a", "c"]
+    assert path.read_text().count("\n") == 2
 
 
 # -- runs ---------------------------------------------------------------------------------------

@@ -90,8 +90,8 @@ def image_source(value: Any, base: Path) -> str | bytes | None:
     return str(base / str(value))
 
 
-def item_from_row(row: dict[str, Any], number: int, base: Path, where: str) -> BenchItem:
-    """One benchmark item from a JSONL record or parquet row (`number` names id-less rows)."""
+def item_from_row(row: dict[str, Any], default_id: str, base: Path, where: str) -> BenchItem:
+    """One benchmark item from a JSONL record or parquet row (`default_id` names id-less rows)."""
     image = image_source(pick(row, "input_image", where, required=False), base)
     task = pick(row, "task", where, required=False) or (
         "edit" if image is not None else "generation"
@@ -101,7 +101,7 @@ def item_from_row(row: dict[str, Any], number: int, base: Path, where: str) -> B
     task = TASK_NAMES[task]
     item_id = pick(row, "id", where, required=False)
     item = BenchItem(
-        id=str(number if item_id is None else item_id),
+        id=default_id if item_id is None else str(item_id),
         task=task,
         category=str(pick(row, "category", where, required=False) or task),
         instruction=str(pick(row, "instruction", where)),
@@ -121,7 +121,8 @@ def read_jsonl(path: Path) -> list[BenchItem]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise BenchDataError(f"{path.name} line {number}: not JSON ({err})") from None
-        items.append(item_from_row(row, number, path.parent, f"{path.name} line {number}"))
+        where = f"{path.name} line {number}"
+        items.append(item_from_row(row, f"{path.stem}-{number}", path.parent, where))
     return items
 
 
@@ -133,7 +134,9 @@ def read_parquet(path: Path) -> list[BenchItem]:
             f"{path.name}: reading parquet needs pyarrow (pip install pyarrow)"
         ) from None
     rows = pq.read_table(path).to_pylist()
-    return [item_from_row(row, n, path.parent, path.name) for n, row in enumerate(rows)]
+    return [
+        item_from_row(row, f"{path.stem}-{n}", path.parent, path.name) for n, row in enumerate(rows)
+    ]
 
 
 def load_parabench(

@@ -207,25 +207,26 @@ def run_benchmark(
         bars["score"].update(1)
 
     pending: list[Future] = []
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        try:
-            for item in to_score:
-                pending.append(pool.submit(score_one, item, generated[item.id]))
-            for item, record in _answers(folder, to_answer, answer, generations):
-                generated[item.id] = record
-                bars["generate"].update(1)
-                # drop finished scorings (result() re-raises a failed one)
-                pending = [f for f in pending if not f.done() or f.result()]
-                pending.append(pool.submit(score_one, item, record))
-            for future in pending:
-                future.result()
-        except BaseException:
-            for future in pending:
-                future.cancel()  # what is in flight finishes and is recorded
-            raise
-        finally:
-            for bar in bars.values():
-                bar.close()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            try:
+                for item in to_score:
+                    pending.append(pool.submit(score_one, item, generated[item.id]))
+                for item, record in _answers(folder, to_answer, answer, generations):
+                    generated[item.id] = record
+                    bars["generate"].update(1)
+                    # drop finished scorings (result() re-raises a failed one)
+                    pending = [f for f in pending if not f.done() or f.result()]
+                    pending.append(pool.submit(score_one, item, record))
+                for future in pending:
+                    future.result()
+            except BaseException:
+                for future in pending:
+                    future.cancel()  # what is in flight finishes (the pool waits) and is recorded
+                raise
+    finally:
+        for bar in bars.values():
+            bar.close()
     return [scored[item.id] for item in items]
 
 
