@@ -96,8 +96,8 @@ def test_good_answer_scores_with_key_and_endpoint():
     "script", [["malformed", "not_json"], ["429", "500"], ["429", "malformed"], ["slow"]]
 )
 def test_retries_with_exponential_backoff(script):
-    with JudgeServer(script=script, slow_s=1.0) as server:
-        judge, waits = client(server, timeout=0.3)
+    with JudgeServer(script=script, slow_s=3.0) as server:
+        judge, waits = client(server, timeout=1.0)  # well below slow_s, even on a busy machine
         score, _ = judge.score(messages())
     assert score == 70.0
     assert len(server.requests) == len(script) + 1

@@ -163,11 +163,13 @@ def test_end_to_end_and_rerun_does_nothing_again(tiny_model, data, tmp_path, mon
     generations = lines(out / "generations.jsonl")
     assert len(generations) == 5 and len(lines(out / "scores.jsonl")) == 5
     for record in generations:
-        assert Image.open(out / record["image"]).size == (16, 16)
+        with Image.open(out / record["image"]) as image:
+            assert image.size == (16, 16)
         assert (out / record["image"]).with_suffix(".txt").read_text() == record["text"] + "\n"
     settings = json.loads((out / "run.json").read_text())
     assert settings["sampler"]["text_steps"] == 8 and settings["judge_model"] == "judge-x"
-    assert (out / "summary.md").is_file() and Image.open(out / "chart.png").size[0] > 100
+    with Image.open(out / "chart.png") as chart:
+        assert chart.size[0] > 100 and (out / "summary.md").is_file()
 
 
 def test_killed_run_resumes_without_repeating_work(tiny_model, data, tmp_path, monkeypatch, capsys):

@@ -76,7 +76,8 @@ def test_markdown_table_and_files(tmp_path):
     write_report(tmp_path, summary, "title")
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert (tmp_path / "summary.md").read_text().startswith("# title\n\n| group")
-    assert Image.open(tmp_path / "chart.png").size[0] > 300
+    with Image.open(tmp_path / "chart.png") as chart:
+        assert chart.size[0] > 300
 
 
 def test_compare_prints_differences(tmp_path, capsys):
