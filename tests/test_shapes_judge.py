@@ -183,11 +183,11 @@ def test_cli_oracle_json(capsys, tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["overall"] == report["overall"]
 
 
-def test_cli_limit_and_missing_mode(capsys):
+def test_cli_limit_and_unloadable_model(capsys, tmp_path):
     args = cli("--oracle", "--limit", "15")
     assert args.func(args) == 0
     table = capsys.readouterr().out
     assert "overall" in table and "composition" in table  # 15 = one of every category
-    args = cli()
+    args = cli("--model", str(tmp_path / "absent"), "--limit", "1")
     assert args.func(args) == 2
-    assert "--oracle" in capsys.readouterr().err
+    assert "absent" in capsys.readouterr().err
