@@ -1,0 +1,132 @@
+"""The diffusion GRPO objective of ParaRL: group-relative advantages, replayed step
+log-probabilities and the clipped token-level ratio loss with a k3 KL penalty.
+
+A rollout's trajectory x_0 (fully masked) .. x_T (the answer) records the answer part after
+every sampler step. Step t (0-based) turns x_t into x_{t+1}; the tokens o_t it decoded are the
+positions masked in x_t and not in x_{t+1}. Their probability under a model pi is the one the
+sampler drew them from: with logits l = head(hidden(x_t)) at the position and T_m the
+temperature of the token's modality m,
+
+    log pi(o | x_t) = log softmax(l / T_m)[o]
+
+over m's vocabulary: text ids [0, image_offset) without the mask id (the sampler never picks
+it), or the image codebook. Rollouts are unguided, so l is the conditional model's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from paradiff.layout import Batch, token_space_from_config
+from paradiff.model import MaskPredictor
+from paradiff.sampling import SamplerConfig
+
+
+def group_advantages(rewards: torch.Tensor, group: int, eps: float = 1e-6) -> torch.Tensor:
+    """Group-relative advantages of rewards (P * G, S), G consecutive rows per prompt:
+
+        A_{i,s} = (r_{i,s} - mean_G r_{.,s}) / (std_G r_{.,s} + eps)
+
+    per group and scored step s (population std, so a group of equal rewards gets 0)."""
+    if rewards.shape[0] % group:
+        raise ValueError(f"{rewards.shape[0]} rollouts do not split into groups of {group}")
+    grouped = rewards.double().view(-1, group, *rewards.shape[1:])  # (P, G, S)
+    mean = grouped.mean(1, keepdim=True)
+    std = grouped.std(1, unbiased=False, keepdim=True)
+    return ((grouped - mean) / (std + eps)).view_as(rewards).float()
+
+
+@dataclass
+class UnitTerms:
+    """Per (rollout, step) unit: the mean token loss, the mean k3 KL, the share of tokens whose
+    ratio left [1 - eps, 1 + eps], and whether the unit decoded any token."""
+
+    loss: torch.Tensor  # (N,)
+    kl: torch.Tensor  # (N,) detached
+    clipped: torch.Tensor  # (N,) detached
+    has_tokens: torch.Tensor  # (N,) bool
+
+
+def grpo_terms(
+    new_logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    tokens: torch.Tensor,
+    clip_eps: float,
+    beta: float,
+) -> UnitTerms:
+    """The clipped ratio objective with a k3 KL penalty, averaged over each unit's tokens.
+
+    new_logp, old_logp, ref_logp, tokens: (N, K), log-probabilities of K token slots under the
+    trained, rollout and reference policies, `tokens` marking the slots decoded; advantages (N,).
+    Per token, with r = exp(new - old) and d = ref - new:
+
+        loss = -(min(r A, clip(r, 1 - eps, 1 + eps) A) - beta k3),  k3 = exp(d) - d - 1
+
+    (k3 >= 0 estimates KL(pi_theta || pi_ref) without bias); a unit's loss is the mean over its
+    decoded tokens (0 for a unit without any)."""
+    tokens = tokens.bool()
+    mask = tokens.to(new_logp.dtype)
+    count = mask.sum(-1)  # (N,)
+    ratio = torch.exp(torch.where(tokens, new_logp - old_logp, 0.0))  # (N, K)
+    adv = advantages[:, None].to(new_logp.dtype)
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
+    log_ref_ratio = torch.where(tokens, ref_logp - new_logp, 0.0)
+    kl = torch.exp(log_ref_ratio) - log_ref_ratio - 1
+    token_loss = -(surrogate - beta * kl)
+    clipped = ((ratio - 1).abs() > clip_eps).to(new_logp.dtype)
+
+    def unit_mean(values: torch.Tensor) -> torch.Tensor:
+        return (values * mask).sum(-1) / count.clamp(min=1)
+
+    return UnitTerms(
+        unit_mean(token_loss), unit_mean(kl).detach(), unit_mean(clipped).detach(), count > 0
+    )
+
+
+def replay_log_probs(
+    model: MaskPredictor,
+    batch: Batch,
+    answer_start: int,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    config: SamplerConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(o | x_t) of the tokens one sampler step decoded, by replaying its input state.
+
+    batch: the rollouts' batch (its answer parts are replaced); before, after (B, A): the answer
+    part (columns answer_start..) before and after the step. Returns log_probs (B, A), 0 where
+    nothing was decoded, and decoded (B, A) bool."""
+    space = token_space_from_config(model.config)
+    device = model.device
+    before, after = before.to(device).long(), after.to(device).long()
+    ids = batch.ids.to(device).clone()
+    ids[:, answer_start:] = before
+    hidden = model.hidden_states(ids, batch.attention_mask.to(device))  # (B, L, d)
+    decoded = (before == space.mask_id) & (after != space.mask_id)  # (B, A)
+    log_probs = torch.zeros(before.shape, dtype=torch.float32, device=device)
+    text_vocab = (0, space.image_offset)
+    image_vocab = (space.image_offset, space.image_offset + space.codebook_size)
+    for positions, vocab, temperature in (
+        (batch.text, text_vocab, config.text_temperature),
+        (batch.output_image, image_vocab, config.image_temperature),
+    ):
+        columns = positions.to(device) - answer_start  # (P,)
+        here = decoded[:, columns]  # (B, P)
+        if not here.any():
+            continue
+        logits = model.logits(hidden, positions, vocab).float() / temperature  # (B, P, V')
+        if vocab == text_vocab and space.mask_id < space.image_offset:
+            logits[..., space.mask_id] = float("-inf")
+        index = torch.where(here, after[:, columns] - vocab[0], 0)
+        picked = torch.log_softmax(logits, -1).gather(-1, index[..., None])[..., 0]  # (B, P)
+        log_probs[:, columns] = torch.where(here, picked, 0.0)
+    return log_probs, decoded
+
+
+def select_steps(n_steps: int, count: int, generator: torch.Generator) -> list[int]:
+    """`count` distinct step indices of [0, n_steps), drawn with `generator`, in order."""
+    return sorted(torch.randperm(n_steps, generator=generator)[:count].tolist())

@@ -1,0 +1,366 @@
+"""`paradiff train pararl`: ParaRL, semantic rewards along the denoising trajectory (diffusion GRPO).
+
+Every step draws `rollout.prompts` prompts and samples G = `rollout.group` answers to each with
+the parallel sampler (temperatures > 0, unguided), recording the trajectories x_0 .. x_T. A set S
+of `reward.steps` step indices is drawn once per rollout batch. At each t in S the partial answer
+x_{t+1} is scored by the reward (`reward.at: trajectory`, ParaRL), or every t in S takes the
+final answer's score (`reward.at: final`, the output-level baseline, all else equal). Raw scores
+are normalised to [0, 1] with statistics estimated once on a random 1% of the prompts
+(`RewardNormaliser`, stored with the run), then turned into group-relative advantages A_{i,t}
+(`grpo.group_advantages`).
+
+The tokens o_{i,t} decoded at step t are scored by replaying the recorded state x_t
+(`grpo.replay_log_probs`). With rho = pi_theta / pi_old (pi_old: the rollout policy, computed once
+per batch) and pi_ref the frozen initial (SFT) model, the loss is
+
+    L = 1/|U| sum_{(i,t) in U} 1/|o_{i,t}| sum_{o in o_{i,t}}
+            -[ min(rho A_{i,t}, clip(rho, 1 - eps, 1 + eps) A_{i,t}) - beta k3 ],
+    k3 = pi_ref / pi_theta - log(pi_ref / pi_theta) - 1,
+
+over the (rollout, scored step) units U that decoded at least one token; `train.updates_per_batch`
+optimizer steps are taken on each rollout batch. Checkpoints are loadable pipelines plus
+`training_state.pt` (as SFT's); `--resume` continues from the latest one. Prompts, row seeds
+and scored steps come from generators seeded by (seed, step), so a resumed run repeats an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from paradiff.pipeline import ParallelPipeline
+from paradiff.sampling import SamplerConfig
+from paradiff.sampling.config import SamplerConfigError
+from paradiff.sampling.sampler import make_plan
+from paradiff.training.grpo import group_advantages, grpo_terms, replay_log_probs, select_steps
+from paradiff.training.recipe import RecipeError
+from paradiff.training.rewards import Reward, RewardNormaliser, build_reward, stats_prompt_count
+from paradiff.training.rollouts import Rollouts, RolloutSampler, load_records
+from paradiff.training.sft import (
+    FINAL_DIR,
+    LATEST_FILE,
+    LOG_FILE,
+    STATE_FILE,
+    example_generator,
+    latest_checkpoint,
+    lr_factor,
+    write_checkpoint,
+)
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "init": None,  # the SFT model: where training starts, and the KL reference
+    },
+    "data": {
+        "records": None,  # training records JSONL (DESIGN §5; images relative to it)
+        "limit": None,  # use only the first N records as the prompt pool
+    },
+    "rollout": {
+        "prompts": 4,  # prompts per step
+        "group": 4,  # G rollouts per prompt
+        "text_temperature": 1.0,
+        "image_temperature": 1.0,
+        "text_steps": None,  # None: the checkpoint's sampler setting
+        "image_steps": None,
+        "remasking": None,
+        "mode": None,
+    },
+    "reward": {
+        "kind": "clip",  # clip or scene_agreement
+        "clip_dir": None,  # the CLIP directory of kind: clip
+        "at": "trajectory",  # trajectory (ParaRL) or final (output-level RL)
+        "steps": 3,  # s: scored steps per rollout batch
+        "clip_range": 3.0,  # c: standardised rewards clipped to [-c, c]
+        "stats_fraction": 0.01,  # share of the prompts that estimates the statistics
+        "stats_min_prompts": 32,
+    },
+    "train": {
+        "steps": 100,
+        "lr": 1e-5,
+        "min_lr_ratio": 1.0,
+        "warmup_steps": 0,
+        "weight_decay": 0.0,
+        "betas": [0.9, 0.99],
+        "grad_clip": 1.0,  # 0: no clipping
+        "clip_eps": 0.2,  # ratio clip range
+        "kl_beta": 0.01,  # weight of the KL penalty to the initial model
+        "updates_per_batch": 1,  # optimizer steps on one rollout batch
+        "seed": 0,
+        "threads": None,
+    },
+    "output": {
+        "dir": "runs/pararl",
+        "save_every": 20,
+        "log_every": 1,
+        "keep": 2,  # checkpoints kept besides the final one
+    },
+}
+REWARD_AT = ("trajectory", "final")
+ROLLOUT_SAMPLER_KEYS = ("text_steps", "image_steps", "remasking", "mode")
+STATS_FILE = "reward_stats.json"
+STATS_STREAM = 1  # generator stream of the statistics rollouts (training steps use 0)
+
+
+def check_config(config: dict[str, Any]) -> None:
+    rollout, reward, train = config["rollout"], config["reward"], config["train"]
+    if not config["model"]["init"]:
+        raise RecipeError("model.init is not set (the SFT checkpoint to start from)")
+    if not config["data"]["records"]:
+        raise RecipeError("data.records is not set (a training records JSONL)")
+    if reward["at"] not in REWARD_AT:
+        raise RecipeError(f"reward.at must be one of {REWARD_AT}, got {reward['at']!r}")
+    minimums = {
+        "rollout.prompts": (rollout["prompts"], 1),
+        "rollout.group": (rollout["group"], 2),  # advantages are relative to the group
+        "reward.steps": (reward["steps"], 1),
+        "reward.stats_min_prompts": (reward["stats_min_prompts"], 1),
+        "train.steps": (train["steps"], 1),
+        "train.updates_per_batch": (train["updates_per_batch"], 1),
+        "train.warmup_steps": (train["warmup_steps"], 0),
+        **{f"output.{key}": (config["output"][key], 1) for key in ("save_every", "log_every")},
+        "output.keep": (config["output"]["keep"], 1),
+    }
+    if config["data"]["limit"] is not None:
+        minimums["data.limit"] = (config["data"]["limit"], 1)
+    for name, (value, least) in minimums.items():
+        if not isinstance(value, int) or value < least:
+            raise RecipeError(f"{name} must be a whole number of at least {least}, got {value!r}")
+    positive = {
+        "rollout.text_temperature": rollout["text_temperature"],  # rollouts are sampled
+        "rollout.image_temperature": rollout["image_temperature"],
+        "reward.clip_range": reward["clip_range"],
+        "reward.stats_fraction": reward["stats_fraction"],
+        "train.lr": train["lr"],
+        "train.clip_eps": train["clip_eps"],
+    }
+    for name, value in positive.items():
+        if not isinstance(value, int | float) or not value > 0:
+            raise RecipeError(f"{name} must be a positive number, got {value!r}")
+    if not isinstance(train["kl_beta"], int | float) or train["kl_beta"] < 0:
+        raise RecipeError(f"train.kl_beta must be a non-negative number, got {train['kl_beta']!r}")
+
+
+def rollout_sampler_config(defaults: SamplerConfig, rollout: dict[str, Any]) -> SamplerConfig:
+    """The checkpoint's sampler settings with the recipe's rollout settings, unguided (the policy
+    is the conditional model itself) and in the default profile."""
+    changes = {key: rollout[key] for key in ROLLOUT_SAMPLER_KEYS if rollout[key] is not None}
+    try:
+        return defaults.replace(
+            text_temperature=float(rollout["text_temperature"]),
+            image_temperature=float(rollout["image_temperature"]),
+            cfg_text=0.0,
+            cfg_image=0.0,
+            profile="default",
+            **changes,
+        )
+    except SamplerConfigError as err:
+        raise RecipeError(f"rollout: {err}") from None
+
+
+class ParaRLRun:
+    """One ParaRL (or output-level RL) run: prompts, policy, reference, reward, checkpoints."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        resume: bool = False,
+        progress: bool = True,
+        reward: Reward | None = None,
+    ) -> None:
+        """`reward` replaces the one the recipe names (tests, custom rewards)."""
+        check_config(config)
+        self.config = config
+        train = config["train"]
+        if train["threads"]:
+            torch.set_num_threads(int(train["threads"]))
+        self.progress = progress
+        self.out = Path(config["output"]["dir"])
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        start_from = latest_checkpoint(self.out) if resume else None
+        if resume and start_from is None and (self.out / LATEST_FILE).exists():
+            raise RecipeError(f"{self.out} has no complete checkpoint to resume from")
+        init = str(config["model"]["init"])
+        self.reference = ParallelPipeline.from_pretrained(init, "float32", device).model
+        self.reference.eval().requires_grad_(False)
+        self.pipe = ParallelPipeline.from_pretrained(str(start_from or init), "float32", device)
+        self.sampler_config = rollout_sampler_config(self.pipe.sampler_defaults, config["rollout"])
+        self.n_steps = len(make_plan(self.sampler_config))
+        if int(config["reward"]["steps"]) > self.n_steps:
+            raise RecipeError(
+                f"reward.steps {config['reward']['steps']} exceeds the {self.n_steps} sampler steps"
+            )
+        self.records, image_root = load_records(config["data"]["records"], config["data"]["limit"])
+        self.rollouts = RolloutSampler(self.pipe, self.sampler_config, image_root)
+        reward_cfg = config["reward"]
+        self.reward = reward or build_reward(reward_cfg["kind"], reward_cfg["clip_dir"], device)
+        self.optimizer = torch.optim.AdamW(
+            self.pipe.model.parameters(),
+            lr=float(train["lr"]),
+            betas=tuple(train["betas"]),
+            weight_decay=float(train["weight_decay"]),
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_factor(
+                step, int(train["warmup_steps"]), int(train["steps"]), float(train["min_lr_ratio"])
+            ),
+        )
+        self.step = 0
+        self.normaliser: RewardNormaliser | None = None
+        if start_from is not None:
+            self.load_state(start_from)
+        elif resume and (self.out / STATS_FILE).is_file():
+            self.normaliser = RewardNormaliser.load(self.out / STATS_FILE)
+
+    # -- rollouts ------------------------------------------------------------------------------
+    def step_rollouts(self, step: int) -> Rollouts:
+        """Step `step`'s prompts (G rows each), row seeds and scored steps, then the samples."""
+        rollout, seed = self.config["rollout"], int(self.config["train"]["seed"])
+        gen = example_generator(seed, step, 0)
+        prompts = torch.randperm(len(self.records), generator=gen)[: int(rollout["prompts"])]
+        rows = [self.records[int(i)] for i in prompts for _ in range(int(rollout["group"]))]
+        seeds = torch.randint(2**31 - 1, (len(rows),), generator=gen).tolist()
+        steps = select_steps(self.n_steps, int(self.config["reward"]["steps"]), gen)
+        return self.rollouts.sample(rows, seeds, steps)
+
+    def estimate_statistics(self) -> RewardNormaliser:
+        """Reward statistics from one rollout of each of a random 1% of the prompts (at least
+        `stats_min_prompts`), scored where the run scores (scored steps, or the final answer)."""
+        reward_cfg, seed = self.config["reward"], int(self.config["train"]["seed"])
+        count = stats_prompt_count(
+            len(self.records),
+            float(reward_cfg["stats_fraction"]),
+            int(reward_cfg["stats_min_prompts"]),
+        )
+        gen = example_generator(seed, 0, STATS_STREAM)
+        chosen = torch.randperm(len(self.records), generator=gen)[:count].tolist()
+        chunk = int(self.config["rollout"]["prompts"]) * int(self.config["rollout"]["group"])
+        scores = []
+        for start in tqdm(
+            range(0, count, chunk), desc="reward statistics", disable=not self.progress
+        ):
+            rows = [self.records[i] for i in chosen[start : start + chunk]]
+            seeds = torch.randint(2**31 - 1, (len(rows),), generator=gen).tolist()
+            steps = select_steps(self.n_steps, int(reward_cfg["steps"]), gen)
+            rollouts = self.rollouts.sample(rows, seeds, steps)
+            raw, _ = self.rollouts.raw_scores(self.reward, rollouts, reward_cfg["at"])
+            scores.append(raw.flatten())
+        return RewardNormaliser.fit(torch.cat(scores), float(reward_cfg["clip_range"]))
+
+    # -- training ------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, Any]:
+        """Roll out, score, and take `updates_per_batch` optimizer steps on the batch."""
+        train, reward_cfg = self.config["train"], self.config["reward"]
+        started = time.perf_counter()
+        rollouts = self.step_rollouts(self.step)
+        sampled = time.perf_counter()
+        raw, final_raw = self.rollouts.raw_scores(self.reward, rollouts, reward_cfg["at"])
+        rewards = self.normaliser(raw)  # (B, S)
+        advantages = group_advantages(rewards, int(self.config["rollout"]["group"]))  # (B, S)
+        model = self.pipe.model
+        transitions = [(rollouts.trajectory[t], rollouts.trajectory[t + 1]) for t in rollouts.steps]
+        replay = (rollouts.batch, rollouts.answer_start)
+        with torch.no_grad():  # pi_old is the rollout policy: the model before this batch's updates
+            old = [
+                replay_log_probs(model, *replay, b, a, self.sampler_config) for b, a in transitions
+            ]
+            ref = [
+                replay_log_probs(self.reference, *replay, b, a, self.sampler_config)[0]
+                for b, a in transitions
+            ]
+        units = max(1, sum(int(decoded.any(-1).sum()) for _, decoded in old))
+        model.train()
+        updates = int(train["updates_per_batch"])
+        loss_sum = kl_sum = clipped_sum = 0.0
+        for _ in range(updates):
+            for j, (before, after) in enumerate(transitions):
+                new, decoded = replay_log_probs(model, *replay, before, after, self.sampler_config)
+                terms = grpo_terms(
+                    new,
+                    old[j][0],
+                    ref[j],
+                    advantages[:, j].to(new.device),
+                    decoded,
+                    float(train["clip_eps"]),
+                    float(train["kl_beta"]),
+                )
+                loss = terms.loss[terms.has_tokens].sum() / units
+                loss.backward()  # accumulated over the scored steps: one graph at a time
+                loss_sum += float(loss.detach())
+                kl_sum += float(terms.kl[terms.has_tokens].sum()) / units
+                clipped_sum += float(terms.clipped[terms.has_tokens].sum()) / units
+            if train["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(train["grad_clip"]))
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.step += 1
+        return {
+            "step": self.step,
+            "reward": round(float(rewards.mean()), 5),
+            "reward_raw": round(float(raw.mean()), 5),
+            "final_raw": round(float(final_raw.mean()), 5),
+            "loss": round(loss_sum / updates, 6),
+            "kl": round(kl_sum / updates, 6),
+            "clip_frac": round(clipped_sum / updates, 4),
+            "lr": lr,
+            "scored_steps": rollouts.steps,
+            "rollout_s": round(sampled - started, 2),
+            "step_s": round(time.perf_counter() - started, 2),
+        }
+
+    def run(self) -> Path:
+        """Estimate the reward statistics (unless resumed), train, checkpoint; the final model's
+        directory."""
+        train, output = self.config["train"], self.config["output"]
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.normaliser is None:
+            self.normaliser = self.estimate_statistics()
+            self.normaliser.save(self.out / STATS_FILE)
+        total = int(train["steps"])
+        bar = tqdm(total=total, initial=self.step, desc="pararl", disable=not self.progress)
+        while self.step < total:
+            line = self.train_step()
+            bar.update(1)
+            bar.set_postfix(reward=line["reward"], final=line["final_raw"], kl=line["kl"])
+            if self.step % int(output["log_every"]) == 0 or self.step == total:
+                with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
+                    log.write(json.dumps(line) + "\n")
+                if not self.progress:
+                    print(json.dumps(line), flush=True)
+            if self.step % int(output["save_every"]) == 0 and self.step < total:
+                self.save_checkpoint()
+        bar.close()
+        self.save_checkpoint()
+        self.pipe.save_pretrained(self.out / FINAL_DIR)
+        return self.out / FINAL_DIR
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "normaliser": asdict(self.normaliser),
+            "config": self.config,
+        }
+        keep = int(self.config["output"]["keep"])
+        return write_checkpoint(self.pipe, self.out, self.step, state, keep)
+
+    def load_state(self, checkpoint: Path) -> None:
+        state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+        was_at, now_at = state["config"]["reward"]["at"], self.config["reward"]["at"]
+        if was_at != now_at:
+            raise RecipeError(f"{self.out} was trained with reward.at={was_at}, not {now_at}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.normaliser = RewardNormaliser(**state["normaliser"])
+        self.step = int(state["step"])
