@@ -124,8 +124,10 @@ def check_config(config: dict[str, Any]) -> None:
         "train.steps": (train["steps"], 1),
         "train.updates_per_batch": (train["updates_per_batch"], 1),
         "train.warmup_steps": (train["warmup_steps"], 0),
-        **{f"output.{key}": (config["output"][key], 1) for key in ("save_every", "log_every")},
-        "output.keep": (config["output"]["keep"], 1),
+        **{
+            f"output.{key}": (config["output"][key], 1)
+            for key in ("save_every", "log_every", "keep")
+        },
     }
     if config["data"]["limit"] is not None:
         minimums["data.limit"] = (config["data"]["limit"], 1)
