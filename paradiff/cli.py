@@ -58,15 +58,17 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags for every SamplerConfig field; unset flags keep the checkpoint's defaults."""
+def add_sampler_arguments(parser: argparse.ArgumentParser, sizes: bool = True) -> None:
+    """Flags for every SamplerConfig field (and the output size unless `sizes` is False);
+    unset flags keep the checkpoint's defaults."""
     group = parser.add_argument_group(
         "sampler settings", "defaults come from the checkpoint's sampler_config.json"
     )
     for flag, (_, kind, text) in SAMPLER_FLAGS.items():
         group.add_argument(flag, type=kind, default=None, help=text)
-    group.add_argument("--height", type=int, default=None, help="output height in pixels")
-    group.add_argument("--width", type=int, default=None, help="output width in pixels")
+    if sizes:
+        group.add_argument("--height", type=int, default=None, help="output height in pixels")
+        group.add_argument("--width", type=int, default=None, help="output width in pixels")
 
 
 def sampler_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -103,6 +103,14 @@ def test_cli_scores_a_saved_model_and_resumes(tiny_model, tmp_path, capsys, monk
     assert sorted(drawn) == sorted(s.instruction for s in samples)
     assert main([*argv, "--limit", "1", "--mode", "sequential"]) == 0  # no --out: a temporary run
     assert json.loads(capsys.readouterr().out)["sampler"]["mode"] == "sequential"
+    sampler_flags = ["--timesteps", "3", "--temperature", "0.5", "--cfg-img", "1.5"]
+    assert main([*argv, "--limit", "1", *sampler_flags]) == 0
+    sampler = json.loads(capsys.readouterr().out)["sampler"]
+    assert (sampler["image_steps"], sampler["image_temperature"], sampler["cfg_image"]) == (
+        3,
+        0.5,
+        1.5,
+    )
     assert main([*argv, "--limit", "1", "--mode", "sequential", *out]) == 2
     assert "holds a run with other sampler" in capsys.readouterr().err
 

@@ -33,9 +33,11 @@ from paradiff.cli import (
     CommandError,
     add_device_arguments,
     add_model_argument,
+    add_sampler_arguments,
     check_writable,
     load_pipeline,
     one_line,
+    sampler_overrides,
 )
 from paradiff.image_tokenizers.base import to_pil
 from paradiff.image_tokenizers.shapes import shapes_tokenizer
@@ -189,7 +191,7 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     except CommandError as err:
         hint = " (pass --model DIR, or --oracle)" if args.model is None else ""
         raise CommandError(f"{err}{hint}") from None
-    overrides = {} if args.mode is None else {"mode": args.mode}
+    overrides = sampler_overrides(args)
     sampler = sampler_settings(pipe, overrides)
     settings = {"benchmark": "shapebench", "model": args.model or "bundled", "sampler": sampler}
     answer = pipeline_answerer(pipe, args.batch_size, overrides, pipe.image_size)
@@ -224,12 +226,6 @@ def register_shapebench(bench_subparsers: argparse._SubParsersAction) -> argpars
     )
     add_model_argument(parser)
     add_device_arguments(parser)
-    parser.add_argument(
-        "--mode",
-        choices=("parallel", "sequential"),
-        default=None,
-        help="sampling mode (default: the checkpoint's)",
-    )
     parser.add_argument("--batch-size", type=int, default=8, help="samples per sampler run")
     parser.add_argument("--oracle", action="store_true", help="score the ground truth itself")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -239,5 +235,6 @@ def register_shapebench(bench_subparsers: argparse._SubParsersAction) -> argpars
         default=None,
         help="run folder: outputs, scores, report (a re-run resumes where it stopped)",
     )
+    add_sampler_arguments(parser, sizes=False)
     parser.set_defaults(func=_main)
     return parser
