@@ -33,7 +33,8 @@ def line_chart(
     if not points:
         raise ValueError("nothing to plot")
     width, height = size
-    left, right, top, bottom = 60, 20, 36, 44
+    left, right, top, bottom = 60, 20, (54 if title else 36), 44
+    legend_y = top - 24  # the legend row sits under the title row
     x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
     y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
@@ -59,10 +60,10 @@ def line_chart(
         line = [to_pixel(x, y) for x, y in values]
         if len(line) > 1:
             draw.line(line, fill=colour, width=2)
-        draw.text((left + 10 + 130 * index, 12), f"-- {name}", fill=colour, font=font)
+        draw.text((left + 10 + 130 * index, legend_y), f"-- {name}", fill=colour, font=font)
     draw.text((width // 2 - 20, height - 18), x_label, fill="black", font=font)
     if title:
-        draw.text((width - right - 8 * len(title), 12), title, fill="black", font=font)
+        draw.text((left, 8), title, fill="black", font=font)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
