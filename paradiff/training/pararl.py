@@ -50,7 +50,7 @@ from paradiff.training.sft import (
     STATE_FILE,
     example_generator,
     latest_checkpoint,
-    lr_factor,
+    warmup_cosine_schedule,
     write_checkpoint,
 )
 
@@ -208,12 +208,7 @@ class ParaRLRun:
             betas=tuple(train["betas"]),
             weight_decay=float(train["weight_decay"]),
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: lr_factor(
-                step, int(train["warmup_steps"]), int(train["steps"]), float(train["min_lr_ratio"])
-            ),
-        )
+        self.scheduler = warmup_cosine_schedule(self.optimizer, train)
         self.step = 0
         self.normaliser: RewardNormaliser | None = None
         if start_from is not None:
@@ -269,25 +264,27 @@ class ParaRLRun:
         model = self.pipe.model
         transitions = [(rollouts.trajectory[t], rollouts.trajectory[t + 1]) for t in rollouts.steps]
         replay = (rollouts.batch, rollouts.answer_start)
-        with torch.no_grad():  # pi_old is the rollout policy: the model before this batch's updates
-            old = [
-                replay_log_probs(model, *replay, b, a, self.sampler_config) for b, a in transitions
-            ]
+        with torch.no_grad():
             ref = [
-                replay_log_probs(self.reference, *replay, b, a, self.sampler_config)[0]
+                replay_log_probs(self.reference, *replay, b, a, self.sampler_config)
                 for b, a in transitions
             ]
-        units = max(1, sum(int(decoded.any(-1).sum()) for _, decoded in old))
+        units = max(1, sum(int(decoded.any(-1).sum()) for _, decoded in ref))
+        # pi_old is the rollout policy, the model before this batch's updates: the first pass
+        # over the scored steps (the optimizer steps only after it) gives its log-probabilities
+        old: list[torch.Tensor | None] = [None] * len(transitions)
         model.train()
         updates = int(train["updates_per_batch"])
         loss_sum = kl_sum = clipped_sum = 0.0
         for _ in range(updates):
             for j, (before, after) in enumerate(transitions):
                 new, decoded = replay_log_probs(model, *replay, before, after, self.sampler_config)
+                if old[j] is None:
+                    old[j] = new.detach()
                 terms = grpo_terms(
                     new,
-                    old[j][0],
-                    ref[j],
+                    old[j],
+                    ref[j][0],
                     advantages[:, j].to(new.device),
                     decoded,
                     float(train["clip_eps"]),

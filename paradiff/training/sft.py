@@ -97,6 +97,17 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def warmup_cosine_schedule(
+    optimizer: torch.optim.Optimizer, train: dict[str, Any]
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The recipe's learning-rate schedule (`lr_factor`) over `train`'s steps and warmup."""
+    warmup, total = int(train["warmup_steps"]), int(train["steps"])
+    min_ratio = float(train["min_lr_ratio"])
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup, total, min_ratio)
+    )
+
+
 def example_generator(seed: int, step: int, index: int) -> torch.Generator:
     """The generator of the `index`-th example of step `step`'s global batch."""
     state = np.random.SeedSequence([seed, step, index]).generate_state(1)[0]
@@ -197,12 +208,7 @@ class SFTRun:
             lr=float(train["lr"]),
             betas=tuple(train["betas"]),
         )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda step: lr_factor(
-                step, int(train["warmup_steps"]), int(train["steps"]), float(train["min_lr_ratio"])
-            ),
-        )
+        self.scheduler = warmup_cosine_schedule(self.optimizer, train)
         self.step = 0
         if start_from is not None:
             self.load_state(start_from)
