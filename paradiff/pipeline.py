@@ -351,7 +351,7 @@ class ParallelPipeline:
     def _renderers(self, batch, start: int):
         """(partial image, frame, partial text) renderers of states that begin at column `start`
         (the answer part of a trajectory, or 0 for whole rows)."""
-        space, down = self.space, self.image_tokenizer.downsample
+        space = self.space
         image_at = batch.output_image.cpu() - start
         text_at = batch.text.cpu() - start
         h, w = batch.grid
@@ -367,11 +367,7 @@ class ParallelPipeline:
 
         def render_image(state: torch.Tensor) -> Image.Image:
             tokens = state[image_at].long().view(1, h, w)
-            masked = tokens == space.mask_id
-            codes = torch.where(masked, 0, tokens - space.image_offset)
-            device = tokenizer_device(self.image_tokenizer)
-            pixels = self.image_tokenizer.decode(codes.to(device)).float().cpu()
-            return to_pil(grey_out(pixels, masked, down))[0]
+            return to_pil(decode_partial_image(self.image_tokenizer, space, tokens))[0]
 
         def render_frame(state: torch.Tensor) -> Image.Image:
             return side_by_side(render_image(state), reveal_text(state))
@@ -411,6 +407,17 @@ def paint_grid(paint_mask, pixel_size: tuple[int, int], patch: int) -> torch.Ten
         )
     H, W = pixel_size
     return mask.view(H // patch, patch, W // patch, patch).any(dim=3).any(dim=1)
+
+
+def decode_partial_image(
+    tokenizer: ImageTokenizer, space: TokenSpace, tokens: torch.Tensor
+) -> torch.Tensor:
+    """Partly revealed output images (B, h, w) of token ids -> pixels (B, 3, H, W) on the CPU,
+    the patches of still-masked tokens grey."""
+    masked = tokens == space.mask_id
+    codes = torch.where(masked, 0, tokens - space.image_offset)
+    pixels = tokenizer.decode(codes.to(tokenizer_device(tokenizer))).float().cpu()
+    return grey_out(pixels, masked.cpu(), tokenizer.downsample)
 
 
 def tokenizer_device(tokenizer: ImageTokenizer) -> torch.device:

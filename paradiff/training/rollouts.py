@@ -11,11 +11,10 @@ from typing import Any
 import torch
 
 from paradiff.layout import Batch
-from paradiff.pipeline import ParallelPipeline, Request, tokenizer_device
+from paradiff.pipeline import ParallelPipeline, Request, decode_partial_image
 from paradiff.sampling import ParallelSampler, SamplerConfig
 from paradiff.training.recipe import RecipeError
 from paradiff.training.rewards import PartialState, Reward
-from paradiff.trajectory import grey_out
 
 
 @dataclass
@@ -90,14 +89,9 @@ class RolloutSampler:
         start = rollouts.answer_start
         text = states[:, rollouts.batch.text.cpu() - start]  # (B, N)
         image = states[:, rollouts.batch.output_image.cpu() - start]  # (B, h w)
-        masked = image == space.mask_id
-        codes = torch.where(masked, -1, image - space.image_offset)
+        codes = torch.where(image == space.mask_id, -1, image - space.image_offset)
         h, w = rollouts.batch.grid
-        device = tokenizer_device(pipe.image_tokenizer)
-        pixels = pipe.image_tokenizer.decode(codes.clamp(min=0).view(-1, h, w).to(device))
-        pixels = grey_out(
-            pixels.float().cpu(), masked.view(-1, h, w), pipe.image_tokenizer.downsample
-        )
+        pixels = decode_partial_image(pipe.image_tokenizer, space, image.view(-1, h, w))
         return [
             PartialState(
                 text=pipe.decode_reasoning(text[i][text[i] != space.mask_id]),
