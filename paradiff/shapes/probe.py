@@ -12,19 +12,28 @@ training loss hides it (a few digits among ~110 answer tokens). Two teacher-forc
 `quick_evaluation` samples the first `limit` ShapeBench prompts with the model's shipped settings
 (greedy) and scores them with the exact judge: the six metrics, overall and per task.
 `training_evaluation` is both, in the form `paradiff train sft` logs (`eval.call` in a recipe).
+`handwritten_evaluation` scores 30 edits whose instructions a person wrote (data/
+handwritten_edits.json: the scenes of seeded samples, instructions in everyday words, not the
+world's templates): the share of output scenes exactly right and the six metrics.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from paradiff.image_tokenizers.shapes import shapes_tokenizer
 from paradiff.shapes.dataset import shapebench_samples
-from paradiff.shapes.judge import METRICS, score_sample
+from paradiff.shapes.judge import METRICS, read_output, score_sample
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.sample import ShapeSample
+from paradiff.shapes.tasks import make_sample
+
+HANDWRITTEN_FILE = Path(__file__).parent / "data" / "handwritten_edits.json"
 
 POSITION_WORDS = ("row", "column")  # a digit right after one of these states a position
 
@@ -102,34 +111,65 @@ def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict
     return {name: hit / max(1, total) for name, (hit, total) in hits.items()}
 
 
+def _answers(pipe, samples: list[ShapeSample], batch_size: int) -> list[tuple[str, Any]]:
+    """(reasoning, image) of each sample (one task), sampled with the model's shipped settings."""
+    from paradiff.pipeline import Request
+
+    was_training = pipe.model.training
+    pipe.model.eval()
+    answers = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        requests = [
+            Request(s.instruction, None if s.scene_in is None else render_scene(s.scene_in))
+            for s in chunk
+        ]
+        results = pipe.run("edit" if chunk[0].task == "edit" else "generate", requests)
+        answers += [(r.text, r.image) for r in results]
+    pipe.model.train(was_training)
+    return answers
+
+
+def _mean(values: list[dict[str, float]]) -> dict[str, float]:
+    return {m: round(sum(v[m] for v in values) / len(values), 2) for m in METRICS}
+
+
 def quick_evaluation(pipe, limit: int = 60, batch_size: int = 20) -> dict[str, Any]:
     """The six exact metrics (0-100) of the first `limit` ShapeBench prompts, sampled with the
     model's shipped settings: {"overall": {...}, "edit": {...}, "generation": {...}}."""
     samples = list(shapebench_samples())[:limit]
-    rows: dict[str, list[dict[str, float]]] = {"edit": [], "generation": []}
-    was_training = pipe.model.training
-    pipe.model.eval()
-    from paradiff.pipeline import Request
-
-    for task in rows:
+    rows: dict[str, list[dict[str, float]]] = {}
+    for task in ("edit", "generation"):
         todo = [s for s in samples if s.task == task]
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            requests = [
-                Request(s.instruction, None if s.scene_in is None else render_scene(s.scene_in))
-                for s in chunk
-            ]
-            results = pipe.run("edit" if task == "edit" else "generate", requests)
-            rows[task] += [
-                score_sample(s, r.text, r.image) for s, r in zip(chunk, results, strict=True)
-            ]
-    pipe.model.train(was_training)
-
-    def mean(values: list[dict[str, float]]) -> dict[str, float]:
-        return {m: round(sum(v[m] for v in values) / len(values), 2) for m in METRICS}
-
+        answers = _answers(pipe, todo, batch_size)
+        rows[task] = [score_sample(s, *a) for s, a in zip(todo, answers, strict=True)]
     everything = rows["edit"] + rows["generation"]
-    return {"overall": mean(everything), **{t: mean(v) for t, v in rows.items() if v}}
+    return {"overall": _mean(everything), **{t: _mean(v) for t, v in rows.items() if v}}
+
+
+def handwritten_samples() -> list[ShapeSample]:
+    """The hand-written edits: each a seeded sample's scene and answer with a person's words."""
+    items = json.loads(HANDWRITTEN_FILE.read_text(encoding="utf-8"))
+    return [
+        dataclasses.replace(
+            make_sample(item["category"], item["seed"], difficulty=2),
+            instruction=item["instruction"],
+            id=f"handwritten-{number:02d}",
+        )
+        for number, item in enumerate(items)
+    ]
+
+
+def handwritten_evaluation(pipe, batch_size: int = 10) -> dict[str, Any]:
+    """{"count", "exact": % of output scenes exactly right, and the six metrics' means}."""
+    samples = handwritten_samples()
+    answers = _answers(pipe, samples, batch_size)
+    scores = [score_sample(s, *a) for s, a in zip(samples, answers, strict=True)]
+    exact = 0
+    for sample, (_, image) in zip(samples, answers, strict=True):
+        scene, broken = read_output(image, sample.scene_out.rows, sample.scene_out.cols)
+        exact += not broken and scene == sample.scene_out
+    return {"count": len(samples), "exact": round(100 * exact / len(samples), 2), **_mean(scores)}
 
 
 def training_evaluation(pipe, limit: int = 60, probe_limit: int | None = None) -> dict[str, Any]:
