@@ -13,7 +13,8 @@ from paradiff.shapes.scene import COLOUR_NAMES, SHAPES
 from paradiff.shapes.tasks import make_sample
 from paradiff.shapes.tokenizer import UNK, build_text_tokenizer
 
-CONTENT = re.compile(r"\b(?:%s|[1-9])\b" % "|".join((*COLOUR_NAMES, *SHAPES)), re.IGNORECASE)
+WORDS = "|".join((*COLOUR_NAMES, *SHAPES))
+CONTENT = re.compile(rf"\b(?:{WORDS}|[1-9])\b", re.IGNORECASE)
 
 
 def content_words(text: str) -> list[str]:
