@@ -36,7 +36,7 @@ SHAPES_SAMPLER = SamplerConfig(
     cfg_image=0.0,
     seed=0,
 )
-MODEL_SIZES: dict[str, Any] = dict(d_model=256, n_heads=8, n_layers=6, mlp_hidden_size=704)
+MODEL_SIZES: dict[str, Any] = dict(d_model=128, n_heads=4, n_layers=6, mlp_hidden_size=352)
 # Family S's other defaults: RoPE theta for ~230-token sequences (not the 8B models' 5e5), and
 # image-grid positions for the 8 x 8 code grid (docs/results.md: what they do for locating).
 MODEL_DEFAULTS: dict[str, Any] = dict(rope_theta=1.0e4, image_grid_size=2 * DEFAULT_GRID)
