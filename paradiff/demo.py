@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from paradiff.command import publish
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.tasks import make_sample
 
@@ -35,8 +36,6 @@ def load_demo_pipeline(model: str | None, device: str | None):
 
 
 def run_demo(out: Path, model: str | None = None, device: str | None = None) -> int:
-    from paradiff.cli import publish
-
     started = time.perf_counter()
     pipe = load_demo_pipeline(model, device)
     prompt, (instruction, image) = demo_requests()

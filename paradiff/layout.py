@@ -25,6 +25,9 @@ EDIT_SYSTEM_PROMPT = (
 )
 GENERATE_SYSTEM_PROMPT = "Generate an image according to the text prompt."
 TASKS = ("edit", "generate")
+# The A template's markers around the system prompt and the instruction:
+# <system>{system}</system><user>{instruction}</user>
+PROMPT_MARKERS = ("<system>", "</system><user>", "</user>")
 
 
 class LayoutError(ValueError):
@@ -201,7 +204,27 @@ class Layout:
         """The prompt string of the A template; for M the bare instruction."""
         if self.space.template == "M":
             return instruction
-        return f"<system>{self.system_prompt(task)}</system><user>{instruction}</user>"
+        start, middle, end = PROMPT_MARKERS
+        return f"{start}{self.system_prompt(task)}{middle}{instruction}{end}"
+
+    def prompt_ids(
+        self, task: str, instruction: str | None, tokenizer: Any, system_prompt: str | None = None
+    ) -> list[int]:
+        """The tokenized prompt of `instruction` (None: the unconditional prompt of CFG's rows)
+        with `tokenizer` (a TextTokenizer); `system_prompt` replaces the task's (training records).
+
+        The template's markers become their ids; the instruction and the system prompt are
+        encoded as plain text (`encode_plain`), so a typed `</user>`, `<answer>` or `<mask>`
+        stays text. Without such strings the ids equal `tokenizer.encode(prompt_text(…))`: the
+        tokenizer splits at its added strings before encoding the text between them."""
+        if instruction is None:
+            return tokenizer.encode(self.prompt_text(task, self.unconditional_instruction()))
+        if self.space.template == "M":
+            return tokenizer.encode_plain(instruction)
+        system = self.system_prompt(task) if system_prompt is None else system_prompt
+        start, middle, end = (tokenizer.encode(marker) for marker in PROMPT_MARKERS)
+        plain = tokenizer.encode_plain
+        return [*start, *plain(system), *middle, *plain(instruction), *end]
 
     def unconditional_instruction(self) -> str:
         """What replaces the instruction in CFG's unconditional rows (as in training)."""

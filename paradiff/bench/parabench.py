@@ -20,14 +20,11 @@ from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.judge import JudgeClient, JudgeError, judge_scorer
 from paradiff.bench.report import markdown_table, report_run
 from paradiff.bench.runner import RunFolder, Shard, run_benchmark
-from paradiff.cli import (
+from paradiff.command import (
     CommandError,
-    add_device_arguments,
-    add_model_argument,
-    add_sampler_arguments,
+    add_pipeline_arguments,
     check_writable,
-    load_pipeline,
-    sampler_overrides,
+    load_configured_pipeline,
 )
 
 JUDGE_CACHE_DIR = "judge_cache"
@@ -70,8 +67,7 @@ def run_parabench(args: argparse.Namespace) -> int:
         raise CommandError(str(err)) from None
     if args.device is None and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
         args.device = f"cuda:{os.environ['LOCAL_RANK']}"
-    pipe = load_pipeline(args)
-    overrides = sampler_overrides(args)
+    pipe, overrides = load_configured_pipeline(args)
     size = (args.width, args.height) if args.width and args.height else None
     settings = {
         "benchmark": "parabench",
@@ -106,7 +102,6 @@ def register_parabench(bench_subparsers: argparse._SubParsersAction) -> None:
     parser = bench_subparsers.add_parser(
         "parabench", help="ParaBench: generate with a model, score with an LLM judge"
     )
-    add_model_argument(parser)
     parser.add_argument("--data", required=True, help="ParaBench folder or file (JSONL/parquet)")
     parser.add_argument("--out", required=True, help="run folder (a re-run resumes)")
     parser.add_argument("--judge-url", required=True, help="OpenAI-compatible server root")
@@ -125,6 +120,5 @@ def register_parabench(bench_subparsers: argparse._SubParsersAction) -> None:
         "--judge-backoff", type=float, default=2.0, help="first retry wait, doubled each time (s)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_device_arguments(parser)
-    add_sampler_arguments(parser)
+    add_pipeline_arguments(parser)
     parser.set_defaults(func=run_parabench)
