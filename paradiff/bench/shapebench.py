@@ -33,6 +33,7 @@ from paradiff.command import (
     add_pipeline_arguments,
     check_writable,
     load_configured_pipeline,
+    output_dir,
 )
 from paradiff.image_tokenizers.base import to_pil
 from paradiff.image_tokenizers.shapes import shapes_tokenizer
@@ -132,7 +133,8 @@ def run_shapebench(
         folder = RunFolder(root)
         folder.start(settings)
         items = [bench_item(sample) for sample in samples]
-        records = run_benchmark(folder, items, answer, exact_scorer(samples), progress=progress)
+        with folder.discarded_on_error():
+            records = run_benchmark(folder, items, answer, exact_scorer(samples), progress=progress)
     report = {"benchmark": "shapebench", "mode": mode, **aggregate(records)}
     if out is not None:
         write_atomic(Path(out) / REPORT_FILE, json.dumps(rounded(report), indent=1) + "\n")
@@ -176,7 +178,8 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     samples = select_samples(args.limit)
     progress = not args.json
     if args.out is not None:
-        check_writable(Path(args.out))
+        check_writable(output_dir(args.out))
+        RunFolder(args.out).check()
     if args.oracle:
         return run_shapebench(
             oracle, out=args.out, progress=progress, mode="oracle", samples=samples
