@@ -13,6 +13,7 @@ from paradiff import __version__
 from paradiff.command import (
     EXIT_USAGE,
     CommandError,
+    Parser,
     add_device_arguments,
     add_model_argument,
     add_sampler_arguments,
@@ -124,7 +125,7 @@ def register_app(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="paradiff",
         description="Thinking-aware image generation and editing: one masked-diffusion model "
         "writes its reasoning and its image in parallel.",

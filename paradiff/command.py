@@ -37,6 +37,13 @@ def one_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line too (and exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 # -- flags ------------------------------------------------------------------------------------
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -131,7 +138,9 @@ def check_writable(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise CommandError(f"output path {out} exists and is not a directory")
     existing = nearest_existing(out)
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir():
+        raise CommandError(f"output path {out}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise CommandError(f"output directory {out} is not writable")
 
 

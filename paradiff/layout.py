@@ -124,8 +124,8 @@ def token_space_from_config(config: Any) -> TokenSpace:
     """
     extra = config.extra
     if TOKEN_SPACE_KEY in extra:
-        return TokenSpace.from_dict(extra[TOKEN_SPACE_KEY])
-    if config.model_type == "llada":
+        space = TokenSpace.from_dict(extra[TOKEN_SPACE_KEY])
+    elif config.model_type == "llada":
         space = FAMILY_A
     elif config.model_type == "mmada":
         offset = int(extra.get("llm_vocab_size", 126464)) + int(
@@ -134,12 +134,18 @@ def token_space_from_config(config: Any) -> TokenSpace:
         space = family_m(offset, int(extra.get("codebook_size", 8192)))
     else:
         raise LayoutError(f"cannot tell the model family of model_type {config.model_type!r}")
-    if config.embedding_size < space.vocab_size:
+    vocab = config.embedding_size
+    if vocab < space.vocab_size:
         raise LayoutError(
-            f"model vocabulary {config.embedding_size} is smaller than family {space.family} "
+            f"model vocabulary {vocab} is smaller than family {space.family} "
             f"needs ({space.vocab_size} = image offset {space.image_offset} + "
             f"{space.codebook_size} codes)"
         )
+    ids = {k: v for k, v in space.to_dict().items() if k.endswith("_id") and v is not None}
+    outside = [f"{name} {value}" for name, value in ids.items() if not 0 <= value < vocab]
+    if outside or space.codebook_size < 1 or space.image_offset < 0:
+        what = outside[0] if outside else f"codebook_size {space.codebook_size}"
+        raise LayoutError(f"token space {what} does not fit the model vocabulary of {vocab}")
     return space
 
 

@@ -175,6 +175,7 @@ class ParallelPipeline:
         else:
             directory = resolve_checkpoint_dir(path_or_hub_id)
         model = MaskPredictor.from_pretrained(str(directory), dtype=dtype, device=device)
+        check_finite(model, directory)
         space = token_space_from_config(model.config)
         text_tokenizer, image_tokenizer = load_tokenizers(directory, space, device)
         return cls(model, text_tokenizer, image_tokenizer, **read_sampler_settings(directory))
@@ -343,16 +344,21 @@ class ParallelPipeline:
 
     def _check_bounds(self, grid: tuple[int, int], config: SamplerConfig) -> None:
         """Refuse, before anything is allocated, an answer the model cannot hold (image tokens
-        plus text tokens beyond its sequence length) or more image steps than image tokens."""
+        plus text tokens beyond its sequence length) or more steps than tokens to reveal."""
         tokens, limit = grid[0] * grid[1], self.model.config.max_sequence_length
         if tokens + config.text_gen_length > limit:
             raise PipelineInputError(
                 f"a {grid[1]}x{grid[0]} token image and {config.text_gen_length} text tokens do "
                 f"not fit the model's maximum sequence length {limit}"
             )
-        if config.image_steps > tokens:  # a step that reveals nothing
+        if config.image_steps > tokens:  # steps that reveal nothing
             raise PipelineInputError(
                 f"image_steps {config.image_steps} exceeds the {tokens} image tokens to reveal"
+            )
+        if config.text_steps > config.text_gen_length:
+            raise PipelineInputError(
+                f"text_steps {config.text_steps} exceeds the {config.text_gen_length} text "
+                "tokens to reveal (text_gen_length)"
             )
 
     def _partial_answers(self, batch, on_step, on_partial) -> Callable:
@@ -392,6 +398,15 @@ class ParallelPipeline:
             return side_by_side(render_image(state), reveal_text(state))
 
         return render_image, render_frame, reveal_text
+
+
+def check_finite(model: MaskPredictor, directory: Path) -> None:
+    """Refuse weights holding NaN or inf: one sum per tensor (a NaN or inf anywhere makes it
+    non-finite), instead of sampling garbage."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor.sum(dtype=torch.float32)):
+            if not torch.isfinite(tensor).all():  # not a sum that overflowed
+                raise ValueError(f"{directory}: weight {name} holds NaN or inf values")
 
 
 def load_tokenizers(

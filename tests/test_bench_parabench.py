@@ -95,7 +95,9 @@ def test_parquet_rows_under_other_column_names(tmp_path):
         {"prompt": "a red ball", "image": None, "type": "objects"},
         {"instruction": "recolour", "image": {"bytes": None, "path": "pics/a.png"}},
     ]
-    items = [item_from_row(row, f"row{n}", tmp_path, "b.parquet", tmp_path) for n, row in enumerate(rows)]
+    items = [
+        item_from_row(row, f"row{n}", tmp_path, "b.parquet", tmp_path) for n, row in enumerate(rows)
+    ]
     assert (items[0].id, items[0].task, items[0].category) == ("7", "edit", "colour")
     assert items[0].image().size == (8, 8) and items[0].instruction == "make it red"
     assert (items[1].id, items[1].task, items[1].category) == ("row1", "generation", "objects")

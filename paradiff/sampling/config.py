@@ -83,11 +83,6 @@ class SamplerConfig:
                 f"text_block_length {self.text_block_length} does not divide "
                 f"text_gen_length {self.text_gen_length}"
             )
-        if self.text_steps > self.text_gen_length:  # a step that reveals nothing
-            raise SamplerConfigError(
-                f"text_steps {self.text_steps} exceeds the {self.text_gen_length} text tokens "
-                "to reveal (text_gen_length)"
-            )
         if self.profile == "default" and self.text_steps < self.n_blocks:
             raise SamplerConfigError(
                 f"text_steps {self.text_steps} is fewer than the {self.n_blocks} text blocks"

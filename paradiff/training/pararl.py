@@ -182,6 +182,7 @@ class ParaRLRun:
         self.out = self.folder.root
         device = "cuda" if torch.cuda.is_available() else "cpu"
         start_from = self.folder.start(resume, overwrite)
+        resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
         init = str(config["model"]["init"])
         self.reference = ParallelPipeline.from_pretrained(init, "float32", device).model
         self.reference.eval().requires_grad_(False)
@@ -205,8 +206,8 @@ class ParaRLRun:
         self.scheduler = warmup_cosine_schedule(self.optimizer, train)
         self.step = 0
         self.normaliser: RewardNormaliser | None = None
-        if start_from is not None:
-            self.load_state(start_from)
+        if resumed is not None:
+            self.load_state(resumed)
         elif resume and (self.out / STATS_FILE).is_file():
             self.normaliser = RewardNormaliser.load(self.out / STATS_FILE)
 
@@ -346,8 +347,7 @@ class ParaRLRun:
         keep = int(self.config["output"]["keep"])
         return self.folder.write_checkpoint(self.pipe, self.step, state, keep)
 
-    def load_state(self, checkpoint: Path) -> None:
-        state = self.folder.load_state(checkpoint)
+    def load_state(self, state: dict[str, Any]) -> None:
         was_at, now_at = state["config"]["reward"]["at"], self.config["reward"]["at"]
         if was_at != now_at:
             raise RecipeError(f"{self.out} was trained with reward.at={was_at}, not {now_at}")

@@ -90,24 +90,20 @@ class RunFolder:
             raise RecipeError("--resume continues the run in the folder, --overwrite deletes it")
         if self.root.exists() and not self.root.is_dir():
             raise RecipeError(f"output.dir {self.root} exists and is not a directory")
-        if main:
-            self._remove(SCRATCH_PATTERNS)
-        if overwrite:
-            if main:
-                self._remove(("checkpoint-*", LATEST_FILE, FINAL_DIR, LOG_FILE, *self.extra_files))
-            return None
         held = self.run_files()
-        if resume:
-            checkpoint = self.resume_point()
-            if main:
-                self._trim_log(self.step_of(checkpoint) if checkpoint else 0)
-            return checkpoint
-        if held:
+        if held and not (resume or overwrite):
             raise RecipeError(
                 f"{self.root} holds a run ({held[0]}): pass --resume to continue it or "
                 "--overwrite to start over"
             )
-        return None
+        checkpoint = self.resume_point() if resume else None
+        if main:
+            self._remove(SCRATCH_PATTERNS)
+            if overwrite:
+                self._remove(("checkpoint-*", LATEST_FILE, FINAL_DIR, LOG_FILE, *self.extra_files))
+            else:
+                self._trim_log(self.step_of(checkpoint) if checkpoint else 0)
+        return checkpoint
 
     def run_files(self) -> list[str]:
         """The names of an earlier run's files in the folder."""

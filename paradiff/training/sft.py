@@ -142,6 +142,7 @@ class SFTRun:
         self.out = self.folder.root
         self.progress = progress and self.accelerator.is_main_process
         start_from = self.folder.start(resume, overwrite, self.accelerator.is_main_process)
+        resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
         self.pipe = ParallelPipeline.from_pretrained(
             str(start_from or config["model"]["init"]), dtype="float32", device="cpu"
         )
@@ -168,8 +169,8 @@ class SFTRun:
         )
         self.scheduler = warmup_cosine_schedule(self.optimizer, train)
         self.step = 0
-        if start_from is not None:
-            self.load_state(start_from)
+        if resumed is not None:
+            self.load_state(resumed)
         self.objective, self.optimizer = self.accelerator.prepare(self.objective, self.optimizer)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
@@ -301,8 +302,7 @@ class SFTRun:
             "config": self.config,
         }
 
-    def load_state(self, checkpoint: Path) -> None:
-        state = self.folder.load_state(checkpoint)
+    def load_state(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         random.setstate(state["rng"]["python"])
