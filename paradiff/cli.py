@@ -6,6 +6,7 @@ Every command answers bad input with one line on stderr and exit status 2, and w
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -99,6 +100,7 @@ def run_app(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise CommandError(f"--concurrency must be at least 1, got {args.concurrency}")
     check_device(args.device)
+    check_address(args.host, args.port)
     try:
         from paradiff.app import launch_app
     except ModuleNotFoundError as err:
@@ -107,6 +109,20 @@ def run_app(args: argparse.Namespace) -> int:
         raise CommandError("the app needs gradio: pip install 'paradiff[app]'") from err
     share = args.share == "on"
     return launch_app(args.model, args.device, args.host, args.port, share, args.concurrency)
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, before the model loads, an address the app could not serve on (a name that does
+    not resolve, an address of another machine, a port in use)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise CommandError(f"--host {host!r} is not an address of this machine: {err}") from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise CommandError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
 
 
 def register_app(commands) -> None:

@@ -245,6 +245,8 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
         ),  # fmt: skip
         "app on port 0": (("app", "--port", "0"), "--port"),
         "app on a device that is no device": (("app", "--device", "gpu!"), "not a device"),
+        "app on a host that does not resolve": (("app", "--host", "256.1.1.1"), "not an address"),
+        "app on another machine's address": (("app", "--host", "192.0.2.1"), "cannot serve"),
     }
 
 
