@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from paradiff.sampling.config import SamplerConfig
-from paradiff.sampling.sampler import ParallelSampler, StepPlan, cosine_keep, pick
+from paradiff.sampling.sampler import ParallelSampler, StepPlan, pick
 from paradiff.sampling.schedules import linear_reveal_counts, spread_steps
 
 
@@ -52,10 +52,10 @@ class ReferenceSampler(ParallelSampler):
         count = text_plan[1]
         return text_pos, self._reveal_text(current, cols, count, confidence, candidates, logits)
 
-    def _image_step(self, ids, hidden, image_pos, plan, masked_at_start, n_cond, gens):
+    def _image_step(self, ids, hidden, image_pos, plan, keep, n_cond, gens):
         """Upstream's image step; after the last one no position is left masked."""
         current, cols, candidates, reveal = self._image_decision(
-            ids, hidden, image_pos, plan, masked_at_start, n_cond, gens
+            ids, hidden, image_pos, plan, keep, n_cond, gens
         )
         if cols.shape[1] == 0:
             return image_pos, current
@@ -68,8 +68,7 @@ class ReferenceSampler(ParallelSampler):
     def _image_confidence(self, log_probs: torch.Tensor) -> torch.Tensor:
         return torch.log(log_probs.exp() + 1e-10)
 
-    def _kept_masked(self, masked_at_start, n_unknown, plan) -> torch.Tensor:
-        keep = cosine_keep(masked_at_start, plan, n_unknown.device)
+    def _kept_masked(self, keep, n_unknown, plan) -> torch.Tensor:
         return torch.minimum(keep, n_unknown - 1).clamp(min=1)
 
 

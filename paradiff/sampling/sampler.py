@@ -19,6 +19,7 @@ import torch
 
 from paradiff.layout import Batch, TokenSpace
 from paradiff.model import MaskPredictor
+from paradiff.sampling.cache import CachedForward
 from paradiff.sampling.config import SamplerConfig
 from paradiff.sampling.schedules import (
     block_text_plan,
@@ -41,7 +42,9 @@ class StepPlan:
 
 
 def make_plan(config: SamplerConfig) -> list[StepPlan]:
-    """The timeline of `config`: parallel, sequential, or its profile's own."""
+    """The timeline of `config` (its speed preset applied): parallel, sequential, or its
+    profile's own."""
+    config = config.resolved()
     return ParallelSampler.for_profile(config.profile).make_plan(config)
 
 
@@ -84,6 +87,7 @@ class SampleOutput:
     answer_columns: torch.Tensor  # (A,)
     plan: list[StepPlan]
     forward_rows: int  # sequences run through the model, summed over steps
+    forward_positions: int = 0  # positions computed (over rows and steps); full: rows x L
 
 
 def row_generators(seeds: Sequence[int] | None, device: torch.device) -> list[torch.Generator]:
@@ -186,8 +190,8 @@ class ParallelSampler:
     def __init__(self, model: MaskPredictor, space: TokenSpace, config: SamplerConfig) -> None:
         self.model = model
         self.space = space
-        self.config = config
-        self.plan = self.make_plan(config)
+        self.config = config.resolved()
+        self.plan = self.make_plan(self.config)
 
     @staticmethod
     def for_profile(profile: str) -> type[ParallelSampler]:
@@ -210,7 +214,8 @@ class ParallelSampler:
         unconditional twins (used only when a guidance weight is non-zero).
 
         `seeds` gives one seed per conditional row; `on_step(step, n_steps, ids)` sees the
-        conditional rows (B, L) after every step.
+        conditional rows (B, L) after every step. With the fast settings on, the forwards are
+        `CachedForward`'s and the loop reads nothing back from the device.
         """
         cfg, space = self.config, self.space
         device = self.model.device
@@ -226,9 +231,17 @@ class ParallelSampler:
         answer = torch.arange(int(min(batch.output_image[0], batch.text[0])), ids.shape[1])
         answer = answer.to(device)
         image_pos, text_pos = batch.output_image, batch.text
-        masked_at_start = (ids[:n_cond, image_pos] == space.mask_id).sum(1)  # (B,)
-        trajectory = [ids[:n_cond, answer].to(torch.int32).cpu()]
-        forward_rows = 0
+        masked_at_start = (ids[:n_cond, image_pos] == space.mask_id).sum(1).tolist()
+        keep_at = {  # progress -> positions (B,) the cosine schedule keeps masked
+            p.image: torch.tensor(
+                [cosine_masked(n, p.image) for n in masked_at_start], device=device
+            )
+            for p in self.plan
+            if p.image is not None
+        }
+        cached = CachedForward(self.model, cfg, batch, n_cond) if cfg.fast else None
+        trajectory = [ids[:n_cond, answer].to(torch.int32)]
+        forward_rows = forward_positions = 0
         for step, plan in enumerate(self.plan):
             use_uncond = guided and (
                 (plan.text is not None and cfg.cfg_text > 0)
@@ -237,18 +250,24 @@ class ParallelSampler:
             rows = 2 * n_cond if use_uncond else n_cond
             if use_uncond:
                 ids[n_cond:, answer] = ids[:n_cond, answer]
-            hidden = self.model.hidden_states(ids[:rows], batch.attention_mask[:rows])
+            if cached is None:
+                hidden = self.model.hidden_states(ids[:rows], batch.attention_mask[:rows])
+                forward_positions += rows * ids.shape[1]
+            else:
+                decoded = [self._text_positions(text_pos, plan.text)] if plan.text else []
+                decoded += [image_pos] if plan.image is not None else []
+                hidden, rows, positions = cached(step, ids, use_uncond, decoded)
+                forward_positions += positions
             forward_rows += rows
             writes = []
             if plan.text is not None:
                 writes.append(self._text_step(ids, hidden, text_pos, plan.text, n_cond, gens))
             if plan.image is not None:
-                writes.append(
-                    self._image_step(ids, hidden, image_pos, plan, masked_at_start, n_cond, gens)
-                )
+                keep = keep_at[plan.image]
+                writes.append(self._image_step(ids, hidden, image_pos, plan, keep, n_cond, gens))
             for positions, values in writes:  # both decided from the same logits
                 ids[:n_cond, positions] = values
-            trajectory.append(ids[:n_cond, answer].to(torch.int32).cpu())
+            trajectory.append(ids[:n_cond, answer].to(torch.int32))
             if on_step is not None:
                 on_step(step, len(self.plan), ids[:n_cond])
         h, w = batch.grid
@@ -256,10 +275,11 @@ class ParallelSampler:
             ids=ids[:n_cond],
             text_tokens=ids[:n_cond, text_pos],
             image_codes=(ids[:n_cond, image_pos] - space.image_offset).view(-1, h, w),
-            trajectory=torch.stack(trajectory),
+            trajectory=torch.stack(trajectory).cpu(),
             answer_columns=answer.cpu(),
             plan=self.plan,
             forward_rows=forward_rows,
+            forward_positions=forward_positions,
         )
 
     def _logits(self, hidden, at, vocab, n_cond, weight) -> torch.Tensor:
@@ -281,11 +301,10 @@ class ParallelSampler:
         on its batch. Low-confidence remasking keeps the `count` most confident candidates
         (their softmax probability); at temperature 0 the candidate is the argmax."""
         cfg, space = self.config, self.space
-        block, count = text_plan
-        block_len = cfg.text_block_length
-        positions = text_pos[block * block_len : (block + 1) * block_len]
+        count = text_plan[1]
+        positions = self._text_positions(text_pos, text_plan)
         current = ids[:n_cond, positions]
-        cols = open_columns(current == space.mask_id)  # (B, P')
+        cols = self._columns(current == space.mask_id)  # (B, P')
         if cols.shape[1] == 0:
             return positions, current
         vocab = (0, space.image_offset)
@@ -307,6 +326,18 @@ class ParallelSampler:
             confidence = probs.gather(-1, candidates[..., None])[..., 0].double()
         return positions, self._reveal_text(current, cols, count, confidence, candidates, logits)
 
+    def _text_positions(self, text_pos: torch.Tensor, text_plan) -> torch.Tensor:
+        """The sequence positions (P,) of the open text block."""
+        block_len = self.config.text_block_length
+        return text_pos[text_plan[0] * block_len : (text_plan[0] + 1) * block_len]
+
+    def _columns(self, masked: torch.Tensor) -> torch.Tensor:
+        """The columns (B, P') of `masked` (B, P) a step computes: the masked ones (exact mode),
+        or all of them (fast settings: a fixed shape, nothing read back from the device)."""
+        if not self.config.fast:
+            return open_columns(masked)
+        return torch.arange(masked.shape[1], device=masked.device).expand_as(masked)
+
     def _text_noise(self, logits, cols, n_positions, gens, dtype) -> torch.Tensor:
         """Gumbel noise (B, P', V') for the open columns, drawn for all `n_positions`."""
         width = logits.shape[-1]
@@ -320,11 +351,16 @@ class ParallelSampler:
 
     def _reveal_text(self, current, cols, count, confidence, candidates, logits):
         """`current` (B, P) with the `count` most confident masked columns of `cols` (B, P')
-        revealed (their `candidates`, or the argmax of `logits` when None)."""
+        revealed (their `candidates`, or the argmax of `logits` when None); with a
+        `text_threshold` tau also every masked column whose confidence is at least tau."""
         mask_id = self.space.mask_id
-        count = torch.minimum((current == mask_id).sum(1), torch.tensor(count, device=cols.device))
+        n_masked = (current == mask_id).sum(1)  # (B,)
         open_current = current.gather(1, cols)
         confidence = confidence.masked_fill(open_current != mask_id, float("-inf"))
+        count = torch.full_like(n_masked, count)
+        if self.config.text_threshold is not None:
+            count = torch.maximum(count, (confidence >= self.config.text_threshold).sum(1))
+        count = torch.minimum(n_masked, count)
         reveal = reveal_most_confident(confidence, count)  # (B, P')
         if candidates is None:
             candidates = open_current.clone()
@@ -332,10 +368,11 @@ class ParallelSampler:
         return current.scatter(1, cols, torch.where(reveal, candidates, open_current))
 
     # -- image: aMUSEd's (MaskGIT) scheduler step on the codebook slice ---------------------------
-    def _image_step(self, ids, hidden, image_pos, plan, masked_at_start, n_cond, gens):
-        """Decide this step's image writes: (positions (P,), new values (B, P))."""
+    def _image_step(self, ids, hidden, image_pos, plan, keep, n_cond, gens):
+        """Decide this step's image writes: (positions (P,), new values (B, P)); `keep` (B,) is
+        the cosine schedule's count of positions still masked after this step."""
         current, cols, candidates, reveal = self._image_decision(
-            ids, hidden, image_pos, plan, masked_at_start, n_cond, gens
+            ids, hidden, image_pos, plan, keep, n_cond, gens
         )
         if cols.shape[1] == 0:
             return image_pos, current
@@ -343,7 +380,7 @@ class ParallelSampler:
             1, cols, torch.where(reveal, candidates, current.gather(1, cols))
         )
 
-    def _image_decision(self, ids, hidden, image_pos, plan, masked_at_start, n_cond, gens):
+    def _image_decision(self, ids, hidden, image_pos, plan, keep, n_cond, gens):
         """The image step's candidates (B, P') as token ids at the still-masked columns `cols`
         (B, P') of `current` (B, P), and which of them it reveals.
 
@@ -357,7 +394,7 @@ class ParallelSampler:
         current = ids[:n_cond, image_pos]
         unknown = current == space.mask_id
         n_unknown = unknown.sum(1)
-        cols = open_columns(unknown)  # (B, P')
+        cols = self._columns(unknown)  # (B, P')
         if temperature > 0:
             uniforms = row_rand((n_cond, len(image_pos)), gens, ids.device).gather(1, cols)
             noise = gumbel((n_cond, len(image_pos)), gens, ids.device).gather(1, cols)
@@ -369,7 +406,7 @@ class ParallelSampler:
         if temperature > 0:
             confidence = confidence + temperature * (1 - plan.image) * noise
         open_unknown = unknown.gather(1, cols)
-        keep = self._kept_masked(masked_at_start, n_unknown, plan).clamp(min=0)
+        keep = self._kept_masked(keep, n_unknown, plan).clamp(min=0)
         reveal = reveal_most_confident(
             confidence.masked_fill(~open_unknown, float("-inf")), n_unknown - keep
         )
@@ -379,14 +416,9 @@ class ParallelSampler:
         """The confidence of a sampled code before the Gumbel noise: its log-probability."""
         return log_probs
 
-    def _kept_masked(self, masked_at_start, n_unknown, plan) -> torch.Tensor:
-        """Positions (B,) left masked after this step: the cosine schedule's count, at most all
-        but one still-masked position, none after the last image step."""
+    def _kept_masked(self, keep, n_unknown, plan) -> torch.Tensor:
+        """Positions (B,) left masked after this step: the cosine schedule's count `keep`, at
+        most all but one still-masked position, none after the last image step."""
         if plan.last_image:
             return torch.zeros_like(n_unknown)
-        return torch.minimum(cosine_keep(masked_at_start, plan, n_unknown.device), n_unknown - 1)
-
-
-def cosine_keep(masked_at_start, plan: StepPlan, device) -> torch.Tensor:
-    """floor(n * cos(pi/2 * progress)) per row (B,) for the n masked image positions at start."""
-    return torch.tensor([cosine_masked(int(n), plan.image) for n in masked_at_start], device=device)
+        return torch.minimum(keep, n_unknown - 1)
