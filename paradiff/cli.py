@@ -36,6 +36,7 @@ SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
     "--mode": ("mode", str, "parallel (one timeline) or sequential (text, then image)"),
     "--profile": ("profile", str, "default, or reference (upstream's rules step for step)"),
     "--seed": ("seed", int, "random seed (same seed, same output)"),
+    "--speed": ("speed", str, "exact (default), fast or fastest: cached, fewer-step presets"),
 }
 
 
