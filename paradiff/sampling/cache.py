@@ -50,9 +50,11 @@ class CachedForward:
         )
         self.guided_steps += wants_uncond
         rows = 2 * n if run_uncond else n
-        mask = self.batch.attention_mask[:rows]
         length = ids.shape[1]
         full = self.cache is None or step % cfg.cache_refresh == 0 or rows > self.filled_rows
+        if full and self.cache is not None and self.filled_rows == 0:
+            rows = ids.shape[0]  # the first fill takes every row (later steps may need them)
+        mask = self.batch.attention_mask[:rows]
         if self.cache is None:
             self.hidden[:rows] = self.model.hidden_states(ids[:rows], mask)
             computed = rows * length
