@@ -60,6 +60,9 @@ class ModelConfig:
     layer_norm_type: str = "rms"
     model_type: str = "llada"
     mask_token_id: int = 126336
+    # paradiff's optional image-grid positions: learned row and column tables (this many rows
+    # each) added to the input embedding of every image-span token; 0 (the released models) = off
+    image_grid_size: int = 0
     dtype: str = "bfloat16"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -81,6 +84,8 @@ class ModelConfig:
                 f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.kv_heads}"
             )
         parse_dtype(self.dtype)
+        if self.image_grid_size < 0:
+            raise ConfigError(f"image_grid_size must be >= 0, got {self.image_grid_size}")
 
     @property
     def kv_heads(self) -> int:
@@ -130,6 +135,8 @@ class ModelConfig:
         for f in dataclasses.fields(self):
             if f.name != "extra":
                 out[f.name] = getattr(self, f.name)
+        if not self.image_grid_size:  # off: the released models' config.json, unchanged
+            del out["image_grid_size"]
         out.setdefault("vocab_size", self.embedding_size)
         out["torch_dtype"] = self.dtype
         return out

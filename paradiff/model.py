@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paradiff.config import ModelConfig
+from paradiff.layout import image_grid_positions, token_space_from_config
 
 
 class RMSNorm(nn.Module):
@@ -166,6 +167,10 @@ class Transformer(nn.Module):
         self.ln_f = RMSNorm(config.d_model, config.rms_norm_eps)
         if not config.weight_tying:
             self.ff_out = nn.Linear(config.d_model, config.embedding_size, bias=False)
+        if config.image_grid_size:
+            # paradiff's image-grid positions (off for the released models): e_row[r] + e_col[c]
+            self.grid_row = nn.Embedding(config.image_grid_size, config.d_model)
+            self.grid_col = nn.Embedding(config.image_grid_size, config.d_model)
 
 
 class _Wrapper(nn.Module):
@@ -191,6 +196,7 @@ class MaskPredictor(nn.Module):
         self.config = config
         self.model = _Wrapper(config)
         self.gradient_checkpointing = False
+        self.space = token_space_from_config(config) if config.image_grid_size else None
 
     @property
     def transformer(self) -> Transformer:
@@ -215,13 +221,45 @@ class MaskPredictor(nn.Module):
         """Final normalised hidden states (B, L, d)."""
         positions, key_mask = rope_positions(input_ids, attention_mask)
         rope = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
-        x = self.transformer.wte(input_ids)  # (B, L, d)
+        x = self.embed(input_ids)  # (B, L, d)
         for block in self.transformer.blocks:
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, rope, key_mask, use_reentrant=False)
             else:
                 x = block(x, rope, key_mask)
         return self.transformer.ln_f(x)
+
+    @torch.no_grad()
+    def init_code_embeddings(self, code_vectors: torch.Tensor, image_offset: int, seed: int = 0):
+        """Start the image codes' input embeddings from what the codes look like.
+
+        code_vectors (K, F): the image tokenizer's codebook vectors (latents, or pixel patches).
+        Row `image_offset + k` of wte becomes a fixed random projection of the standardised
+        vector z_k = (c_k - mean) / std, rescaled to the embeddings' RMS, so codes that look
+        alike (one colour, one texture) start out alike; training moves them freely after.
+        """
+        weight = self.transformer.wte.weight  # (V, d)
+        count, features = code_vectors.shape
+        z = code_vectors.float()
+        z = (z - z.mean(0)) / (z.std(0) + 1e-3)  # (K, F)
+        gen = torch.Generator().manual_seed(seed)
+        projection = torch.randn(features, weight.shape[1], generator=gen)  # (F, d)
+        rows = z @ projection  # (K, d)
+        rms = weight[image_offset : image_offset + count].float().pow(2).mean().sqrt()
+        rows = rows * rms / rows.pow(2).mean(1, keepdim=True).sqrt()
+        weight[image_offset : image_offset + count] = rows.to(weight.dtype)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings (B, L, d): wte, plus e_row[r] + e_col[c] on image-span tokens when the
+        config has image-grid positions (rows and columns past the tables share the last entry)."""
+        x = self.transformer.wte(input_ids)  # (B, L, d)
+        if self.space is None:
+            return x
+        row, col, inside = image_grid_positions(input_ids, self.space)  # (B, L) each
+        last = self.config.image_grid_size - 1
+        t = self.transformer
+        grid = t.grid_row(row.clamp(0, last)) + t.grid_col(col.clamp(0, last))  # (B, L, d)
+        return x + grid * inside[..., None].to(x.dtype)
 
     def new_cache(self, rows: int, length: int) -> KVCache:
         """An empty key/value cache for `rows` sequences of `length` tokens."""
@@ -242,11 +280,12 @@ class MaskPredictor(nn.Module):
         RoPE positions and padded keys are those of the whole row, as in `hidden_states`; a cache
         holding the current values of the other positions gives `hidden_states`'s numbers."""
         positions, key_mask = rope_positions(input_ids, attention_mask)
+        x = self.embed(input_ids)  # (R, L, d): grid positions need the whole row
         if at is not None:
             at = at.to(input_ids.device).expand(input_ids.shape[0], -1)  # (R, P)
-            input_ids, positions = input_ids.gather(1, at), positions.gather(1, at)
+            x = x.gather(1, at[..., None].expand(-1, -1, x.shape[-1]))  # (R, P, d)
+            positions = positions.gather(1, at)
         rope = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
-        x = self.transformer.wte(input_ids)  # (R, P, d)
         layers = cache.layers(x.shape[0], at)
         for block, layer in zip(self.transformer.blocks, layers, strict=True):
             x = block(x, rope, key_mask, layer)

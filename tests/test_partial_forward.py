@@ -83,3 +83,23 @@ def test_fewer_rows_than_the_cache_use_its_first_rows(model):
     at = torch.tensor([3, 4, 5])  # the same positions in every row
     partial = model.partial_hidden_states(ids[:1], cache, at, mask[:1])
     torch.testing.assert_close(partial[0], model.hidden_states(ids, mask)[0, 3:6], **CLOSE)
+
+
+@torch.no_grad()
+def test_image_grid_positions_reach_the_partial_forward():
+    """With image-grid positions on (the shapes models), the positions computed get the row and
+    column embeddings of their place in the whole row's image span."""
+    from paradiff.shapes.checkpoint import new_shapes_pipeline
+
+    pipe = new_shapes_pipeline(seed=1, d_model=32, n_heads=2, n_layers=2, mlp_hidden_size=64)
+    model = pipe.model.double().eval()
+    assert model.config.image_grid_size
+    layout = pipe.layout
+    seq = layout.build([5, 6, 7], (3, 3), 4)
+    ids = seq.ids[None]
+    cache = model.new_cache(1, ids.shape[1])
+    model.partial_hidden_states(ids, cache)
+    at = seq.output_image[None]
+    partial = model.partial_hidden_states(ids, cache, at)
+    full = model.hidden_states(ids).gather(1, at[..., None].expand_as(partial))
+    torch.testing.assert_close(partial, full, **CLOSE)
