@@ -66,6 +66,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--edit", action="store_true", help="an edit (input image in the prompt)")
     p.add_argument("--speeds", default="exact", help="comma-separated presets (default exact)")
     p.add_argument("--project-8b", action="store_true", help="FLOPs of each preset on the 8B shape")
+    p.add_argument("--project-only", action="store_true", help="only the 8B projection")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p.parse_args()
 
@@ -218,6 +219,12 @@ def upstream_style(
 
 def main() -> None:
     args = parse_args()
+    if args.project_only:
+        report = {"args": vars(args), "projection_8b": project_8b(args, args.speeds.split(","))}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=1)
+        return
     model = build_model(args)
     batch, uncond_prefix = build_batch(args)
     batch = batch.to(args.device)
