@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every measurement of docs/speed.md, re-runnable in one command (CPU: a few minutes to an hour):
-#   bash benchmarks/run_speed.sh            # sampler speed (two sizes), 8B projection, ShapeBench
+#   bash benchmarks/run_speed.sh            # sampler speed (two sizes), FLOPs projections, ShapeBench
 # LIMIT (ShapeBench samples, default 24) and SIZES=skip / QUALITY=skip / PROJECT=skip shorten it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +17,11 @@ if [ "${SIZES:-}" != skip ]; then
     --json $OUT/speed_d256.json | tee $OUT/speed_d256.txt
 fi
 if [ "${PROJECT:-}" != skip ]; then
-  nice -n 15 $PY benchmarks/sampler_speed.py --project-only --text-steps 32 --timesteps 16 \
-    $SPEEDS --json $OUT/projection_8b.json | tee $OUT/projection_8b.txt
+  for size in 256 512; do  # FLOPs of a 256x256 and a 512x512 edit on each model shape
+    nice -n 15 $PY benchmarks/sampler_speed.py --project-only --edit --image-size $size \
+      --text-steps 32 --timesteps 16 $SPEEDS --json $OUT/projection_$size.json \
+      | tee $OUT/projection_$size.txt
+  done
 fi
 if [ "${QUALITY:-}" != skip ]; then
   nice -n 15 $PY benchmarks/speed_quality.py --limit "${LIMIT:-24}" --json $OUT/quality.json

@@ -14,9 +14,9 @@ the upstream README's settings, alternately, in one process:
 Printed: forwards per run, wall time of each run, the ratio, and paradiff's sampler overhead
 1 - (time inside the model's forwards and head) / (total sampling time); then per speed preset
 (`--speeds`): wall time, rows and positions computed per step, ratios to the upstream-style loop
-and to exact mode, and the FLOPs the same run would take on the 8B shape (d_model 4096, 32 layers,
-MLP 12288) at a 512x512 edit, counted from a run of the sampler at that sequence length with a
-narrow model (`--project-8b`).
+and to exact mode; and (`--project`, `--project-only`) the FLOPs the same run takes on model shapes
+up to the 8B one (d_model 4096, 32 layers, MLP 12288), counted from a run of the sampler at the
+benchmark's sequence with a narrow model (`--image-size 512 --edit`: a 512x512 edit).
 
     python benchmarks/sampler_speed.py                      # d_model 256, 4 layers
     python benchmarks/sampler_speed.py --d-model 1024       # where the transformer body dominates
@@ -65,8 +65,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--edit", action="store_true", help="an edit (input image in the prompt)")
     p.add_argument("--speeds", default="exact", help="comma-separated presets (default exact)")
-    p.add_argument("--project-8b", action="store_true", help="FLOPs of each preset on the 8B shape")
-    p.add_argument("--project-only", action="store_true", help="only the 8B projection")
+    p.add_argument("--project", action="store_true", help="also project FLOPs on model shapes")
+    p.add_argument("--project-only", action="store_true", help="only the FLOPs projection")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p.parse_args()
 
@@ -220,7 +220,7 @@ def upstream_style(
 def main() -> None:
     args = parse_args()
     if args.project_only:
-        report = {"args": vars(args), "projection_8b": project_8b(args, args.speeds.split(","))}
+        report = {"args": vars(args), "projection": project(args, args.speeds.split(","))}
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(report, f, indent=1)
@@ -324,8 +324,8 @@ def main() -> None:
             f"{100 * row.get('same_as_exact', float('nan')):14.1f}%"
         )
     report = {"args": vars(args), "sequence": cond_ids.shape[1], "runs": summary}
-    if args.project_8b:
-        report["projection_8b"] = project_8b(args, speeds)
+    if args.project:
+        report["projection"] = project(args, speeds)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
@@ -353,46 +353,62 @@ def summarise(results: dict[str, list[dict]], speeds: list[str], length: int) ->
     return summary
 
 
-# -- the 8B projection: count what each preset computes at the real sequence length -------------
-SHAPE_8B = dict(d_model=4096, n_layers=32, mlp=12288, kv_dim=4096)
+# -- FLOPs projections: count what each preset computes, then price it on a model shape ----------
+SHAPES = {  # name -> (d_model, layers, MLP width); full multi-head attention (kv = d_model)
+    "d256x4": (256, 4, 768),
+    "d1024x8": (1024, 8, 3072),
+    "8B": (4096, 32, 12288),
+}
 
 
-def project_8b(args: argparse.Namespace, speeds: list[str]) -> dict:
-    """FLOPs of one 512x512 edit on the 8B shape per preset and for the upstream-style loop:
-    the sampler runs at that sequence length with a one-layer d_model 64 model, counting the
-    query positions, keys and head columns every forward computes."""
-    narrow = dict(d_model=64, layers=1, image_size=512, edit=True)
-    narrow = argparse.Namespace(**{**vars(args), **narrow})
-    model = build_model(narrow)
-    batch, _ = build_batch(narrow)
-    d, layers, mlp, kv = (SHAPE_8B[k] for k in ("d_model", "n_layers", "mlp", "kv_dim"))
-    counts = {"body": 0.0, "head": 0.0}
-    hidden_states, partial, logits = model.hidden_states, model.partial_hidden_states, model.logits
+def flops(counts: dict[str, float], shape: tuple[int, int, int]) -> float:
+    """FLOPs of the counted work on a shape: per query position and layer the projections
+    2 (4 d^2) and the MLP 2 (3 d m), per query-key pair 4 d (scores and values), per output-head
+    column 2 d."""
+    d, layers, mlp = shape
+    body = counts["queries"] * (8 * d * d + 6 * d * mlp) + counts["pairs"] * 4 * d
+    return layers * body + counts["head"] * 2 * d
 
-    def body(queries: int, keys: int) -> float:
-        per_query = 2 * (2 * d * d + 2 * d * kv) + 2 * 3 * d * mlp + 4 * keys * d
-        return float(layers) * queries * per_query
+
+def project(args: argparse.Namespace, speeds: list[str]) -> dict:
+    """FLOPs of one sampling run per preset and for the upstream-style loop on each of SHAPES.
+
+    The sampler runs at the benchmark's sequence with a stand-in model that returns zeros, counting
+    the query positions, query-key pairs and head columns every forward asks for (what is computed
+    depends only on the settings and the schedule, not on the numbers); the upstream-style loop's
+    counts follow from its forwards (full sequence and full vocabulary each)."""
+    model = build_model(argparse.Namespace(**{**vars(args), "d_model": 16, "layers": 1}))
+    batch, _ = build_batch(args)
+    counts = {"queries": 0.0, "pairs": 0.0, "head": 0.0}
+    d = model.config.d_model
 
     def count_full(ids, mask=None):
-        counts["body"] += body(ids.numel(), ids.shape[1])
-        return hidden_states(ids, mask)
+        counts["queries"] += ids.numel()
+        counts["pairs"] += ids.numel() * ids.shape[1]
+        return torch.zeros(*ids.shape, d)
 
     def count_partial(ids, cache, at=None, mask=None):
-        queries = ids.numel() if at is None else ids.shape[0] * at.shape[-1]
-        counts["body"] += body(queries, ids.shape[1])
-        return partial(ids, cache, at, mask)
+        queries = ids.shape[1] if at is None else at.shape[-1]
+        counts["queries"] += ids.shape[0] * queries
+        counts["pairs"] += ids.shape[0] * queries * ids.shape[1]
+        return torch.zeros(ids.shape[0], queries, d)
 
     def count_head(hidden, positions=None, vocab_range=None):
-        out = logits(hidden, positions, vocab_range)
-        counts["head"] += 2.0 * d * out.numel()
-        return out
+        start, stop = vocab_range or (0, SPACE.vocab_size)
+        counts["head"] += hidden.shape[0] * hidden.shape[1] * (stop - start)
+        return torch.zeros(hidden.shape[0], hidden.shape[1], stop - start)
 
-    model.hidden_states, model.partial_hidden_states, model.logits = (
-        count_full,
-        count_partial,
-        count_head,
-    )
+    model.hidden_states = count_full
+    model.partial_hidden_states = count_partial
+    model.logits = count_head
     length = int(batch.attention_mask[0].sum())
+    image_steps = torch.linspace(args.text_steps // 4, args.text_steps - 1, args.timesteps)
+    forwards = args.text_steps + 2 * len(set(image_steps.round().int().tolist()))
+    upstream = dict(
+        queries=forwards * length,
+        pairs=forwards * length**2,
+        head=forwards * length * SPACE.vocab_size,
+    )
     config = SamplerConfig(
         text_steps=args.text_steps,
         image_steps=args.timesteps,
@@ -404,31 +420,33 @@ def project_8b(args: argparse.Namespace, speeds: list[str]) -> dict:
         cfg_image=args.cfg_img,
         seed=args.seed,
     )
-    image_steps = torch.linspace(args.text_steps // 4, args.text_steps - 1, args.timesteps)
-    plan_image_steps = len(set(image_steps.round().int().tolist()))  # as upstream_style's
-    forwards = args.text_steps + 2 * plan_image_steps
-    upstream = forwards * (body(length, length) + 2.0 * d * length * SPACE.vocab_size)
-    projection = {"sequence": length, "upstream_tflops": upstream / 1e12}
+    work = {"upstream": upstream}
     with torch.no_grad():
         for speed in speeds:
-            counts.update(body=0.0, head=0.0)
-            ParallelSampler(model, SPACE, config.replace(speed=speed))(
-                batch, n_cond=1, seeds=[args.seed]
+            counts.update(queries=0.0, pairs=0.0, head=0.0)
+            sampler = ParallelSampler(model, SPACE, config.replace(speed=speed))
+            sampler(batch, n_cond=1, seeds=[args.seed])
+            work[speed] = dict(counts)
+    side = args.image_size // args.downsample
+    print(f"projected FLOPs, sequence {length} ({side}x{side} codes{', edit' * args.edit}):")
+    projection = {"sequence": length, "counts": work, "shapes": {}}
+    for name, shape in SHAPES.items():
+        base = flops(upstream, shape)
+        exact = flops(work["exact"], shape) if "exact" in work else None
+        row = {}
+        for speed in ["upstream", *speeds]:
+            total = flops(work[speed], shape)
+            row[speed] = dict(
+                tflops=total / 1e12,
+                vs_upstream=base / total,
+                vs_exact=exact / total if exact else None,
+                head_share=work[speed]["head"] * 2 * shape[0] / total,
             )
-            total = counts["body"] + counts["head"]
-            projection[speed] = dict(
-                tflops=total / 1e12, head_share=counts["head"] / total, vs_upstream=upstream / total
-            )
-    print(
-        f"8B shape (d_model 4096, 32 layers), 512x512 edit, sequence {length}: "
-        f"upstream-style {upstream / 1e12:.1f} TFLOPs"
-    )
-    for speed in speeds:
-        p = projection[speed]
-        print(
-            f"  {speed:>8}: {p['tflops']:8.1f} TFLOPs  ({p['vs_upstream']:.2f}x fewer than "
-            f"upstream-style, head {100 * p['head_share']:.1f}%)"
+        projection["shapes"][name] = row
+        cells = "  ".join(
+            f"{k} {v['tflops']:.2f} TFLOPs ({v['vs_upstream']:.2f}x)" for k, v in row.items()
         )
+        print(f"  {name:>8}: {cells}")
     return projection
 
 

@@ -1,7 +1,7 @@
 """The quality-vs-speed figure of the sampler's presets (docs/speed_quality.png), from the JSON
-files `benchmarks/run_speed.sh` writes: left, each preset's speed-up over the upstream-style loop
-at both model sizes; right, the bundled model's ShapeBench metrics (95% intervals) against the
-speed-up over exact mode at the body-dominated size.
+files `benchmarks/run_speed.sh` writes: left, each preset's work (FLOPs) against the
+upstream-style loop's on three model shapes; right, the bundled model's ShapeBench metrics (95%
+intervals) against the FLOP ratio to exact mode at the body-dominated shape.
 
     python benchmarks/speed_figure.py --results benchmarks/results --out docs/speed_quality.png
 """
@@ -19,7 +19,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from paradiff.shapes.judge import METRICS  # noqa: E402
 
-SIZES = {"speed_d256.json": "d_model 256, 4 layers", "speed_d1024.json": "d_model 1024, 8 layers"}
+PRESETS = ["exact", "fast", "fastest"]
+PROJECTIONS = {  # file -> (shape, label): a 256x256 edit on the small shapes, 512x512 on 8B
+    "projection_256.json": [
+        ("d256x4", "d_model 256, 4 layers"),
+        ("d1024x8", "d_model 1024, 8 layers"),
+    ],
+    "projection_512.json": [("8B", "8B shape, 512x512 edit")],
+}
 
 
 def main() -> None:
@@ -28,31 +35,32 @@ def main() -> None:
     p.add_argument("--out", default="docs/speed_quality.png")
     args = p.parse_args()
     root = Path(args.results)
-    speed = {n: json.loads((root / n).read_text()) for n in SIZES if (root / n).exists()}
+    bars = {}  # label -> {preset: speed-up over upstream}
+    body = None  # the body-dominated shape's speed-ups over exact
+    for name, shapes in PROJECTIONS.items():
+        if (root / name).exists():
+            projection = json.loads((root / name).read_text())["projection"]["shapes"]
+            for shape, label in shapes:
+                bars[label] = {s: projection[shape][s]["vs_upstream"] for s in PRESETS}
+                if shape == "d1024x8":
+                    body = {s: projection[shape][s]["vs_exact"] for s in PRESETS}
     quality_path = root / "quality.json"
     quality = json.loads(quality_path.read_text()) if quality_path.exists() else None
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    presets = ["exact", "fast", "fastest"]
-    width = 0.8 / max(1, len(speed))
-    for i, (name, report) in enumerate(speed.items()):
-        runs = report["runs"]
-        values = [runs[s]["vs_upstream"] for s in presets if s in runs]
-        xs = [j + i * width for j in range(len(values))]
-        bars = left.bar(xs, values, width, label=SIZES[name])
-        left.bar_label(bars, fmt="%.1fx", fontsize=8)
-    left.set_xticks([j + width * (len(speed) - 1) / 2 for j in range(len(presets))], presets)
-    left.set_ylabel("speed-up over the upstream-style loop (wall time)")
-    left.set_title("Sampler speed (CPU, one run each)")
+    width = 0.8 / max(1, len(bars))
+    for i, (label, values) in enumerate(bars.items()):
+        xs = [j + i * width for j in range(len(PRESETS))]
+        drawn = left.bar(xs, [values[s] for s in PRESETS], width, label=label)
+        left.bar_label(drawn, fmt="%.1fx", fontsize=7)
+    left.set_xticks([j + width * (len(bars) - 1) / 2 for j in range(len(PRESETS))], PRESETS)
+    left.set_ylabel("FLOPs of the upstream-style loop / the preset's")
+    left.set_title("Work per edit (counted, 128 text tokens steps 32/16)")
     left.legend(fontsize=8)
     if quality is not None:
-        body = speed.get("speed_d1024.json") or next(iter(speed.values()), None)
-        x_of = {
-            s: (body["runs"][s].get("vs_exact", 1.0) if body else i + 1)
-            for i, s in enumerate(presets)
-        }
+        x_of = {s: (body[s] if body else i + 1) for i, s in enumerate(PRESETS)}
         for metric in METRICS:
             xs, ys, errors = [], [], [[], []]
-            for s in presets:
+            for s in PRESETS:
                 m = quality["presets"].get(s, {}).get("metrics", {}).get(metric)
                 if m:
                     xs.append(x_of[s])
@@ -60,10 +68,11 @@ def main() -> None:
                     errors[0].append(m["mean"] - m["ci95"][0])
                     errors[1].append(m["ci95"][1] - m["mean"])
             right.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=metric)
-        for s in presets:
+        for s in PRESETS:
             right.annotate(s, (x_of[s], 2), ha="center", fontsize=8)
-        right.set_xlabel("speed-up over exact mode (d_model 1024, 8 layers)")
-        right.set_ylabel(f"ShapeBench score (first {quality['limit']} samples, 95% interval)")
+        right.set_xscale("log")
+        right.set_xlabel("FLOPs of exact mode / the preset's (d_model 1024, 8 layers)")
+        right.set_ylabel(f"ShapeBench (first {quality['limit']} samples, 95% interval)")
         right.set_title("Quality of the bundled model")
         right.set_ylim(0, 100)
         right.legend(fontsize=7, loc="lower left")
