@@ -311,7 +311,7 @@ class ParallelSampler:
         logits = self._logits(hidden, positions[cols], vocab, n_cond, cfg.cfg_text)
         if space.mask_id < space.image_offset:
             logits[..., space.mask_id] = float("-inf")
-        candidates = None  # greedy low-confidence: the argmax, found below where revealed only
+        candidates = None  # greedy low-confidence: the argmax (taken after the confidences)
         if cfg.text_temperature > 0:
             noise = self._text_noise(logits, cols, len(positions), gens, torch.float32)
             candidates = pick(logits, cfg.text_temperature, noise)
@@ -363,8 +363,7 @@ class ParallelSampler:
         count = torch.minimum(n_masked, count)
         reveal = reveal_most_confident(confidence, count)  # (B, P')
         if candidates is None:
-            candidates = open_current.clone()
-            candidates[reveal] = logits[reveal].argmax(-1)
+            candidates = logits.argmax(-1)  # (B, P'); no boolean indexing: no host sync
         return current.scatter(1, cols, torch.where(reveal, candidates, open_current))
 
     # -- image: aMUSEd's (MaskGIT) scheduler step on the codebook slice ---------------------------
