@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,29 @@ EXACT_FAST_SETTINGS: dict[str, Any] = {
     "guidance_reuse": 0,
     "text_threshold": None,
     "compile": False,
+}
+
+
+# Command-line flag -> (SamplerConfig field, type, help), shared by the CLI, the benchmarks and
+# the app's advanced settings. Names follow the upstream scripts.
+SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--timesteps": ("image_steps", int, "image decoding steps (upstream `timesteps`)"),
+    "--text-steps": ("text_steps", int, "text decoding steps"),
+    "--text-gen-length": ("text_gen_length", int, "masked text tokens in the answer"),
+    "--text-block-length": (
+        "text_block_length",
+        int,
+        "semi-autoregressive text block size (must divide --text-gen-length)",
+    ),
+    "--cfg-scale": ("cfg_text", float, "text classifier-free guidance weight (0 = off)"),
+    "--cfg-img": ("cfg_image", float, "image classifier-free guidance weight (0 = off)"),
+    "--temperature": ("image_temperature", float, "image sampling temperature (0 = greedy)"),
+    "--text-temperature": ("text_temperature", float, "text sampling temperature (0 = greedy)"),
+    "--remasking": ("remasking", str, "text reveal order: low_confidence or random"),
+    "--mode": ("mode", str, "parallel (one timeline) or sequential (text, then image)"),
+    "--profile": ("profile", str, "default, or reference (upstream's rules step for step)"),
+    "--seed": ("seed", int, "random seed (same seed, same output)"),
+    "--speed": ("speed", str, "exact (default), fast or fastest: cached, fewer-step presets"),
 }
 
 
@@ -89,8 +113,11 @@ class SamplerConfig:
                 f"text_steps {self.text_steps} is fewer than the {self.n_blocks} text blocks"
             )
         for name in ("text_temperature", "image_temperature", "cfg_text", "cfg_image"):
-            if float(getattr(self, name)) < 0:
-                raise SamplerConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value >= 0):  # NaN fails both comparisons
+                raise SamplerConfigError(
+                    f"{name} must be a finite non-negative number, got {getattr(self, name)}"
+                )
         for name, allowed in SETTING_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise SamplerConfigError(
