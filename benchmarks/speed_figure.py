@@ -54,7 +54,7 @@ def main() -> None:
         left.bar_label(drawn, fmt="%.1fx", fontsize=7)
     left.set_xticks([j + width * (len(bars) - 1) / 2 for j in range(len(PRESETS))], PRESETS)
     left.set_ylabel("FLOPs of the upstream-style loop / the preset's")
-    left.set_title("Work per edit (counted, 128 text tokens steps 32/16)")
+    left.set_title("Work per edit (counted; 256 text tokens, 32/16 steps)")
     left.legend(fontsize=8)
     if quality is not None:
         x_of = {s: (body[s] if body else i + 1) for i, s in enumerate(PRESETS)}
@@ -76,6 +76,15 @@ def main() -> None:
         right.set_title("Quality of the bundled model")
         right.set_ylim(0, 100)
         right.legend(fontsize=7, loc="lower left")
+    else:
+        right.axis("off")
+        right.text(
+            0.5,
+            0.5,
+            "ShapeBench per preset: not measured yet\n(bash benchmarks/run_speed.sh)",
+            ha="center",
+            va="center",
+        )
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
