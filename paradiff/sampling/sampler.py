@@ -77,7 +77,7 @@ def make_plan(config: SamplerConfig) -> list[StepPlan]:
 class SampleOutput:
     """Final tokens of the conditional rows and the trajectory of their answer part.
 
-    trajectory[s] is the answer part (columns `answer_columns`) after s steps; trajectory[0] is
+    trajectory[s] is the answer part (columns `answer_start`..) after s steps; trajectory[0] is
     the fully masked start, trajectory[-1] the result.
     """
 
@@ -85,7 +85,7 @@ class SampleOutput:
     text_tokens: torch.Tensor  # (B, N)
     image_codes: torch.Tensor  # (B, h, w)
     trajectory: torch.Tensor  # (T + 1, B, A) int32
-    answer_columns: torch.Tensor  # (A,)
+    answer_start: int
     plan: list[StepPlan]
     forward_rows: int  # sequences run through the model, summed over steps
 
@@ -207,7 +207,7 @@ class ParallelSampler:
         if gens and len(gens) != n_cond:
             raise ValueError(f"{len(gens)} seeds for {n_cond} rows")
         ids = batch.ids.clone()
-        answer = torch.arange(int(min(batch.output_image[0], batch.text[0])), ids.shape[1])
+        answer = torch.arange(batch.answer_start, ids.shape[1])
         answer = answer.to(device)
         image_pos, text_pos = batch.output_image, batch.text
         masked_at_start = (ids[:n_cond, image_pos] == space.mask_id).sum(1)  # (B,)
@@ -247,7 +247,7 @@ class ParallelSampler:
             text_tokens=ids[:n_cond, text_pos],
             image_codes=(ids[:n_cond, image_pos] - space.image_offset).view(-1, h, w),
             trajectory=torch.stack(trajectory),
-            answer_columns=answer.cpu(),
+            answer_start=batch.answer_start,
             plan=self.plan,
             forward_rows=forward_rows,
         )
@@ -274,7 +274,7 @@ class ParallelSampler:
         else:
             block_len = cfg.text_block_length
             positions = text_pos[block * block_len : (block + 1) * block_len]
-            vocab = (0, space.image_offset)
+            vocab = space.text_vocab
         current = ids[:n_cond, positions]
         masked = current == space.mask_id
         count = torch.minimum(masked.sum(1), torch.tensor(count, device=ids.device))
@@ -285,8 +285,8 @@ class ParallelSampler:
         if cols.shape[1] == 0:
             return positions, current
         logits = self._logits(hidden, positions[cols], vocab, n_cond, cfg.cfg_text)
-        if not self.reference and space.mask_id < space.image_offset:
-            logits[..., space.mask_id] = float("-inf")
+        if not self.reference:
+            space.forbid_mask(logits)
         candidates = None  # greedy low-confidence: the argmax, found below where revealed only
         if cfg.text_temperature > 0:
             width = logits.shape[-1]
@@ -319,7 +319,7 @@ class ParallelSampler:
         The head runs only at the still-masked image positions; random draws cover every
         position, so a row's draws do not depend on its batch."""
         cfg, space = self.config, self.space
-        vocab = (space.image_offset, space.image_offset + space.codebook_size)
+        vocab = space.image_vocab
         temperature = cfg.image_temperature
         current = ids[:n_cond, image_pos]
         unknown = current == space.mask_id

@@ -107,7 +107,7 @@ def masked_diffusion_loss(
     is_text = noised.is_text.reshape(-1)
     weighted = hidden.new_zeros((), dtype=torch.float32)
     ce_sums: dict[bool, tuple[float, int]] = {}
-    ranges = {True: (0, space.image_offset), False: (space.image_offset, space.vocab_size)}
+    ranges = {True: space.text_vocab, False: space.image_vocab}
     for text, (start, stop) in ranges.items():
         where = (masked & (is_text == text)).nonzero().squeeze(1)  # (M,)
         if where.numel() == 0:
