@@ -20,6 +20,16 @@ from typing import Any
 from PIL import Image
 
 TASKS = ("edit", "generation")
+# ParaBench's six metrics, each scored 0-100 per sample (by the LLM judge, or exactly by a world's
+# own judge such as the shapes world's).
+METRICS: tuple[str, ...] = (
+    "text_quality",
+    "text_alignment",
+    "image_quality",
+    "image_alignment",
+    "image_consistency",
+    "output_alignment",
+)
 
 
 class BenchDataError(ValueError):

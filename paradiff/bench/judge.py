@@ -29,9 +29,8 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from paradiff.bench.data import BenchItem
+from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.runner import write_atomic
-from paradiff.shapes.judge import METRICS
 
 SCALE = 10  # the judge scores 0..SCALE; reports use 0-100
 RETRY_STATUS = {429, 500, 502, 503, 504}

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from paradiff.image_tokenizers.shapes import shapes_tokenizer
 from paradiff.shapes.drafting import DIFFICULTIES
+from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.render import DEFAULT_CELL_PX, render_scene
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.scene import DEFAULT_GRID
