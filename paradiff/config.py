@@ -59,7 +59,6 @@ class ModelConfig:
     activation_type: str = "silu"
     layer_norm_type: str = "rms"
     model_type: str = "llada"
-    mask_token_id: int = 126336
     dtype: str = "bfloat16"
     extra: dict[str, Any] = field(default_factory=dict)
 
