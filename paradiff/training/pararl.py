@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "init": None,  # the SFT model: where training starts, and the KL reference
     },
     "data": {
-        "records": None,  # training records JSONL (DESIGN §5; images relative to it)
+        "records": None,  # training records JSONL (docs/architecture.md; images relative to it)
         "limit": None,  # use only the first N records as the prompt pool
     },
     "rollout": {
