@@ -149,6 +149,12 @@ def sample_and_save(args: argparse.Namespace, task: str) -> int:
     """The shared body of `paradiff generate` and `paradiff edit`."""
     from paradiff.pipeline import Request
 
+    if args.batch is not None:
+        return batch_sample(args, task)
+    if args.instruction is None or (task == "edit" and args.image is None):
+        raise CommandError(
+            "give " + ("--image and " if task == "edit" else "") + "the text, or --batch"
+        )
     out = Path(args.out)
     check_writable(out)
     pipe = load_pipeline(args)
@@ -217,6 +223,37 @@ def register_app(commands) -> None:
     app.set_defaults(func=run_app)
 
 
+def batch_sample(args: argparse.Namespace, task: str) -> int:
+    """`--batch REQUESTS`: every request of the file, one folder per id under --out."""
+    from paradiff.batch import check_out, read_requests, run_batch
+    from paradiff.bench.runner import Shard
+
+    if args.instruction is not None or getattr(args, "image", None) is not None:
+        raise CommandError("--batch takes the requests from its file: drop the text and --image")
+    items = read_requests(args.batch, task)
+    shard = Shard.parse(args.shard) if args.shard is not None else None
+    size = (args.width, args.height) if args.width and args.height else None
+    check_writable(Path(args.out))
+    check_out(Path(args.out))
+    pipe = load_pipeline(args)
+    overrides = sampler_overrides(args)
+    done = run_batch(
+        pipe,
+        task,
+        items,
+        args.out,
+        args.batch_size,
+        overrides,
+        size,
+        shard,
+        args.model,
+        not args.quiet,
+    )
+    if not args.quiet:
+        print(f"{len(done)} requests done in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paradiff",
@@ -229,15 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser(
         "generate", help="draw an image (and its reasoning) for a prompt"
     )
-    generate.add_argument("instruction", metavar="PROMPT", help="what to draw")
+    generate.add_argument("instruction", metavar="PROMPT", nargs="?", help="what to draw")
     edit = commands.add_parser("edit", help="edit an image following an instruction")
-    edit.add_argument("--image", required=True, help="input image (PNG, JPEG, …)")
+    edit.add_argument("--image", default=None, help="input image (PNG, JPEG, …)")
     edit.add_argument(
         "--paint-mask",
         default=None,
         help="inpainting: a mask image the size of the input, white = repaint, black = keep",
     )
-    edit.add_argument("instruction", metavar="INSTRUCTION", help="the edit to make")
+    edit.add_argument("instruction", metavar="INSTRUCTION", nargs="?", help="the edit to make")
+    from paradiff.batch import add_batch_arguments
+
     for sub, task in ((generate, "generate"), (edit, "edit")):
         add_model_argument(sub)
         sub.add_argument(
@@ -246,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress bar or summary")
         add_device_arguments(sub)
         add_sampler_arguments(sub)
+        add_batch_arguments(sub)
         sub.set_defaults(func=lambda args, task=task: sample_and_save(args, task))
 
     demo = commands.add_parser("demo", help="one generation and one edit on the bundled model")

@@ -13,7 +13,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,16 @@ class BenchDataError(ValueError):
 
 @dataclass(frozen=True)
 class BenchItem:
-    """One benchmark prompt. `input_image` (editing only): a path, PNG/JPEG bytes or PIL image."""
+    """One benchmark prompt. `input_image` (editing only): a path, PNG/JPEG bytes or PIL image;
+    `seed` and `settings` (SamplerConfig fields), where given, replace the run's for this item."""
 
     id: str
     task: str
     category: str
     instruction: str
     input_image: str | os.PathLike | bytes | Image.Image | None = None
+    seed: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def image(self) -> Image.Image:
         """The input image as RGB."""
