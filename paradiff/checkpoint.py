@@ -37,11 +37,17 @@ class CheckpointError(ValueError):
     """A checkpoint directory that cannot be read or does not fit the model."""
 
 
-def download_snapshot(repo_id: str) -> Path:
-    """Fetch a hub repository's files (needs a network; tests replace this function)."""
+def download_snapshot(repo_id: str, repo_type: str = "model") -> Path:
+    """Fetch a hub repository's files, a model's or (`repo_type` 'dataset') a data set's (needs a
+    network; tests replace this function)."""
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(repo_id))
+    return Path(snapshot_download(repo_id, repo_type=repo_type))
+
+
+def is_hub_id(text: str) -> bool:
+    """`owner/name`, the form of a hub repository id."""
+    return bool(_HUB_ID.match(text))
 
 
 def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
@@ -51,7 +57,7 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
         return path
     if path.exists():
         raise CheckpointError(f"checkpoint path {path} is a file, not a directory")
-    if _HUB_ID.match(str(path_or_hub_id)):
+    if is_hub_id(str(path_or_hub_id)):
         return download_snapshot(str(path_or_hub_id))
     raise CheckpointError(f"no checkpoint directory at {path}")
 
