@@ -53,6 +53,7 @@ from paradiff.training.sft import (
     warmup_cosine_schedule,
     write_checkpoint,
 )
+from paradiff.training.trackers import Tracker
 
 DEFAULTS: dict[str, Any] = {
     "model": {
@@ -100,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
         "save_every": 20,
         "log_every": 1,
         "keep": 2,  # checkpoints kept besides the final one
+        "log_with": None,  # tensorboard: the log's numbers to TensorBoard too
     },
 }
 REWARD_AT = ("trajectory", "final")
@@ -184,6 +186,7 @@ class ParaRLRun:
             torch.set_num_threads(int(train["threads"]))
         self.progress = progress
         self.out = Path(config["output"]["dir"])
+        self.tracker = Tracker(config["output"], "pararl", config)
         device = "cuda" if torch.cuda.is_available() else "cpu"
         start_from = latest_checkpoint(self.out) if resume else None
         if resume and start_from is None and (self.out / LATEST_FILE).exists():
@@ -333,11 +336,13 @@ class ParaRLRun:
             if self.step % int(output["log_every"]) == 0 or self.step == total:
                 with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
                     log.write(json.dumps(line) + "\n")
+                self.tracker.log(line, self.step)
                 if not self.progress:
                     print(json.dumps(line), flush=True)
             if self.step % int(output["save_every"]) == 0 and self.step < total:
                 self.save_checkpoint()
         bar.close()
+        self.tracker.finish()
         self.save_checkpoint()
         self.pipe.save_pretrained(self.out / FINAL_DIR)
         return self.out / FINAL_DIR

@@ -30,6 +30,7 @@ from paradiff.pipeline import ParallelPipeline
 from paradiff.training.data import PretokenizedDataset, epoch_batches, training_sequence
 from paradiff.training.masking import WEIGHTINGS, masked_diffusion_loss, noise_batch
 from paradiff.training.recipe import RecipeError
+from paradiff.training.trackers import Tracker
 
 DEFAULTS: dict[str, Any] = {
     "model": {
@@ -61,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
         "save_every": 500,
         "log_every": 10,
         "keep": 2,  # checkpoints kept besides the final one
+        "log_with": None,  # tensorboard: the log's numbers to TensorBoard too
     },
 }
 STATE_FILE = "training_state.pt"
@@ -179,6 +181,9 @@ class SFTRun:
         )
         self.out = Path(config["output"]["dir"])
         self.progress = progress and self.accelerator.is_main_process
+        self.tracker = Tracker(
+            config["output"] if self.accelerator.is_main_process else {}, "sft", config
+        )
         start_from = latest_checkpoint(self.out) if resume else None
         if resume and start_from is None and (self.out / LATEST_FILE).exists():
             raise RecipeError(f"{self.out} has no complete checkpoint to resume from")
@@ -308,6 +313,7 @@ class SFTRun:
             if self.step % int(output["save_every"]) == 0 and self.step < total:
                 self.save_checkpoint()
         bar.close()
+        self.tracker.finish()
         self.save_checkpoint()
         return self.save_final()
 
@@ -329,6 +335,7 @@ class SFTRun:
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
             log.write(json.dumps(line) + "\n")
+        self.tracker.log(line, self.step)
         bar.set_postfix(loss=line["loss"], text=line["text_ce"], image=line["image_ce"])
         if not self.progress:
             print(json.dumps(line), flush=True)
