@@ -59,6 +59,9 @@ class ModelConfig:
     activation_type: str = "silu"
     layer_norm_type: str = "rms"
     model_type: str = "llada"
+    # paradiff's optional image-grid positions: learned row and column tables (this many rows
+    # each) added to the input embedding of every image-span token; 0 (the released models) = off
+    image_grid_size: int = 0
     dtype: str = "bfloat16"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,6 +83,8 @@ class ModelConfig:
                 f"n_heads {self.n_heads} is not divisible by n_kv_heads {self.kv_heads}"
             )
         parse_dtype(self.dtype)
+        if self.image_grid_size < 0:
+            raise ConfigError(f"image_grid_size must be >= 0, got {self.image_grid_size}")
 
     @property
     def kv_heads(self) -> int:
@@ -129,6 +134,8 @@ class ModelConfig:
         for f in dataclasses.fields(self):
             if f.name != "extra":
                 out[f.name] = getattr(self, f.name)
+        if not self.image_grid_size:  # off: the released models' config.json, unchanged
+            del out["image_grid_size"]
         out.setdefault("vocab_size", self.embedding_size)
         out["torch_dtype"] = self.dtype
         return out

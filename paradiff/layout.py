@@ -160,6 +160,28 @@ def token_space_from_config(config: Any) -> TokenSpace:
     return space
 
 
+def image_grid_positions(
+    ids: torch.Tensor, space: TokenSpace
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, column) of every image token inside an `<image> … </image>` span, from the ids alone.
+
+    ids (B, L) -> row, col (B, L) long and inside (B, L) bool (True at code and mask positions of
+    an image span; markers, row-breaks, text and padding are outside). Rows are counted by the
+    row-breaks since the span's `<image>`, columns by the tokens since the last row-break, so left
+    padding and any prompt length give the same grid positions. Needs a family with row-breaks.
+    """
+    if space.row_break_id is None:
+        raise LayoutError(f"family {space.family} has no row-breaks to count image rows by")
+    start, end = ids == space.image_start_id, ids == space.image_end_id
+    brk = ids == space.row_break_id
+    inside = (start.long().cumsum(-1) > end.long().cumsum(-1)) & ~start & ~brk
+    index = torch.arange(ids.shape[-1], device=ids.device).expand_as(ids)  # (B, L)
+    breaks = brk.long().cumsum(-1)  # row-breaks up to here
+    breaks_at_start = torch.where(start, breaks, 0).cummax(-1).values  # ... up to the last <image>
+    row_start = torch.where(start | brk, index, -1).cummax(-1).values  # last <image> or row-break
+    return breaks - breaks_at_start, index - row_start - 1, inside
+
+
 @dataclass
 class Sequence1D:
     """One built sequence and its spans (1-D position tensors into `ids`).

@@ -14,6 +14,7 @@ from torch import nn
 
 from paradiff.checkpoint import load_model, save_model
 from paradiff.config import ModelConfig
+from paradiff.layout import image_grid_positions, token_space_from_config
 
 
 class RMSNorm(nn.Module):
@@ -113,6 +114,10 @@ class Transformer(nn.Module):
         self.ln_f = RMSNorm(config.d_model, config.rms_norm_eps)
         if not config.weight_tying:
             self.ff_out = nn.Linear(config.d_model, config.embedding_size, bias=False)
+        if config.image_grid_size:
+            # paradiff's image-grid positions (off for the released models): e_row[r] + e_col[c]
+            self.grid_row = nn.Embedding(config.image_grid_size, config.d_model)
+            self.grid_col = nn.Embedding(config.image_grid_size, config.d_model)
 
 
 class _Wrapper(nn.Module):
@@ -138,6 +143,7 @@ class MaskPredictor(nn.Module):
         self.config = config
         self.model = _Wrapper(config)
         self.gradient_checkpointing = False
+        self.space = token_space_from_config(config) if config.image_grid_size else None
 
     @property
     def transformer(self) -> Transformer:
@@ -171,13 +177,45 @@ class MaskPredictor(nn.Module):
                 :, None, None, :
             ]  # (B, 1, 1, L) broadcast over heads, queries
         rope = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
-        x = self.transformer.wte(input_ids)  # (B, L, d)
+        x = self.embed(input_ids)  # (B, L, d)
         for block in self.transformer.blocks:
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(block, x, rope, key_mask, use_reentrant=False)
             else:
                 x = block(x, rope, key_mask)
         return self.transformer.ln_f(x)
+
+    @torch.no_grad()
+    def init_code_embeddings(self, code_vectors: torch.Tensor, image_offset: int, seed: int = 0):
+        """Start the image codes' input embeddings from what the codes look like.
+
+        code_vectors (K, F): the image tokenizer's codebook vectors (latents, or pixel patches).
+        Row `image_offset + k` of wte becomes a fixed random projection of the standardised
+        vector z_k = (c_k - mean) / std, rescaled to the embeddings' RMS, so codes that look
+        alike (one colour, one texture) start out alike; training moves them freely after.
+        """
+        weight = self.transformer.wte.weight  # (V, d)
+        count, features = code_vectors.shape
+        z = code_vectors.float()
+        z = (z - z.mean(0)) / (z.std(0) + 1e-3)  # (K, F)
+        gen = torch.Generator().manual_seed(seed)
+        projection = torch.randn(features, weight.shape[1], generator=gen)  # (F, d)
+        rows = z @ projection  # (K, d)
+        rms = weight[image_offset : image_offset + count].float().pow(2).mean().sqrt()
+        rows = rows * rms / rows.pow(2).mean(1, keepdim=True).sqrt()
+        weight[image_offset : image_offset + count] = rows.to(weight.dtype)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings (B, L, d): wte, plus e_row[r] + e_col[c] on image-span tokens when the
+        config has image-grid positions (rows and columns past the tables share the last entry)."""
+        x = self.transformer.wte(input_ids)  # (B, L, d)
+        if self.space is None:
+            return x
+        row, col, inside = image_grid_positions(input_ids, self.space)  # (B, L) each
+        last = self.config.image_grid_size - 1
+        t = self.transformer
+        grid = t.grid_row(row.clamp(0, last)) + t.grid_col(col.clamp(0, last))  # (B, L, d)
+        return x + grid * inside[..., None].to(x.dtype)
 
     def forward(
         self,

@@ -89,13 +89,18 @@ def bar_chart(
 
 
 def read_log(path: str | os.PathLike, keys: Sequence[str], x_key: str = "step") -> Series:
-    """Series of a JSONL training log: one per key, (x_key, key) for the lines that have it."""
+    """Series of a JSONL training log: one per key, (x_key, key) for the lines that have it.
+
+    A dotted key reads nested fields: "eval.overall.output_alignment"."""
     series: dict[str, list[tuple[float, float]]] = {key: [] for key in keys}
     for line in Path(path).read_text().splitlines():
         if not line.strip():
             continue
         record = json.loads(line)
         for key in keys:
-            if key in record and x_key in record:
-                series[key].append((float(record[x_key]), float(record[key])))
+            value = record
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is not None and x_key in record:
+                series[key].append((float(record[x_key]), float(value)))
     return series

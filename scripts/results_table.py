@@ -1,6 +1,10 @@
 """Print a Markdown table of several benchmark runs side by side (one row per run and group).
 
 python scripts/results_table.py runs/sb-sft runs/sb-pararl --labels SFT ParaRL --groups overall edit
+python scripts/results_table.py runs/sb-t1-s0 runs/sb-t1-s1 runs/sb-t1-s2 --ci --average "3 seeds"
+
+--ci writes each cell as `mean [95% interval over prompts]`; --average adds, per group, a row with
+the mean over the runs and [lowest, highest] of the runs (e.g. sampling seeds).
 """
 
 from __future__ import annotations
@@ -18,20 +22,39 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="run folders holding summary.json")
     parser.add_argument("--labels", nargs="+", default=None, help="row names (default: folders)")
     parser.add_argument("--groups", nargs="+", default=["overall"], help="overall, task, category")
+    parser.add_argument("--ci", action="store_true", help="add the 95%% intervals over prompts")
+    parser.add_argument("--average", default=None, help="label of a row averaging the runs")
     args = parser.parse_args()
     labels = args.labels or args.runs
     if len(labels) != len(args.runs):
         raise SystemExit("give one label per run")
     print("| model | group | n | " + " | ".join(METRICS) + " |")
     print("|---|---|---|" + "---|" * len(METRICS))
+    blocks: dict[str, list[dict]] = {group: [] for group in args.groups}
     for label, run in zip(labels, args.runs, strict=True):
         groups = groups_of(json.loads((Path(run) / SUMMARY_JSON).read_text()))
         for group in args.groups:
             if group not in groups:
                 raise SystemExit(f"no group {group!r} in {run}")
             block = groups[group]
-            cells = [f"{block['metrics'][m]['mean']:.1f}" for m in METRICS]
+            blocks[group].append(block)
+            cells = [cell(block["metrics"][m], args.ci) for m in METRICS]
             print(f"| {label} | {group} | {block['count']} | " + " | ".join(cells) + " |")
+    if args.average:
+        for group, runs in blocks.items():
+            cells = []
+            for metric in METRICS:
+                means = [run["metrics"][metric]["mean"] for run in runs]
+                cells.append(f"{sum(means) / len(means):.1f} [{min(means):.1f}, {max(means):.1f}]")
+            count = "+".join(str(run["count"]) for run in runs)
+            print(f"| {args.average} | {group} | {count} | " + " | ".join(cells) + " |")
+
+
+def cell(value: dict, ci: bool) -> str:
+    if not ci:
+        return f"{value['mean']:.1f}"
+    low, high = value["ci95"]
+    return f"{value['mean']:.1f} [{low:.1f}, {high:.1f}]"
 
 
 if __name__ == "__main__":

@@ -180,6 +180,16 @@ class TargetCodeReward:
         return torch.tensor(scores)
 
 
+def uncommon_code(run: ParaRLRun, rows: int = 64) -> int:
+    """A code the untrained policy draws now and then (share of the final codes nearest 2%),
+    so one update has a signal to learn from whatever the random initialisation."""
+    records = [run.records[i % len(run.records)] for i in range(rows)]
+    rollouts = run.rollouts.sample(records, list(range(rows)), [])
+    codes = torch.cat([s.codes.flatten() for s in run.rollouts.partial_states(rollouts, -1)])
+    share = torch.bincount(codes[codes >= 0]).float() / max(1, int((codes >= 0).sum()))
+    return int((share - 0.01).abs().argmin())
+
+
 def expected_final_reward(run: ParaRLRun, reward, rows: int = 64) -> float:
     """Mean final reward of `rows` rollouts of fixed prompts and seeds (common random numbers)."""
     records = [run.records[i % len(run.records)] for i in range(rows)]
@@ -197,13 +207,14 @@ def test_one_update_raises_the_expected_reward(
         shapes_records,
         tmp_path / "run",
         "train.steps=1",
-        "train.lr=0.03",
+        "train.lr=0.1",
         "train.kl_beta=0",
         "rollout.prompts=4",
         "rollout.group=8",
         f"reward.at={reward_at}",
     )
     run = ParaRLRun(config, progress=False, reward=reward)
+    reward.target = uncommon_code(run)
     before = expected_final_reward(run, reward)
     run.run()
     after = expected_final_reward(run, reward)

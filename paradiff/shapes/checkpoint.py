@@ -37,7 +37,10 @@ SHAPES_SAMPLER = SamplerConfig(
     cfg_image=0.0,
     seed=0,
 )
-MODEL_SIZES: dict[str, Any] = dict(d_model=256, n_heads=8, n_layers=6, mlp_hidden_size=704)
+MODEL_SIZES: dict[str, Any] = dict(d_model=128, n_heads=4, n_layers=6, mlp_hidden_size=352)
+# Family S's other defaults: RoPE theta for ~230-token sequences (not the 8B models' 5e5), and
+# image-grid positions for the 8 x 8 code grid (docs/results.md: what they do for locating).
+MODEL_DEFAULTS: dict[str, Any] = dict(rope_theta=1.0e4, image_grid_size=2 * DEFAULT_GRID)
 
 
 def shapes_token_space(text: TextTokenizer, codebook_size: int) -> TokenSpace:
@@ -69,7 +72,10 @@ def max_sequence_tokens(grid: int = DEFAULT_GRID) -> int:
 
 
 def new_shapes_pipeline(seed: int = 0, cell_px: int = DEFAULT_CELL_PX, **sizes: Any):
-    """A randomly initialised shapes-world pipeline (the starting point of SFT)."""
+    """A randomly initialised shapes-world pipeline (the starting point of SFT).
+
+    `sizes` override ModelConfig fields (MODEL_SIZES, MODEL_DEFAULTS); image-code embeddings
+    start from the codebook's pixels (`MaskPredictor.init_code_embeddings`)."""
     text = TextTokenizer(
         build_text_tokenizer(),
         {"pad_token": PAD, "mask_token": MASK},
@@ -80,10 +86,17 @@ def new_shapes_pipeline(seed: int = 0, cell_px: int = DEFAULT_CELL_PX, **sizes: 
     space = shapes_token_space(text, image.codebook_size)
     config = tiny_config(
         space.vocab_size,
-        **{**MODEL_SIZES, "max_sequence_length": 2 * max_sequence_tokens(), **sizes},
+        **{
+            **MODEL_SIZES,
+            **MODEL_DEFAULTS,
+            "max_sequence_length": 2 * max_sequence_tokens(),
+            **sizes,
+        },
         extra={TOKEN_SPACE_KEY: space.to_dict()},
     )
     torch.manual_seed(seed)
     model = MaskPredictor(config).eval()
+    # codes of one colour start alike: the embeddings begin as a projection of their pixels
+    model.init_code_embeddings(image.codebook.flatten(1).float() / 255.0, space.image_offset, seed)
     side = DEFAULT_GRID * cell_px
     return ParallelPipeline(model, text, image, SHAPES_SAMPLER, (side, side), fixed_size=True)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from paradiff.shapes.dataset import DatasetError, make_dataset, parse_weights
-from paradiff.shapes.drafting import DIFFICULTIES
+from paradiff.shapes.drafting import LEVELS
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.render import DEFAULT_CELL_PX
 from paradiff.shapes.scene import DEFAULT_GRID
@@ -28,6 +28,8 @@ def _make_dataset(args: argparse.Namespace) -> int:
             cell_px=args.cell_px,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            varied_phrasing=args.phrasing == "varied",
+            sparse_share=args.sparse_share,
         )
     except (DatasetError, TaskError) as err:
         print(f"paradiff shapes make-dataset: {err}", file=sys.stderr)
@@ -44,9 +46,10 @@ def _save_tokenizers(args: argparse.Namespace) -> int:
 
 
 def _init_model(args: argparse.Namespace) -> int:
-    from paradiff.shapes.checkpoint import MODEL_SIZES, new_shapes_pipeline
+    from paradiff.shapes.checkpoint import MODEL_DEFAULTS, MODEL_SIZES, new_shapes_pipeline
 
-    sizes = {name: getattr(args, name) for name in MODEL_SIZES if getattr(args, name) is not None}
+    names = (*MODEL_SIZES, *MODEL_DEFAULTS)
+    sizes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     pipe = new_shapes_pipeline(seed=args.seed, cell_px=args.cell_px, **sizes)
     pipe.save_pretrained(args.out)
     count = sum(p.numel() for p in pipe.model.parameters())
@@ -96,13 +99,27 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     make.add_argument(
         "--difficulty",
-        choices=[*map(str, DIFFICULTIES), "mixed"],
+        choices=[*map(str, LEVELS), "mixed"],
         default="mixed",
-        help="1 (easy) .. 3 (hard): scene density for editing, object counts for generation; "
-        "or mixed (default)",
+        help="0 (sparse: 1-2 objects) .. 3 (hard): scene density for editing, object counts "
+        "for generation; or mixed (default: 1-3, see --sparse-share)",
+    )
+    make.add_argument(
+        "--sparse-share",
+        type=float,
+        default=0.0,
+        help="with mixed difficulty, the share of editing samples on sparse scenes of one or "
+        "two objects (a warm-up for locating; default 0)",
     )
     make.add_argument("--grid", type=int, default=DEFAULT_GRID, help="cells per side (default 4)")
     make.add_argument("--cell-px", type=int, default=DEFAULT_CELL_PX, help="pixels per cell")
+    make.add_argument(
+        "--phrasing",
+        choices=("varied", "templates"),
+        default="varied",
+        help="varied (default): most instructions rephrased as people type them (questions, "
+        "'please', lower case, other words for 'shape'); templates: the tidy template sentences",
+    )
     make.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     make.add_argument("--quiet", action="store_true", help="no progress bar")
     make.set_defaults(func=_make_dataset)
@@ -122,6 +139,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     init.add_argument("--cell-px", type=int, default=DEFAULT_CELL_PX, help="pixels per cell")
     for name in ("d_model", "n_heads", "n_layers", "mlp_hidden_size"):
         init.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None)
+    init.add_argument("--rope-theta", dest="rope_theta", type=float, default=None)
+    init.add_argument(
+        "--image-grid-size",
+        dest="image_grid_size",
+        type=int,
+        default=None,
+        help="rows of the learned image row/column tables (0: none; default 8, the code grid)",
+    )
     init.set_defaults(func=_init_model)
 
     clip = commands.add_parser(

@@ -12,6 +12,7 @@ tokenizers (`text_tokenizer/`, `vqvae/`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -23,8 +24,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from paradiff.shapes.drafting import DIFFICULTIES
+from paradiff.shapes.drafting import DIFFICULTIES, LEVELS
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
+from paradiff.shapes.phrasing import rephrase
 from paradiff.shapes.render import DEFAULT_CELL_PX, render_scene
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.scene import DEFAULT_GRID
@@ -116,21 +118,37 @@ def training_samples(
     weights: dict[str, float] | None = None,
     difficulty: int | None = None,
     grid: int = DEFAULT_GRID,
+    varied_phrasing: bool = True,
+    sparse_share: float = 0.0,
 ) -> Iterator[ShapeSample]:
-    """`n` training samples: category by weight, difficulty fixed or (None) drawn per sample."""
+    """`n` training samples: category by weight, difficulty fixed or (None) drawn per sample.
+
+    With difficulty None, `sparse_share` of the editing samples get sparse scenes (level 0: one
+    or two objects, a warm-up for locating) and the rest a level of `DIFFICULTIES`.
+    With `varied_phrasing` most instructions are rephrased as people type them
+    (`paradiff.shapes.phrasing`); the ShapeBench check looks at the template instruction."""
     weights = weights or parse_weights()
-    if difficulty is not None and difficulty not in DIFFICULTIES:
-        raise DatasetError(f"difficulty {difficulty} not in {DIFFICULTIES}")
+    if difficulty is not None and difficulty not in LEVELS:
+        raise DatasetError(f"difficulty {difficulty} not in {LEVELS}")
+    if not 0 <= sparse_share <= 1:
+        raise DatasetError(f"sparse share must be in [0, 1], got {sparse_share}")
     names, values = list(weights), list(weights.values())
     bench = shapebench_keys(grid) if grid == DEFAULT_GRID else frozenset()
     for index in range(n):
         rng = random.Random(derive_seed("train", seed, index))
         for attempt in range(MAX_REDRAWS):
             category = rng.choices(names, values)[0]
-            level = difficulty or rng.choice(DIFFICULTIES)
+            level = rng.choice(DIFFICULTIES) if difficulty is None else difficulty
+            if difficulty is None and task_of(category) == "edit" and rng.random() < sparse_share:
+                level = 0
             sample_seed = derive_seed("train", seed, index, attempt)
             sample = make_sample(category, sample_seed, level, grid, f"s{seed}-{index:07d}")
             if sample.key() not in bench:
+                if varied_phrasing:
+                    rng = random.Random(derive_seed("phrasing", seed, index))
+                    sample = dataclasses.replace(
+                        sample, instruction=rephrase(sample.instruction, rng)
+                    )
                 yield sample
                 break
         else:
@@ -176,6 +194,8 @@ def make_dataset(
     cell_px: int = DEFAULT_CELL_PX,
     overwrite: bool = False,
     progress: bool = True,
+    varied_phrasing: bool = True,
+    sparse_share: float = 0.0,
 ) -> Path:
     """Write `n` training samples (records, PNGs, tokenizers) into `out`; returns its path."""
     if n < 1:
@@ -184,7 +204,9 @@ def make_dataset(
     folder = prepare_folder(out, overwrite)
     counts: Counter[str] = Counter()
     with open(folder / RECORDS_FILE, "w", encoding="utf-8") as records:
-        samples = training_samples(n, seed, weights, difficulty, grid)
+        samples = training_samples(
+            n, seed, weights, difficulty, grid, varied_phrasing, sparse_share
+        )
         for sample in tqdm(samples, total=n, desc="shapes samples", disable=not progress):
             user_image, answer_image = write_images(sample, folder, cell_px)
             records.write(json.dumps(sample.to_record(user_image, answer_image)) + "\n")
@@ -198,6 +220,8 @@ def make_dataset(
         "grid": grid,
         "cell_px": cell_px,
         "difficulty": difficulty if difficulty is not None else "mixed",
+        "phrasing": "varied" if varied_phrasing else "templates",
+        "sparse_share": sparse_share,
         "weights": weights,
         "counts": dict(sorted(counts.items())),
         "max_instruction_tokens": MAX_INSTRUCTION_TOKENS,

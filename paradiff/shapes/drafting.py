@@ -20,9 +20,12 @@ from paradiff.shapes.language import (
 )
 from paradiff.shapes.scene import COLOUR_NAMES, SHAPES, Obj, Pos, Scene
 
-# Objects in a random input scene, per difficulty level (inclusive ranges).
-SCENE_OBJECTS: dict[int, tuple[int, int]] = {1: (3, 5), 2: (5, 8), 3: (7, 11)}
-DIFFICULTIES: tuple[int, ...] = tuple(SCENE_OBJECTS)
+# Objects in a random input scene, per difficulty level (inclusive ranges). Level 0, sparse
+# scenes, is a warm-up for locating: with one or two objects the named one is easy to find, so a
+# model learns to read positions before it must tell many objects apart (generation reads it as 1).
+SCENE_OBJECTS: dict[int, tuple[int, int]] = {0: (1, 2), 1: (3, 5), 2: (5, 8), 3: (7, 11)}
+LEVELS: tuple[int, ...] = tuple(SCENE_OBJECTS)
+DIFFICULTIES: tuple[int, ...] = (1, 2, 3)  # what "mixed" draws from
 
 
 class Unfit(Exception):

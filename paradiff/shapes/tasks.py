@@ -6,7 +6,7 @@ import hashlib
 import random
 
 from paradiff.shapes.constraints import satisfied
-from paradiff.shapes.drafting import DIFFICULTIES, Draft, Unfit, random_scene
+from paradiff.shapes.drafting import LEVELS, Draft, Unfit, random_scene
 from paradiff.shapes.edit_tasks import EDIT_GENERATORS
 from paradiff.shapes.generation_tasks import GENERATION_GENERATORS
 from paradiff.shapes.language import count_tokens
@@ -82,8 +82,8 @@ def make_sample(
     output (a generator bug, never a property of the seed).
     """
     task = task_of(category)
-    if difficulty not in DIFFICULTIES:
-        raise TaskError(f"difficulty {difficulty} not in {DIFFICULTIES}")
+    if difficulty not in LEVELS:
+        raise TaskError(f"difficulty {difficulty} not in {LEVELS}")
     if not MIN_GRID <= grid <= 9:
         raise TaskError(f"grid {grid} outside {MIN_GRID}..9")
     rng = random.Random(seed)
@@ -91,9 +91,9 @@ def make_sample(
         try:
             if task == "edit":
                 scene = random_scene(rng, grid, grid, difficulty)
-                draft = EDIT_GENERATORS[category](rng, scene, difficulty)
+                draft = EDIT_GENERATORS[category](rng, scene, max(1, difficulty))
             else:
-                draft = GENERATION_GENERATORS[category](rng, grid, grid, difficulty)
+                draft = GENERATION_GENERATORS[category](rng, grid, grid, max(1, difficulty))
         except Unfit:
             continue
         problem = check_draft(draft, task)

@@ -27,6 +27,7 @@ from paradiff.shapes.language import (
     SHAPE_FEATURES,
     TEMPLATES,
 )
+from paradiff.shapes.phrasing import vocabulary_lines
 from paradiff.shapes.sample import SYSTEM_PROMPTS
 from paradiff.shapes.scene import COLOUR_NAMES, SHAPES
 from paradiff.shapes.tasks import CATEGORIES, derive_seed, make_sample
@@ -61,7 +62,7 @@ def word_sheet() -> list[str]:
     lines += list(CORNERS) + list(DIRECTIONS)
     for _, texts in TEMPLATES.values():
         lines += [re.sub(r"\{[a-z]+\d?\}", " ", text) for text in texts]
-    return lines + list(SYSTEM_PROMPTS.values())
+    return lines + list(SYSTEM_PROMPTS.values()) + vocabulary_lines()
 
 
 def corpus() -> Iterator[str]:
@@ -73,6 +74,7 @@ def corpus() -> Iterator[str]:
                 seed = derive_seed("vocabulary", category, index)
                 sample = make_sample(category, seed, difficulty=1 + index % 3)
                 yield sample.instruction
+                yield sample.instruction.lower()  # people type lower case (phrasing.py)
                 yield sample.reasoning
 
 

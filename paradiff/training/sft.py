@@ -11,6 +11,7 @@ continues from the latest one and reproduces an uninterrupted run exactly.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import random
@@ -56,6 +57,14 @@ DEFAULTS: dict[str, Any] = {
         "seed": 0,
         "precision": "auto",  # auto (bf16 where the device supports it), fp32, bf16
         "threads": None,  # CPU threads (torch.set_num_threads)
+    },
+    "eval": {
+        # "module:function" called as function(pipeline, limit=limit) -> dict, logged as
+        # {"step", "eval"} every `every` steps and at the end (e.g. paradiff.shapes.probe's
+        # training_evaluation: the location probe and a quick ShapeBench)
+        "call": None,
+        "every": 0,
+        "limit": 60,
     },
     "output": {
         "dir": "runs/sft",
@@ -129,6 +138,22 @@ def check_config(config: dict[str, Any]) -> None:
             raise RecipeError(f"train.{key} is out of range: {train[key]}")
     if not 0 <= float(data["cond_dropout"]) < 1:
         raise RecipeError("data.cond_dropout must be in [0, 1)")
+    if config["eval"]["call"]:
+        evaluation_function(config["eval"]["call"])
+        if int(config["eval"]["every"]) < 0:
+            raise RecipeError(f"eval.every must be >= 0, got {config['eval']['every']}")
+
+
+def evaluation_function(spec: str):
+    """'package.module:function' -> the function (RecipeError when it cannot be imported)."""
+    module, _, name = str(spec).partition(":")
+    try:
+        function = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise RecipeError(f"eval.call {spec!r} is not an importable 'module:function'") from None
+    if not callable(function):
+        raise RecipeError(f"eval.call {spec!r} is not callable")
+    return function
 
 
 def mixed_precision(choice: str) -> str:
@@ -312,10 +337,25 @@ class SFTRun:
                 self.log(result, tokens / (time.perf_counter() - started), bar)
             if self.step % int(output["save_every"]) == 0 and self.step < total:
                 self.save_checkpoint()
+            every = int(self.config["eval"]["every"])
+            if every and self.step % every == 0 and self.step < total:
+                self.evaluate()
         bar.close()
         self.tracker.finish()
         self.save_checkpoint()
+        self.evaluate()
         return self.save_final()
+
+    def evaluate(self) -> None:
+        """The recipe's `eval.call` on the model as it is now, appended to the log."""
+        spec = self.config["eval"]
+        if not spec["call"] or not self.accelerator.is_main_process:
+            return
+        result = evaluation_function(spec["call"])(self.pipe, limit=int(spec["limit"]))
+        with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"step": self.step, "eval": result}) + "\n")
+        if not self.progress:
+            print(json.dumps({"step": self.step, "eval": result}), flush=True)
 
     def log(self, result: dict[str, Any], tokens_per_s: float, bar) -> None:
         loss = torch.tensor([result["loss"]], dtype=torch.float64)

@@ -1,0 +1,178 @@
+"""Training-time checks of the shapes model: the location probe and the quick evaluation.
+
+Locating the object an instruction names is the hard skill of thinking-aware editing, and the
+training loss hides it (a few digits among ~110 answer tokens). Two teacher-forced numbers on the
+200 ShapeBench edits (never in training data) show it directly:
+
+- `location`: the reasoning is given except the digits that state a position ("row _, column _"),
+  the output image is fully masked; accuracy of the argmax digit (chance is about 1/4).
+- `changed_cells`: the whole reasoning is given, the output image fully masked; accuracy of the
+  argmax code at the code positions the edit changes (copying the input scores 0).
+
+`quick_evaluation` samples the first `limit` ShapeBench prompts with the model's shipped settings
+(greedy) and scores them with the exact judge: the six metrics, overall and per task.
+`training_evaluation` is both, in the form `paradiff train sft` logs (`eval.call` in a recipe).
+`handwritten_evaluation` scores 30 edits whose instructions a person wrote (data/
+handwritten_edits.json: the scenes of seeded samples, instructions in everyday words, not the
+world's templates): the share of output scenes exactly right and the six metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from paradiff.bench.data import METRICS
+from paradiff.shapes.dataset import shapebench_samples
+from paradiff.shapes.image_tokenizer import shapes_tokenizer
+from paradiff.shapes.judge import read_output, score_sample
+from paradiff.shapes.render import render_scene
+from paradiff.shapes.sample import ShapeSample
+from paradiff.shapes.tasks import make_sample
+
+HANDWRITTEN_FILE = Path(__file__).parent / "data" / "handwritten_edits.json"
+
+POSITION_WORDS = ("row", "column")  # a digit right after one of these states a position
+
+
+def _edit_samples(limit: int | None = None) -> list[ShapeSample]:
+    edits = [s for s in shapebench_samples() if s.task == "edit"]
+    return edits[:limit]
+
+
+def _teacher_batch(pipe, samples: list[ShapeSample]):
+    """Clean sequences of the samples (prompt, input, output image, reasoning) as one batch."""
+    layout, text, codes = pipe.layout, pipe.text_tokenizer, shapes_tokenizer()
+    length = pipe.sampler_defaults.text_gen_length
+    sequences = []
+    for sample in samples:
+        reasoning = text.encode(sample.reasoning)[: length - 1]
+        fill = [pipe.space.text_fill_id] * (length - len(reasoning))
+        sequences.append(
+            layout.build(
+                text.encode(layout.prompt_text("edit", sample.instruction)),
+                tuple(codes.scene_to_codes(sample.scene_out).shape),
+                length,
+                input_codes=codes.scene_to_codes(sample.scene_in),
+                answer_end_ids=pipe.answer_end_ids,
+                output_codes=codes.scene_to_codes(sample.scene_out),
+                text_ids=reasoning + fill,
+            )
+        )
+    return layout.collate(sequences), sequences
+
+
+@torch.no_grad()
+def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict[str, float]:
+    """{"location", "changed_cells"} accuracies in [0, 1] on the ShapeBench edits (see above)."""
+    model, space, text = pipe.model, pipe.space, pipe.text_tokenizer
+    digits = torch.tensor([text.encode(str(d))[0] for d in range(10)])
+    anchors = torch.tensor([text.encode(word)[0] for word in POSITION_WORDS])
+    samples = _edit_samples(limit)
+    hits = {"location": [0, 0], "changed_cells": [0, 0]}
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(samples), batch_size):
+        batch, sequences = _teacher_batch(pipe, samples[start : start + batch_size])
+        ids = batch.ids.clone()  # (B, L) clean
+        ids[:, batch.output_image] = space.mask_id
+        reasoning = ids[:, batch.text]  # (B, N)
+        stated = torch.isin(reasoning[:, 1:], digits) & torch.isin(reasoning[:, :-1], anchors)
+        where = torch.zeros_like(ids, dtype=torch.bool)
+        where[:, batch.text[1:]] = stated
+        device = model.device
+        for probe, masked_ids in (
+            ("location", torch.where(where, space.mask_id, ids)),
+            ("changed_cells", ids),
+        ):
+            hidden = model.hidden_states(masked_ids.to(device), batch.attention_mask.to(device))
+            if probe == "location":
+                positions, vocab = where, (0, space.image_offset)
+            else:
+                length = batch.ids.shape[1]  # left padding shifts each row's input image
+                inputs = torch.stack(
+                    [
+                        batch.ids[r, s.input_image + length - len(s.ids)]
+                        for r, s in enumerate(sequences)
+                    ]
+                )  # (B, h w)
+                targets = batch.ids[:, batch.output_image]
+                positions = torch.zeros_like(where)
+                positions[:, batch.output_image] = inputs != targets
+                vocab = (space.image_offset, space.vocab_size)
+            logits = model.logits(hidden[positions.to(device)][None], vocab_range=vocab)[0]
+            predicted = logits.argmax(-1).cpu() + vocab[0]
+            hits[probe][0] += int((predicted == batch.ids[positions]).sum())
+            hits[probe][1] += int(positions.sum())
+    model.train(was_training)
+    return {name: hit / max(1, total) for name, (hit, total) in hits.items()}
+
+
+def _answers(pipe, samples: list[ShapeSample], batch_size: int) -> list[tuple[str, Any]]:
+    """(reasoning, image) of each sample (one task), sampled with the model's shipped settings."""
+    from paradiff.pipeline import Request
+
+    was_training = pipe.model.training
+    pipe.model.eval()
+    answers = []
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        requests = [
+            Request(s.instruction, None if s.scene_in is None else render_scene(s.scene_in))
+            for s in chunk
+        ]
+        results = pipe.run("edit" if chunk[0].task == "edit" else "generate", requests)
+        answers += [(r.text, r.image) for r in results]
+    pipe.model.train(was_training)
+    return answers
+
+
+def _mean(values: list[dict[str, float]]) -> dict[str, float]:
+    return {m: round(sum(v[m] for v in values) / len(values), 2) for m in METRICS}
+
+
+def quick_evaluation(pipe, limit: int = 60, batch_size: int = 20) -> dict[str, Any]:
+    """The six exact metrics (0-100) of the first `limit` ShapeBench prompts, sampled with the
+    model's shipped settings: {"overall": {...}, "edit": {...}, "generation": {...}}."""
+    samples = list(shapebench_samples())[:limit]
+    rows: dict[str, list[dict[str, float]]] = {}
+    for task in ("edit", "generation"):
+        todo = [s for s in samples if s.task == task]
+        answers = _answers(pipe, todo, batch_size)
+        rows[task] = [score_sample(s, *a) for s, a in zip(todo, answers, strict=True)]
+    everything = rows["edit"] + rows["generation"]
+    return {"overall": _mean(everything), **{t: _mean(v) for t, v in rows.items() if v}}
+
+
+def handwritten_samples() -> list[ShapeSample]:
+    """The hand-written edits: each a seeded sample's scene and answer with a person's words."""
+    items = json.loads(HANDWRITTEN_FILE.read_text(encoding="utf-8"))
+    return [
+        dataclasses.replace(
+            make_sample(item["category"], item["seed"], difficulty=2),
+            instruction=item["instruction"],
+            id=f"handwritten-{number:02d}",
+        )
+        for number, item in enumerate(items)
+    ]
+
+
+def handwritten_evaluation(pipe, batch_size: int = 10) -> dict[str, Any]:
+    """{"count", "exact": % of output scenes exactly right, and the six metrics' means}."""
+    samples = handwritten_samples()
+    answers = _answers(pipe, samples, batch_size)
+    scores = [score_sample(s, *a) for s, a in zip(samples, answers, strict=True)]
+    exact = 0
+    for sample, (_, image) in zip(samples, answers, strict=True):
+        scene, broken = read_output(image, sample.scene_out.rows, sample.scene_out.cols)
+        exact += not broken and scene == sample.scene_out
+    return {"count": len(samples), "exact": round(100 * exact / len(samples), 2), **_mean(scores)}
+
+
+def training_evaluation(pipe, limit: int = 60, probe_limit: int | None = None) -> dict[str, Any]:
+    """What the SFT log records every `eval.every` steps: the probe and the quick evaluation."""
+    return {**location_probe(pipe, probe_limit), **quick_evaluation(pipe, limit)}
