@@ -1,4 +1,5 @@
-"""Sampler speed: paradiff's ParallelSampler against a plain port of upstream's sampling loop.
+"""Sampler speed: paradiff's ParallelSampler (each speed preset) against a plain port of
+upstream's sampling loop.
 
 Both sample the same random family-A checkpoint (built here; the real 134548-id vocabulary) with
 the upstream README's settings, alternately, in one process:
@@ -11,15 +12,21 @@ the upstream README's settings, alternately, in one process:
     (text and image) on every image step, per-position Python loops to read and write the image.
 
 Printed: forwards per run, wall time of each run, the ratio, and paradiff's sampler overhead
-1 - (time inside model.hidden_states / model.logits) / (total sampling time).
+1 - (time inside the model's forwards and head) / (total sampling time); then per speed preset
+(`--speeds`): wall time, rows and positions computed per step, ratios to the upstream-style loop
+and to exact mode; and (`--project`, `--project-only`) the FLOPs the same run takes on model shapes
+up to the 8B one (d_model 4096, 32 layers, MLP 12288), counted from a run of the sampler at the
+benchmark's sequence with a narrow model (`--image-size 512 --edit`: a 512x512 edit).
 
     python benchmarks/sampler_speed.py                      # d_model 256, 4 layers
     python benchmarks/sampler_speed.py --d-model 1024       # where the transformer body dominates
+    python benchmarks/sampler_speed.py --speeds exact,fast,fastest --json out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -56,6 +63,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--edit", action="store_true", help="an edit (input image in the prompt)")
+    p.add_argument("--speeds", default="exact", help="comma-separated presets (default exact)")
+    p.add_argument("--project", action="store_true", help="also project FLOPs on model shapes")
+    p.add_argument("--project-only", action="store_true", help="only the FLOPs projection")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
     return p.parse_args()
 
 
@@ -82,20 +94,23 @@ def build_batch(args: argparse.Namespace) -> tuple[Batch, torch.Tensor]:
     uncond = prompt[:8] + [SPACE.uncondition_id, prompt[-1]]  # system part, <uncondition>, </user>
     side = args.image_size // args.downsample
     layout = Layout(SPACE)
+    codes = None  # an edit: a random input image of the output's size in the prompt
+    if args.edit:
+        codes = torch.randint(0, SPACE.codebook_size, (side, side), generator=gen)
     cond_seq, uncond_seq = (
-        layout.build(ids, (side, side), args.text_gen_length, answer_end_ids=[ANSWER_END_ID])
+        layout.build(ids, (side, side), args.text_gen_length, codes, answer_end_ids=[ANSWER_END_ID])
         for ids in (prompt, uncond)
     )
     return layout.collate([cond_seq, uncond_seq]), torch.tensor([uncond])
 
 
 class ForwardTimer:
-    """Wraps model.hidden_states and model.logits (instance attributes) to add up their time."""
+    """Wraps the model's forwards and head (instance attributes) to add up their time."""
 
     def __init__(self, model: MaskPredictor) -> None:
         self.seconds, self.calls = 0.0, 0
         self.sync = torch.cuda.synchronize if model.device.type == "cuda" else lambda: None
-        for name in ("hidden_states", "logits"):
+        for name in ("hidden_states", "partial_hidden_states", "logits"):
             setattr(model, name, self.timed(getattr(model, name)))
 
     def timed(self, fn: Callable) -> Callable:
@@ -204,6 +219,12 @@ def upstream_style(
 
 def main() -> None:
     args = parse_args()
+    if args.project_only:
+        report = {"args": vars(args), "projection": project(args, args.speeds.split(","))}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(report, f, indent=1)
+        return
     model = build_model(args)
     batch, uncond_prefix = build_batch(args)
     batch = batch.to(args.device)
@@ -219,7 +240,10 @@ def main() -> None:
         cfg_image=args.cfg_img,
         seed=args.seed,
     )
-    sampler = ParallelSampler(model, SPACE, config)
+    speeds = args.speeds.split(",")
+    samplers = {
+        speed: ParallelSampler(model, SPACE, config.replace(speed=speed)) for speed in speeds
+    }
     cond_ids = batch.ids[:1, batch.attention_mask[0].bool()]  # the conditional row, unpadded
     shift = batch.ids.shape[1] - cond_ids.shape[1]
     text = (batch.text - shift).tolist()
@@ -227,15 +251,23 @@ def main() -> None:
     timer = ForwardTimer(model)
     sync = timer.sync
 
-    def run_paradiff() -> tuple[float, float, int, int]:
+    def run_paradiff(speed: str) -> dict:
         timer.reset()
         sync()
         start = time.perf_counter()
-        out = sampler(batch, n_cond=1, seeds=[args.seed])
+        out = samplers[speed](batch, n_cond=1, seeds=[args.seed])
         sync()
-        return time.perf_counter() - start, timer.seconds, len(out.plan), out.forward_rows
+        wall = time.perf_counter() - start
+        return dict(
+            wall=wall,
+            forward=timer.seconds,
+            steps=len(out.plan),
+            rows=out.forward_rows,
+            positions=out.forward_positions,
+            tokens=out.ids[0, batch.text.tolist() + batch.output_image.tolist()],
+        )
 
-    def run_upstream() -> tuple[float, float, int, int]:
+    def run_upstream() -> dict:
         timer.reset()
         gen = torch.Generator(device=args.device).manual_seed(args.seed)
         sync()
@@ -244,7 +276,15 @@ def main() -> None:
             model, cond_ids, text[0], text[-1] + 1, image_positions, uncond_prefix, args, gen
         )
         sync()
-        return time.perf_counter() - start, timer.seconds, forwards, forwards
+        wall = time.perf_counter() - start
+        positions = forwards * cond_ids.shape[1]
+        return dict(
+            wall=wall,
+            forward=timer.seconds,
+            steps=args.text_steps,
+            rows=forwards,
+            positions=positions,
+        )
 
     print(
         f"model: d_model {args.d_model}, {args.layers} layers, vocab {SPACE.vocab_size}, "
@@ -258,34 +298,156 @@ def main() -> None:
         f"{args.timesteps}, cfg_scale {args.cfg_scale:g}, cfg_img {args.cfg_img:g}, "
         f"temperature {args.temperature:g}, text_temperature 0"
     )
+    runs = {"upstream": run_upstream, **{s: (lambda s=s: run_paradiff(s)) for s in speeds}}
+    results: dict[str, list[dict]] = {name: [] for name in runs}
     with torch.no_grad():
-        results: dict[str, list[tuple[float, float, int, int]]] = {"paradiff": [], "upstream": []}
         for repeat in range(args.repeats):
-            for name, run in (("paradiff", run_paradiff), ("upstream", run_upstream)):
+            for name, run in runs.items():
                 results[name].append(run())
-                wall, forward, calls, rows = results[name][-1]
+                r = results[name][-1]
                 print(
-                    f"  repeat {repeat + 1}/{args.repeats} {name:>8}: {wall:8.2f} s "
-                    f"(forwards {forward:8.2f} s)",
+                    f"  repeat {repeat + 1}/{args.repeats} {name:>8}: {r['wall']:8.2f} s "
+                    f"(forwards {r['forward']:8.2f} s)",
                     flush=True,
                 )
-    _, _, calls_a, rows_a = results["paradiff"][0]
-    _, _, calls_b, _ = results["upstream"][0]
-    wall_a = statistics.median(r[0] for r in results["paradiff"])
-    wall_b = statistics.median(r[0] for r in results["upstream"])
-    overhead = statistics.median(1 - r[1] / r[0] for r in results["paradiff"])
-    overhead_b = statistics.median(1 - r[1] / r[0] for r in results["upstream"])
+    summary = summarise(results, speeds, cond_ids.shape[1])
+    print(f"per run (median wall time of {args.repeats}); positions: rows x positions computed")
     print(
-        f"forwards per run: paradiff {calls_a} ({rows_a} sequence rows), upstream-style {calls_b}"
+        f"  {'':>14} {'wall s':>9} {'steps':>6} {'rows':>6} {'positions/step':>15} "
+        f"{'vs upstream':>12} {'vs exact':>9} {'overhead':>9} {'tokens = exact':>15}"
     )
-    print(f"wall time per run (median of {args.repeats}):")
-    print(f"  paradiff       {wall_a:8.2f} s")
-    print(f"  upstream-style {wall_b:8.2f} s")
-    print(f"ratio: paradiff is {wall_b / wall_a:.2f}x faster (target >= 2.5x)")
-    print(
-        f"sampler overhead: paradiff {100 * overhead:.1f}% (target <= 5%), "
-        f"upstream-style {100 * overhead_b:.1f}%"
+    for name, row in summary.items():
+        print(
+            f"  {name:>14} {row['wall_s']:9.2f} {row['steps']:6d} {row['rows']:6d} "
+            f"{row['positions_per_step']:15.0f} {row['vs_upstream']:11.2f}x "
+            f"{row.get('vs_exact', float('nan')):8.2f}x {100 * row['overhead']:8.1f}% "
+            f"{100 * row.get('same_as_exact', float('nan')):14.1f}%"
+        )
+    report = {"args": vars(args), "sequence": cond_ids.shape[1], "runs": summary}
+    if args.project:
+        report["projection"] = project(args, speeds)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+def summarise(results: dict[str, list[dict]], speeds: list[str], length: int) -> dict:
+    """Median wall time and the counts of each run; ratios to upstream and to exact mode."""
+    wall = {name: statistics.median(r["wall"] for r in runs) for name, runs in results.items()}
+    summary = {}
+    for name, runs in results.items():
+        first = runs[0]
+        row = dict(
+            wall_s=wall[name],
+            steps=first["steps"],
+            rows=first["rows"],
+            positions_per_step=first["positions"] / first["steps"],
+            vs_upstream=wall["upstream"] / wall[name],
+            overhead=statistics.median(1 - r["forward"] / r["wall"] for r in runs),
+        )
+        if "exact" in results and name != "upstream":
+            row["vs_exact"] = wall["exact"] / wall[name]
+            exact_tokens = results["exact"][0]["tokens"]
+            row["same_as_exact"] = float((first["tokens"] == exact_tokens).float().mean())
+        summary[name] = row
+    return summary
+
+
+# -- FLOPs projections: count what each preset computes, then price it on a model shape ----------
+SHAPES = {  # name -> (d_model, layers, MLP width); full multi-head attention (kv = d_model)
+    "d256x4": (256, 4, 768),
+    "d1024x8": (1024, 8, 3072),
+    "8B": (4096, 32, 12288),
+}
+
+
+def flops(counts: dict[str, float], shape: tuple[int, int, int]) -> float:
+    """FLOPs of the counted work on a shape: per query position and layer the projections
+    2 (4 d^2) and the MLP 2 (3 d m), per query-key pair 4 d (scores and values), per output-head
+    column 2 d."""
+    d, layers, mlp = shape
+    body = counts["queries"] * (8 * d * d + 6 * d * mlp) + counts["pairs"] * 4 * d
+    return layers * body + counts["head"] * 2 * d
+
+
+def project(args: argparse.Namespace, speeds: list[str]) -> dict:
+    """FLOPs of one sampling run per preset and for the upstream-style loop on each of SHAPES.
+
+    The sampler runs at the benchmark's sequence with a stand-in model that returns zeros, counting
+    the query positions, query-key pairs and head columns every forward asks for (what is computed
+    depends only on the settings and the schedule, not on the numbers); the upstream-style loop's
+    counts follow from its forwards (full sequence and full vocabulary each)."""
+    model = build_model(argparse.Namespace(**{**vars(args), "d_model": 16, "layers": 1}))
+    batch, _ = build_batch(args)
+    counts = {"queries": 0.0, "pairs": 0.0, "head": 0.0}
+    d = model.config.d_model
+
+    def count_full(ids, mask=None):
+        counts["queries"] += ids.numel()
+        counts["pairs"] += ids.numel() * ids.shape[1]
+        return torch.zeros(*ids.shape, d)
+
+    def count_partial(ids, cache, at=None, mask=None):
+        queries = ids.shape[1] if at is None else at.shape[-1]
+        counts["queries"] += ids.shape[0] * queries
+        counts["pairs"] += ids.shape[0] * queries * ids.shape[1]
+        return torch.zeros(ids.shape[0], queries, d)
+
+    def count_head(hidden, positions=None, vocab_range=None):
+        start, stop = vocab_range or (0, SPACE.vocab_size)
+        counts["head"] += hidden.shape[0] * hidden.shape[1] * (stop - start)
+        return torch.zeros(hidden.shape[0], hidden.shape[1], stop - start)
+
+    model.hidden_states = count_full
+    model.partial_hidden_states = count_partial
+    model.logits = count_head
+    length = int(batch.attention_mask[0].sum())
+    image_steps = torch.linspace(args.text_steps // 4, args.text_steps - 1, args.timesteps)
+    forwards = args.text_steps + 2 * len(set(image_steps.round().int().tolist()))
+    upstream = dict(
+        queries=forwards * length,
+        pairs=forwards * length**2,
+        head=forwards * length * SPACE.vocab_size,
     )
+    config = SamplerConfig(
+        text_steps=args.text_steps,
+        image_steps=args.timesteps,
+        text_gen_length=args.text_gen_length,
+        text_block_length=args.text_block_length,
+        text_temperature=0.0,
+        image_temperature=args.temperature,
+        cfg_text=args.cfg_scale,
+        cfg_image=args.cfg_img,
+        seed=args.seed,
+    )
+    work = {"upstream": upstream}
+    with torch.no_grad():
+        for speed in speeds:
+            counts.update(queries=0.0, pairs=0.0, head=0.0)
+            sampler = ParallelSampler(model, SPACE, config.replace(speed=speed))
+            sampler(batch, n_cond=1, seeds=[args.seed])
+            work[speed] = dict(counts)
+    side = args.image_size // args.downsample
+    print(f"projected FLOPs, sequence {length} ({side}x{side} codes{', edit' * args.edit}):")
+    projection = {"sequence": length, "counts": work, "shapes": {}}
+    for name, shape in SHAPES.items():
+        base = flops(upstream, shape)
+        exact = flops(work["exact"], shape) if "exact" in work else None
+        row = {}
+        for speed in ["upstream", *speeds]:
+            total = flops(work[speed], shape)
+            row[speed] = dict(
+                tflops=total / 1e12,
+                vs_upstream=base / total,
+                vs_exact=exact / total if exact else None,
+                head_share=work[speed]["head"] * 2 * shape[0] / total,
+            )
+        projection["shapes"][name] = row
+        cells = "  ".join(
+            f"{k} {v['tflops']:.2f} TFLOPs ({v['vs_upstream']:.2f}x)" for k, v in row.items()
+        )
+        print(f"  {name:>8}: {cells}")
+    return projection
 
 
 if __name__ == "__main__":

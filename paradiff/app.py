@@ -25,11 +25,12 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from paradiff.cli import SAMPLER_FLAGS, one_line
+from paradiff.command import one_line
 from paradiff.demo import load_demo_pipeline
+from paradiff.image_tokenizers.base import MAX_IMAGE_PIXELS
 from paradiff.pipeline import ParallelPipeline, PartialAnswer, Request, bundled_model_dir
 from paradiff.sampling import SamplerConfig
-from paradiff.sampling.config import SETTING_CHOICES
+from paradiff.sampling.config import SAMPLER_FLAGS, SETTING_CHOICES
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.tasks import make_sample
 from paradiff.trajectory import save_gif
@@ -42,7 +43,6 @@ MAX_STEPS = 1000  # per modality: longer runs would hold a shared server for min
 LIVE_UPDATES = 12  # partial results streamed per run (at most)
 QUEUE_SIZE = 32  # waiting requests beyond the concurrency limit
 MAX_UPLOAD = "8mb"
-MAX_UPLOAD_PIXELS = 4096 * 4096
 CSS = (  # small shapes-world images drawn large and crisp
     "#output-image img, .pixelated img "
     "{ image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
@@ -63,7 +63,7 @@ def image_upload(**options: Any) -> gr.Image:
             image = decode(payload)
             if image is None:
                 return None
-            if image.width * image.height > MAX_UPLOAD_PIXELS:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise refuse(f"{name} is {image.width}x{image.height} pixels, too large")
             image.load()  # a damaged file fails here, not in the sampler
         except gr.Error:  # a ValueError too

@@ -16,6 +16,7 @@ runner's run.json and generations*.jsonl (one line per finished id).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from pathlib import Path
@@ -23,7 +24,8 @@ from typing import Any
 
 from paradiff.bench.data import BenchItem
 from paradiff.bench.generate import PIPELINE_TASKS, generate_answers
-from paradiff.bench.runner import RUN_FILE, RunFolder, Shard, file_name, run_benchmark
+from paradiff.bench.runner import RunFolder, Shard, file_name, run_benchmark
+from paradiff.command import CommandError, check_writable, load_configured_pipeline, output_dir
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
 
@@ -97,14 +99,6 @@ def request_item(row: dict[str, Any], task: str, base: Path, where: str) -> Benc
     )
 
 
-def check_out(out: Path) -> None:
-    """DIR must be new, empty, or an earlier batch run's folder (never a user's other files)."""
-    if out.exists() and not out.is_dir():
-        raise BatchError(f"output path {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / RUN_FILE).is_file():
-        raise BatchError(f"{out} holds other files: use a new --out folder")
-
-
 def run_batch(
     pipe: ParallelPipeline,
     task: str,
@@ -123,8 +117,8 @@ def run_batch(
     if batch_size < 1:
         raise BatchError(f"--batch-size must be at least 1, got {batch_size}")
     out = Path(out)
-    check_out(out)
     folder = RequestFolder(out, shard or Shard.from_env())
+    folder.check()  # new, empty, or an earlier batch run's folder: never a user's other files
     overrides = dict(overrides or {})
     folder.start(
         {
@@ -142,7 +136,30 @@ def run_batch(
             result.save(folder_of)  # image, reasoning, meta, GIF; the runner records it after
             yield item, result.text, result.image, {"seed": result.settings["seed"]}
 
-    return run_benchmark(folder, items, answer, None, progress=progress)
+    with folder.discarded_on_error():
+        return run_benchmark(folder, items, answer, None, progress=progress)
+
+
+def sample_batch(args: argparse.Namespace, task: str) -> int:
+    """`paradiff edit|generate --batch REQUESTS`: every request of the file, one folder per id
+    under --out; every check before the model is loaded."""
+    if args.instruction is not None or getattr(args, "image", None) is not None:
+        raise CommandError("--batch takes the requests from its file: drop the text and --image")
+    if bool(args.width) != bool(args.height):
+        raise CommandError("give both --height and --width, or neither")
+    items = read_requests(args.batch, task)
+    shard = Shard.parse(args.shard) if args.shard is not None else None
+    size = (args.width, args.height) if args.width and args.height else None
+    out = output_dir(args.out)
+    check_writable(out)
+    RequestFolder(out, shard or Shard.from_env()).check()
+    pipe, overrides = load_configured_pipeline(args)
+    done = run_batch(
+        pipe, task, items, out, args.batch_size, overrides, size, shard, args.model, not args.quiet
+    )
+    if not args.quiet:
+        print(f"{len(done)} requests done in {out}")
+    return 0
 
 
 def add_batch_arguments(parser) -> None:

@@ -6,123 +6,27 @@ Every command answers bad input with one line on stderr and exit status 2, and w
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
+import socket
 import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from paradiff import __version__
-
-EXIT_USAGE = 2
-
-# CLI flag -> (SamplerConfig field, type, help). Names follow the upstream scripts.
-SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
-    "--timesteps": ("image_steps", int, "image decoding steps (upstream `timesteps`)"),
-    "--text-steps": ("text_steps", int, "text decoding steps"),
-    "--text-gen-length": ("text_gen_length", int, "masked text tokens in the answer"),
-    "--text-block-length": (
-        "text_block_length",
-        int,
-        "semi-autoregressive text block size (must divide --text-gen-length)",
-    ),
-    "--cfg-scale": ("cfg_text", float, "text classifier-free guidance weight (0 = off)"),
-    "--cfg-img": ("cfg_image", float, "image classifier-free guidance weight (0 = off)"),
-    "--temperature": ("image_temperature", float, "image sampling temperature (0 = greedy)"),
-    "--text-temperature": ("text_temperature", float, "text sampling temperature (0 = greedy)"),
-    "--remasking": ("remasking", str, "text reveal order: low_confidence or random"),
-    "--mode": ("mode", str, "parallel (one timeline) or sequential (text, then image)"),
-    "--profile": ("profile", str, "default, or reference (upstream's rules step for step)"),
-    "--seed": ("seed", int, "random seed (same seed, same output)"),
-}
-
-
-class CommandError(Exception):
-    """A user error reported as one line with exit status 2."""
-
-
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="checkpoint directory, hub id, or bundled model name (default: the bundled model)",
-    )
-
-
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: best)")
-    parser.add_argument(
-        "--dtype", default=None, help="float32 or bfloat16 (default: the checkpoint's)"
-    )
-
-
-def add_sampler_arguments(parser: argparse.ArgumentParser, sizes: bool = True) -> None:
-    """Flags for every SamplerConfig field (and the output size unless `sizes` is False);
-    unset flags keep the checkpoint's defaults."""
-    group = parser.add_argument_group(
-        "sampler settings", "defaults come from the checkpoint's sampler_config.json"
-    )
-    for flag, (_, kind, text) in SAMPLER_FLAGS.items():
-        group.add_argument(flag, type=kind, default=None, help=text)
-    if sizes:
-        group.add_argument("--height", type=int, default=None, help="output height in pixels")
-        group.add_argument("--width", type=int, default=None, help="output width in pixels")
-
-
-def sampler_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The SamplerConfig fields set on the command line."""
-    overrides = {}
-    for flag, (field, _, _) in SAMPLER_FLAGS.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            overrides[field] = value
-    return overrides
-
-
-def check_writable(out: Path) -> None:
-    """Fail early (before any work) when `out` cannot be created or written."""
-    if out.exists() and not out.is_dir():
-        raise CommandError(f"output path {out} exists and is not a directory")
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise CommandError(f"output directory {out} is not writable")
-
-
-def publish(write, out: Path) -> Path:
-    """Run `write(tmp_dir)` in a scratch folder beside `out`, then move the files into `out`,
-    so a failure leaves nothing half-written."""
-    out = out.resolve()
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    with tempfile.TemporaryDirectory(prefix=".paradiff-", dir=existing) as tmp:
-        write(Path(tmp))
-        out.mkdir(parents=True, exist_ok=True)
-        for item in Path(tmp).iterdir():
-            target = out / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
-    return out
-
-
-def load_pipeline(args: argparse.Namespace):
-    from paradiff.pipeline import ParallelPipeline
-
-    try:
-        return ParallelPipeline.from_pretrained(args.model, dtype=args.dtype, device=args.device)
-    except (OSError, ValueError, KeyError) as err:
-        where = args.model or "the bundled model"
-        raise CommandError(f"cannot load model {where}: {one_line(err)}") from err
-
-
-def one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+from paradiff.command import (
+    EXIT_USAGE,
+    CommandError,
+    Parser,
+    add_device_arguments,
+    add_model_argument,
+    add_sampler_arguments,
+    check_device,
+    check_text,
+    load_pipeline,
+    one_line,
+    output_dir,
+    owned_outputs,
+    publish,
+    sampler_overrides,
+)
 
 
 class StepProgress:
@@ -150,15 +54,18 @@ def sample_and_save(args: argparse.Namespace, task: str) -> int:
     from paradiff.pipeline import Request
 
     if args.batch is not None:
-        return batch_sample(args, task)
+        from paradiff.batch import sample_batch
+
+        return sample_batch(args, task)
     if args.instruction is None or (task == "edit" and args.image is None):
         raise CommandError(
             "give " + ("--image and " if task == "edit" else "") + "the text, or --batch"
         )
-    out = Path(args.out)
-    check_writable(out)
+    out = output_dir(args.out)
+    owned_outputs(out)  # refuses a folder holding the user's files before any work
+    what = "instruction" if task == "edit" else "prompt"
+    request = Request(check_text(args.instruction, what), getattr(args, "image", None))
     pipe = load_pipeline(args)
-    request = Request(args.instruction, getattr(args, "image", None))
     if getattr(args, "paint_mask", None):
         from paradiff.image_tokenizers.base import load_image
 
@@ -188,8 +95,10 @@ def run_demo(args: argparse.Namespace) -> int:
     """One generation and one edit with the bundled model, written to --out."""
     from paradiff.demo import run_demo as demo
 
-    check_writable(Path(args.out))
-    return demo(Path(args.out), model=args.model, device=args.device)
+    out = output_dir(args.out)
+    owned_outputs(out)
+    check_device(args.device)
+    return demo(out, model=args.model, device=args.device)
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -198,6 +107,8 @@ def run_app(args: argparse.Namespace) -> int:
         raise CommandError(f"--port must be in 1..65535, got {args.port}")
     if args.concurrency < 1:
         raise CommandError(f"--concurrency must be at least 1, got {args.concurrency}")
+    check_device(args.device)
+    check_address(args.host, args.port)
     try:
         from paradiff.app import launch_app
     except ModuleNotFoundError as err:
@@ -206,6 +117,20 @@ def run_app(args: argparse.Namespace) -> int:
         raise CommandError("the app needs gradio: pip install 'paradiff[app]'") from err
     share = args.share == "on"
     return launch_app(args.model, args.device, args.host, args.port, share, args.concurrency)
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, before the model loads, an address the app could not serve on (a name that does
+    not resolve, an address of another machine, a port in use)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise CommandError(f"--host {host!r} is not an address of this machine: {err}") from None
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise CommandError(f"cannot serve on {host}:{port}: {err.strerror or err}") from None
 
 
 def register_app(commands) -> None:
@@ -223,39 +148,8 @@ def register_app(commands) -> None:
     app.set_defaults(func=run_app)
 
 
-def batch_sample(args: argparse.Namespace, task: str) -> int:
-    """`--batch REQUESTS`: every request of the file, one folder per id under --out."""
-    from paradiff.batch import check_out, read_requests, run_batch
-    from paradiff.bench.runner import Shard
-
-    if args.instruction is not None or getattr(args, "image", None) is not None:
-        raise CommandError("--batch takes the requests from its file: drop the text and --image")
-    items = read_requests(args.batch, task)
-    shard = Shard.parse(args.shard) if args.shard is not None else None
-    size = (args.width, args.height) if args.width and args.height else None
-    check_writable(Path(args.out))
-    check_out(Path(args.out))
-    pipe = load_pipeline(args)
-    overrides = sampler_overrides(args)
-    done = run_batch(
-        pipe,
-        task,
-        items,
-        args.out,
-        args.batch_size,
-        overrides,
-        size,
-        shard,
-        args.model,
-        not args.quiet,
-    )
-    if not args.quiet:
-        print(f"{len(done)} requests done in {args.out}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="paradiff",
         description="Thinking-aware image generation and editing: one masked-diffusion model "
         "writes its reasoning and its image in parallel.",

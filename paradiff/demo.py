@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from paradiff.bench.data import METRICS
-from paradiff.shapes.judge import score_sample
+from paradiff.command import publish
+from paradiff.shapes.judge import METRICS, score_sample
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.tasks import make_sample
@@ -84,8 +84,6 @@ def load_demo_pipeline(model: str | None, device: str | None):
 
 
 def run_demo(out: Path, model: str | None = None, device: str | None = None) -> int:
-    from paradiff.cli import publish
-
     started = time.perf_counter()
     pipe = load_demo_pipeline(model, device)
     prompt, (instruction, image) = demo_requests()

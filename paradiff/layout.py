@@ -25,6 +25,9 @@ EDIT_SYSTEM_PROMPT = (
 )
 GENERATE_SYSTEM_PROMPT = "Generate an image according to the text prompt."
 TASKS = ("edit", "generate")
+# The A template's markers around the system prompt and the instruction:
+# <system>{system}</system><user>{instruction}</user>
+PROMPT_MARKERS = ("<system>", "</system><user>", "</user>")
 
 
 class LayoutError(ValueError):
@@ -141,8 +144,8 @@ def token_space_from_config(config: Any) -> TokenSpace:
     """
     extra = config.extra
     if TOKEN_SPACE_KEY in extra:
-        return TokenSpace.from_dict(extra[TOKEN_SPACE_KEY])
-    if config.model_type == "llada":
+        space = TokenSpace.from_dict(extra[TOKEN_SPACE_KEY])
+    elif config.model_type == "llada":
         space = FAMILY_A
     elif config.model_type == "mmada":
         offset = int(extra.get("llm_vocab_size", 126464)) + int(
@@ -151,12 +154,18 @@ def token_space_from_config(config: Any) -> TokenSpace:
         space = family_m(offset, int(extra.get("codebook_size", 8192)))
     else:
         raise LayoutError(f"cannot tell the model family of model_type {config.model_type!r}")
-    if config.embedding_size < space.vocab_size:
+    vocab = config.embedding_size
+    if vocab < space.vocab_size:
         raise LayoutError(
-            f"model vocabulary {config.embedding_size} is smaller than family {space.family} "
+            f"model vocabulary {vocab} is smaller than family {space.family} "
             f"needs ({space.vocab_size} = image offset {space.image_offset} + "
             f"{space.codebook_size} codes)"
         )
+    ids = {k: v for k, v in space.to_dict().items() if k.endswith("_id") and v is not None}
+    outside = [f"{name} {value}" for name, value in ids.items() if not 0 <= value < vocab]
+    if outside or space.codebook_size < 1 or space.image_offset < 0:
+        what = outside[0] if outside else f"codebook_size {space.codebook_size}"
+        raise LayoutError(f"token space {what} does not fit the model vocabulary of {vocab}")
     return space
 
 
@@ -248,7 +257,27 @@ class Layout:
         """The prompt string of the A template; for M the bare instruction."""
         if self.space.template == "M":
             return instruction
-        return f"<system>{self.system_prompt(task)}</system><user>{instruction}</user>"
+        start, middle, end = PROMPT_MARKERS
+        return f"{start}{self.system_prompt(task)}{middle}{instruction}{end}"
+
+    def prompt_ids(
+        self, task: str, instruction: str | None, tokenizer: Any, system_prompt: str | None = None
+    ) -> list[int]:
+        """The tokenized prompt of `instruction` (None: the unconditional prompt of CFG's rows)
+        with `tokenizer` (a TextTokenizer); `system_prompt` replaces the task's (training records).
+
+        The template's markers become their ids; the instruction and the system prompt are
+        encoded as plain text (`encode_plain`), so a typed `</user>`, `<answer>` or `<mask>`
+        stays text. Without such strings the ids equal `tokenizer.encode(prompt_text(…))`: the
+        tokenizer splits at its added strings before encoding the text between them."""
+        if instruction is None:
+            return tokenizer.encode(self.prompt_text(task, self.unconditional_instruction()))
+        if self.space.template == "M":
+            return tokenizer.encode_plain(instruction)
+        system = self.system_prompt(task) if system_prompt is None else system_prompt
+        start, middle, end = (tokenizer.encode(marker) for marker in PROMPT_MARKERS)
+        plain = tokenizer.encode_plain
+        return [*start, *plain(system), *middle, *plain(instruction), *end]
 
     def unconditional_instruction(self) -> str:
         """What replaces the instruction in CFG's unconditional rows (as in training)."""

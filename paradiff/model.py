@@ -57,6 +57,54 @@ def apply_rope(
     return out.to(x.dtype)
 
 
+def rope_positions(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """RoPE positions (B, L) counting real tokens only, and the key mask (B, 1, 1, L) (None
+    without padding) broadcast over heads and queries."""
+    B, L = input_ids.shape
+    if attention_mask is None:
+        return torch.arange(L, device=input_ids.device).expand(B, L), None
+    attention_mask = attention_mask.to(device=input_ids.device, dtype=torch.bool)
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
+    return positions, attention_mask[:, None, None, :]
+
+
+class LayerCache:
+    """One block's keys and values (B, H_kv, L, D) after RoPE, and the sequence positions (B, P)
+    of the queries being computed (None: all L): `write` puts their fresh keys/values in place
+    and returns the whole sequence's."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, at: torch.Tensor | None):
+        self.keys, self.values, self.at = keys, values, at
+
+    def write(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.at is None:
+            self.keys.copy_(k)
+            self.values.copy_(v)
+        else:
+            index = self.at[:, None, :, None].expand(-1, k.shape[1], -1, k.shape[-1])
+            self.keys.scatter_(2, index, k)
+            self.values.scatter_(2, index, v)
+        return self.keys, self.values
+
+
+class KVCache:
+    """Keys and values of every block for a batch of R rows of length L (in the model's dtype).
+
+    A partial forward (`MaskPredictor.partial_hidden_states`) computes some positions and reads
+    the others from here; it writes the positions it computes, so the cache holds the newest
+    values of each position."""
+
+    def __init__(self, config: ModelConfig, rows: int, length: int, device, dtype) -> None:
+        shape = (config.n_layers, 2, rows, config.kv_heads, length, config.head_dim)
+        self.store = torch.zeros(shape, device=device, dtype=dtype)
+
+    def layers(self, rows: int, at: torch.Tensor | None) -> list[LayerCache]:
+        """Per-block views of the first `rows` rows, writing the positions `at` (B, P)."""
+        return [LayerCache(kv[0, :rows], kv[1, :rows], at) for kv in self.store]
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: bidirectional attention, then a SwiGLU MLP."""
 
@@ -79,7 +127,10 @@ class Block(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         key_mask: torch.Tensor | None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
+        """Attention of the L positions of x against themselves, or (with `cache`) against every
+        position of the cached sequence, their own keys/values written into it first."""
         cfg = self.config
         B, L, _ = x.shape
         q = self.q_proj(x).view(B, L, cfg.n_heads, cfg.head_dim).transpose(1, 2)  # (B, H, L, D)
@@ -87,6 +138,8 @@ class Block(nn.Module):
         v = self.v_proj(x).view(B, L, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
         q = apply_rope(q, *rope, cfg.rope_full_precision)
         k = apply_rope(k, *rope, cfg.rope_full_precision)
+        if cache is not None:
+            k, v = cache.write(k, v)  # (B, H_kv, L_all, D)
         if cfg.kv_heads != cfg.n_heads:
             k = k.repeat_interleave(cfg.n_heads // cfg.kv_heads, dim=1)
             v = v.repeat_interleave(cfg.n_heads // cfg.kv_heads, dim=1)
@@ -98,8 +151,9 @@ class Block(nn.Module):
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         key_mask: torch.Tensor | None,
+        cache: LayerCache | None = None,
     ) -> torch.Tensor:
-        x = x + self.attention(self.attn_norm(x), rope, key_mask)
+        x = x + self.attention(self.attn_norm(x), rope, key_mask, cache)
         h = self.ff_norm(x)
         return x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
 
@@ -166,16 +220,7 @@ class MaskPredictor(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Final normalised hidden states (B, L, d)."""
-        B, L = input_ids.shape
-        if attention_mask is None:
-            positions = torch.arange(L, device=input_ids.device).expand(B, L)
-            key_mask = None
-        else:
-            attention_mask = attention_mask.to(device=input_ids.device, dtype=torch.bool)
-            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
-            key_mask = attention_mask[
-                :, None, None, :
-            ]  # (B, 1, 1, L) broadcast over heads, queries
+        positions, key_mask = rope_positions(input_ids, attention_mask)
         rope = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
         x = self.embed(input_ids)  # (B, L, d)
         for block in self.transformer.blocks:
@@ -216,6 +261,36 @@ class MaskPredictor(nn.Module):
         t = self.transformer
         grid = t.grid_row(row.clamp(0, last)) + t.grid_col(col.clamp(0, last))  # (B, L, d)
         return x + grid * inside[..., None].to(x.dtype)
+
+    def new_cache(self, rows: int, length: int) -> KVCache:
+        """An empty key/value cache for `rows` sequences of `length` tokens."""
+        return KVCache(self.config, rows, length, self.device, self.dtype)
+
+    def partial_hidden_states(
+        self,
+        input_ids: torch.Tensor,
+        cache: KVCache,
+        at: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Final hidden states (R, P, d) of the positions `at` (R, P) of `input_ids` (R, L),
+        attending to every position: the keys/values of the others are read from `cache` (its
+        first R rows), theirs are computed and written into it. `at=None` computes all L
+        positions (a full forward that fills the cache) -> (R, L, d).
+
+        RoPE positions and padded keys are those of the whole row, as in `hidden_states`; a cache
+        holding the current values of the other positions gives `hidden_states`'s numbers."""
+        positions, key_mask = rope_positions(input_ids, attention_mask)
+        x = self.embed(input_ids)  # (R, L, d): grid positions need the whole row
+        if at is not None:
+            at = at.to(input_ids.device).expand(input_ids.shape[0], -1)  # (R, P)
+            x = x.gather(1, at[..., None].expand(-1, -1, x.shape[-1]))  # (R, P, d)
+            positions = positions.gather(1, at)
+        rope = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
+        layers = cache.layers(x.shape[0], at)
+        for block, layer in zip(self.transformer.blocks, layers, strict=True):
+            x = block(x, rope, key_mask, layer)
+        return self.transformer.ln_f(x)
 
     def forward(
         self,

@@ -22,8 +22,8 @@ from PIL import Image
 from paradiff import __version__
 from paradiff.checkpoint import load_tokenizers, resolve_checkpoint_dir, save_model
 from paradiff.image_tokenizers.base import (
-    ImageInputError,
     ImageTokenizer,
+    check_size,
     encode_image,
     to_pil,
     tokenizer_device,
@@ -181,6 +181,7 @@ class ParallelPipeline:
         else:
             directory = resolve_checkpoint_dir(path_or_hub_id)
         model = MaskPredictor.from_pretrained(str(directory), dtype=dtype, device=device)
+        check_finite(model, directory)
         space = token_space_from_config(model.config)
         text_tokenizer, image_tokenizer = load_tokenizers(directory, space, device)
         return cls(model, text_tokenizer, image_tokenizer, **read_sampler_settings(directory))
@@ -306,7 +307,12 @@ class ParallelPipeline:
         if not request.instruction or not request.instruction.strip():
             raise PipelineInputError("the instruction is empty")
         down = self.image_tokenizer.downsample
-        size = (width, height) if width and height else None
+        size = (width, height) if width or height else None
+        if size is not None and self.fixed_size and size != self.image_size:
+            w, h = self.image_size
+            raise PipelineInputError(f"this model draws {w}x{h} images only (its fixed size)")
+        if size is not None and not (width and height):
+            raise PipelineInputError("give both the height and the width, or neither")
         input_codes = output_codes = None
         if task == "edit":
             if request.image is None:
@@ -320,14 +326,14 @@ class ParallelPipeline:
                 output_codes = torch.where(keep, input_codes, torch.full_like(input_codes, -1))
         elif task == "generate":
             w, h = size or self.image_size
-            if w % down or h % down:
-                raise ImageInputError(f"size {w}x{h} is not a multiple of {down}")
+            check_size(w, h, down)
             grid = (h // down, w // down)
         else:
             raise LayoutError(f"unknown task {task!r}")
-        tokenize = self.text_tokenizer.encode
+        self._check_bounds(grid, config)
+        prompt_ids = self.layout.prompt_ids
         cond = self.layout.build(
-            tokenize(self.layout.prompt_text(task, request.instruction.strip())),
+            prompt_ids(task, request.instruction.strip(), self.text_tokenizer),
             grid,
             config.text_gen_length,
             input_codes=input_codes,
@@ -335,7 +341,7 @@ class ParallelPipeline:
             output_codes=output_codes,
         )
         uncond = self.layout.build(
-            tokenize(self.layout.prompt_text(task, self.layout.unconditional_instruction())),
+            prompt_ids(task, None, self.text_tokenizer),
             grid,
             config.text_gen_length,
             answer_end_ids=self.answer_end_ids,
@@ -350,6 +356,25 @@ class ParallelPipeline:
         return cond, uncond
 
     # -- helpers ------------------------------------------------------------------------------
+    def _check_bounds(self, grid: tuple[int, int], config: SamplerConfig) -> None:
+        """Refuse, before anything is allocated, an answer the model cannot hold (image tokens
+        plus text tokens beyond its sequence length) or more steps than tokens to reveal."""
+        tokens, limit = grid[0] * grid[1], self.model.config.max_sequence_length
+        if tokens + config.text_gen_length > limit:
+            raise PipelineInputError(
+                f"a {grid[1]}x{grid[0]} token image and {config.text_gen_length} text tokens do "
+                f"not fit the model's maximum sequence length {limit}"
+            )
+        if config.image_steps > tokens:  # steps that reveal nothing
+            raise PipelineInputError(
+                f"image_steps {config.image_steps} exceeds the {tokens} image tokens to reveal"
+            )
+        if config.text_steps > config.text_gen_length:
+            raise PipelineInputError(
+                f"text_steps {config.text_steps} exceeds the {config.text_gen_length} text "
+                "tokens to reveal (text_gen_length)"
+            )
+
     def _partial_answers(self, batch, on_step, on_partial) -> Callable:
         """An on_step callback that also hands `on_partial` a PartialAnswer per request."""
         render_image, _, reveal_text = self._renderers(batch, 0)  # whole rows, as on_step sees
@@ -387,6 +412,15 @@ class ParallelPipeline:
             return side_by_side(render_image(state), reveal_text(state))
 
         return render_image, render_frame, reveal_text
+
+
+def check_finite(model: MaskPredictor, directory: Path) -> None:
+    """Refuse weights holding NaN or inf: one sum per tensor (a NaN or inf anywhere makes it
+    non-finite), instead of sampling garbage."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor.sum(dtype=torch.float32)):
+            if not torch.isfinite(tensor).all():  # not a sum that overflowed
+                raise ValueError(f"{directory}: weight {name} holds NaN or inf values")
 
 
 def paint_grid(paint_mask, pixel_size: tuple[int, int], patch: int) -> torch.Tensor:

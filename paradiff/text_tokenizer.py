@@ -76,6 +76,7 @@ class TextTokenizer:
         source: str = "tokenizer",
     ) -> None:
         self._tokenizer = tokenizer
+        self._plain: Tokenizer | None = None  # the copy `encode_plain` uses, made on first use
         self.named_tokens = dict(named_tokens or {})
         missing = [token for token in required_special_tokens if self._single_id(token) is None]
         if missing:
@@ -121,6 +122,19 @@ class TextTokenizer:
     def encode(self, text: str) -> list[int]:
         """Text -> ids; added (special) strings inside `text` become their single ids."""
         return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_plain(self, text: str) -> list[int]:
+        """Text a user typed -> ids, every string in it read as text: a `</user>` or `<mask>`
+        inside it becomes ordinary pieces, never the marker's id (so a prompt cannot rewrite
+        the template around it). Text without added strings encodes as `encode` does."""
+        if self._plain is None:
+            raw = json.loads(self._tokenizer.to_str())
+            for token in raw.get("added_tokens", []):
+                token["special"] = True  # encode_special_tokens applies to special ones only
+            plain = Tokenizer.from_str(json.dumps(raw))
+            plain.encode_special_tokens = True
+            self._plain = plain
+        return self._plain.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
         """Ids -> text. Raises TokenizerError for an id outside the text vocabulary."""

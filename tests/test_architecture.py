@@ -27,22 +27,13 @@ FLOORS = {
     "paradiff.training": 5,
     "paradiff.bench": 5,
     "paradiff.batch": 5,
+    "paradiff.command": 5,
     "paradiff.cli": 6,
     "paradiff.app": 6,
     "paradiff.demo": 6,
 }
 ENTRY = ("paradiff.cli", "paradiff.app", "paradiff.demo")
 SHAPES = "paradiff.shapes"
-
-# Edges that break the rule today and go away when the shared CLI helpers move into a module of
-# their own below the benchmarks (issue 17, item 1, on another branch). Each listed edge must still
-# exist — delete it here once it is gone, so this list only shrinks.
-KNOWN_EDGES = {
-    ("paradiff.app", "paradiff.cli"),  # SAMPLER_FLAGS, one_line
-    ("paradiff.demo", "paradiff.cli"),  # publish
-    ("paradiff.bench.parabench", "paradiff.cli"),  # the shared flags and errors
-    ("paradiff.shapes.bench", "paradiff.cli"),  # the shared flags and errors
-}
 
 
 def module_files() -> dict[str, Path]:
@@ -148,13 +139,13 @@ def test_every_module_has_a_floor_or_is_in_the_shapes_room(graph):
 
 def test_no_import_cycle(graph):
     modules, edges = graph
-    assert cycles(modules, edges - KNOWN_EDGES) == []
+    assert cycles(modules, edges) == []
 
 
 def test_imports_point_down_and_never_into_the_entry_floor_or_the_shapes_room(graph):
     _, edges = graph
     wrong = []
-    for importer, target in sorted(edges - KNOWN_EDGES):
+    for importer, target in sorted(edges):
         low, high = floor_of(importer), floor_of(target)
         if target.startswith(ENTRY) and not importer.startswith(ENTRY):
             wrong.append(f"{importer} -> {target} (the entry floor)")
@@ -163,12 +154,6 @@ def test_imports_point_down_and_never_into_the_entry_floor_or_the_shapes_room(gr
         elif low is not None and high is not None and high > low:
             wrong.append(f"{importer} -> {target} (floor {low} imports floor {high})")
     assert not wrong, "\n".join(wrong)
-
-
-def test_the_known_exceptions_still_exist(graph):
-    """A known edge that is gone must leave KNOWN_EDGES, so the rule tightens as work lands."""
-    _, edges = graph
-    assert KNOWN_EDGES <= edges, f"remove from KNOWN_EDGES: {sorted(KNOWN_EDGES - edges)}"
 
 
 def test_the_checker_sees_an_upward_import_and_a_cycle(tmp_path):

@@ -95,15 +95,17 @@ def test_parquet_rows_under_other_column_names(tmp_path):
         {"prompt": "a red ball", "image": None, "type": "objects"},
         {"instruction": "recolour", "image": {"bytes": None, "path": "pics/a.png"}},
     ]
-    items = [item_from_row(row, f"row{n}", tmp_path, "b.parquet") for n, row in enumerate(rows)]
+    items = [
+        item_from_row(row, f"row{n}", tmp_path, "b.parquet", tmp_path) for n, row in enumerate(rows)
+    ]
     assert (items[0].id, items[0].task, items[0].category) == ("7", "edit", "colour")
     assert items[0].image().size == (8, 8) and items[0].instruction == "make it red"
     assert (items[1].id, items[1].task, items[1].category) == ("row1", "generation", "objects")
     assert items[2].task == "edit" and items[2].input_image == str(tmp_path / "pics/a.png")
     with pytest.raises(BenchDataError, match="no instruction column.*input_text, prompt"):
-        item_from_row({"input_image": "a.png"}, "a", tmp_path, "bench.parquet")
+        item_from_row({"input_image": "a.png"}, "a", tmp_path, "bench.parquet", tmp_path)
     with pytest.raises(BenchDataError, match="unknown task 'inpaint'"):
-        item_from_row({"task": "inpaint", "prompt": "x"}, "a", tmp_path, "bench.parquet")
+        item_from_row({"task": "inpaint", "prompt": "x"}, "a", tmp_path, "bench.parquet", tmp_path)
 
 
 def test_parquet_goes_through_pyarrow_when_present(tmp_path, monkeypatch):
@@ -122,7 +124,7 @@ def test_parquet_goes_through_pyarrow_when_present(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # not installed: import fails
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     with pytest.raises(BenchDataError, match="parquet needs pyarrow"):
-        read_parquet(tmp_path / "data" / "test-0.parquet")
+        read_parquet(tmp_path / "data" / "test-0.parquet", tmp_path / "data")
 
 
 def test_shards():

@@ -14,8 +14,10 @@ import torch
 from PIL import Image
 
 from paradiff import __version__
-from paradiff.cli import SAMPLER_FLAGS, main
+from paradiff.cli import main
+from paradiff.command import OUTPUT_MANIFEST
 from paradiff.pipeline import ParallelPipeline
+from paradiff.sampling.config import SAMPLER_FLAGS
 from tests.tiny_pipeline import SMALL_SAMPLER, build_tiny_pipeline
 
 OUTPUT_FILES = {"image.png", "reasoning.txt", "meta.json", "trajectory.gif"}
@@ -109,7 +111,7 @@ def test_generate_command_writes_outputs_with_checkpoint_defaults(model_dir, tmp
     out = tmp_path / "gen"
     code, stdout, _ = run_cli(capsys, "generate", "a blue star", "--model", model_dir, "--out", out)
     assert code == 0 and "reasoning:" in stdout
-    assert {p.name for p in out.iterdir()} == OUTPUT_FILES
+    assert {p.name for p in out.iterdir()} == OUTPUT_FILES | {OUTPUT_MANIFEST}
     settings = json.loads((out / "meta.json").read_text())["settings"]
     for name in ("text_steps", "image_steps", "text_gen_length", "cfg_image", "seed"):
         assert settings[name] == getattr(SMALL_SAMPLER, name)

@@ -1,4 +1,4 @@
-"""The parallel sampler: schedules, guidance, batching, modes, token ranges and seeds."""
+"""The parallel sampler: schedules, guidance, batching, modes, token ranges, seeds, fast settings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from paradiff.config import tiny_config
 from paradiff.layout import Batch, Layout, TokenSpace
 from paradiff.model import MaskPredictor
-from paradiff.sampling import ParallelSampler, SamplerConfig, make_plan
+from paradiff.sampling import ParallelSampler, SamplerConfig, SamplerConfigError, make_plan
+from paradiff.sampling.config import SPEED_PRESETS
 from paradiff.sampling.sampler import guide
 from paradiff.sampling.schedules import (
     block_text_plan,
@@ -204,6 +205,8 @@ def test_unconditional_rows_join_the_same_forward_only_when_guided(model, cfg_te
         {},
         {"text_temperature": 0.8, "remasking": "random", "cfg_text": 1.5, "cfg_image": 0.0},
         {"mode": "sequential", "image_temperature": 0.5},
+        {"cache_refresh": 3, "guidance_reuse": 2, "text_threshold": 0.5},
+        {"speed": "fastest", "cfg_text": 1.5, "text_temperature": 0.8},
     ],
 )
 def test_a_batch_of_two_equals_two_single_runs(model, changes):
@@ -243,6 +246,9 @@ def test_temperature_zero_is_deterministic_whatever_the_seed(model):
         {"text_temperature": 1.0, "remasking": "random"},
         {"mode": "sequential", "cfg_image": 0.0},
         {"image_steps": 8, "image_temperature": 0.0},
+        {"cache_refresh": 4, "guidance_reuse": 3, "text_threshold": 0.3},
+        {"speed": "fast", "mode": "sequential"},
+        {"speed": "fastest", "cfg_text": 2.0},
     ],
 )
 def test_every_position_gets_an_id_of_its_modality_and_is_revealed(model, changes):
@@ -286,3 +292,91 @@ def test_sequential_mode_decodes_no_image_token_before_the_text_is_complete(mode
     text_done = (states[..., text] != SPACE.mask_id).all(-1)
     image_started = (states[..., image] != SPACE.mask_id).any(-1)
     assert (image_started & ~text_done).any()
+
+
+# -- the fast settings: cached partial forwards, reused guidance, threshold decoding, presets ----
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"cache_refresh": 1},  # a full forward every step, through the cache
+        {"guidance_reuse": 1},  # the unconditional rows on every guided step
+        {"text_threshold": 1.0, "cfg_text": 1.0},  # no confidence reaches 1: the schedule only
+        {"cache_refresh": 1, "guidance_reuse": 1, "text_temperature": 0.7, "cfg_text": 1.0},
+    ],
+)
+def test_fast_settings_at_their_exact_limits_give_exact_modes_tokens(model, changes):
+    exact_config = BASE.replace(
+        **{k: v for k, v in changes.items() if k in ("cfg_text", "text_temperature")}
+    )
+    _, exact = sample(model, exact_config, prompt_lengths=(4, 9), seeds=(1, 2))
+    _, fast = sample(model, exact_config.replace(**changes), prompt_lengths=(4, 9), seeds=(1, 2))
+    assert torch.equal(fast.trajectory, exact.trajectory)
+    assert fast.forward_rows == exact.forward_rows
+
+
+def test_a_cache_computes_fewer_positions(model):
+    _, exact = sample(model, BASE, prompt_lengths=(6,))
+    _, cached = sample(model, BASE.replace(cache_refresh=4), prompt_lengths=(6,))
+    assert cached.forward_positions < exact.forward_positions
+    length = exact.ids.shape[1]
+    rows_per_step = exact.forward_rows
+    assert exact.forward_positions == rows_per_step * length
+
+
+def test_guidance_reuse_skips_unconditional_rows(model):
+    config = BASE.replace(cfg_image=2.0)
+    _, exact = sample(model, config, prompt_lengths=(6,))
+    _, reused = sample(model, config.replace(guidance_reuse=3), prompt_lengths=(6,))
+    guided_steps = sum(p.image is not None for p in exact.plan)
+    n_steps = len(exact.plan)
+    assert exact.forward_rows == n_steps + guided_steps
+    assert reused.forward_rows == n_steps + -(-guided_steps // 3)  # every third guided step
+
+
+def test_a_low_threshold_reveals_a_block_in_its_first_step(model):
+    config = BASE.replace(text_steps=8, text_block_length=4, text_threshold=1e-6)
+    batch, out = sample(model, config)
+    text, _ = answer_spans(batch, out)
+    revealed = (out.trajectory[:, 0, text].long() != SPACE.mask_id).sum(-1)  # (T + 1,)
+    text_steps = [s for s, p in enumerate(out.plan) if p.text is not None]
+    first_of_block = {}
+    for s in text_steps:
+        first_of_block.setdefault(out.plan[s].text[0], s)
+    for block, s in first_of_block.items():
+        assert revealed[s + 1] == 4 * (block + 1)  # the whole block at once
+    _, exact = sample(model, config.replace(text_threshold=None))
+    exact_revealed = (exact.trajectory[:, 0, text].long() != SPACE.mask_id).sum(-1)
+    assert (revealed >= exact_revealed).all() and (revealed > exact_revealed).any()
+
+
+def test_speed_presets_scale_the_steps_and_keep_explicit_settings():
+    base = SamplerConfig(text_steps=64, image_steps=32, text_gen_length=256, text_block_length=32)
+    fast = base.replace(speed="fast").resolved()
+    assert (fast.text_steps, fast.image_steps) == (32, 16) and fast.speed == "exact"
+    assert fast.cache_refresh == SPEED_PRESETS["fast"]["cache_refresh"]
+    explicit = base.replace(speed="fastest", cache_refresh=2).resolved()
+    assert explicit.cache_refresh == 2 and explicit.text_steps == 16
+    few = base.replace(text_steps=8, speed="fastest").resolved()
+    assert few.text_steps == 8  # never fewer steps than text blocks
+    assert base.resolved() is base
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"text_threshold": 0.0}, "text_threshold must be in (0, 1]"),
+        ({"text_threshold": 1.5}, "text_threshold must be in (0, 1]"),
+        ({"cache_refresh": -1}, "cache_refresh must be at least 1"),
+        ({"guidance_reuse": -2}, "guidance_reuse must be at least 1"),
+        ({"speed": "warp"}, "speed must be one of"),
+        ({"text_threshold": 0.9, "remasking": "random"}, "needs remasking 'low_confidence'"),
+        ({"profile": "reference", "speed": "fast"}, "need the default profile"),
+        ({"profile": "reference", "cache_refresh": 2}, "need the default profile"),
+    ],
+)
+def test_out_of_range_fast_settings_are_refused(changes, message):
+    with pytest.raises(SamplerConfigError, match=None) as err:
+        BASE.replace(**changes)
+    assert message in str(err.value) and "\n" not in str(err.value)

@@ -18,7 +18,8 @@ from paradiff.training.masking import (
     noise_batch,
 )
 from paradiff.training.recipe import RecipeError, load_recipe, parse_override
-from paradiff.training.sft import DEFAULTS, SFTRun, example_generator, lr_factor
+from paradiff.training.runs import example_generator, lr_factor
+from paradiff.training.sft import DEFAULTS, SFTRun
 from tests.conftest import PROJECT_ROOT
 
 TINY_RECIPE = PROJECT_ROOT / "configs" / "tiny-sft.yaml"

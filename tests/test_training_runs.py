@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from paradiff import cli
 from paradiff.pipeline import ParallelPipeline
-from paradiff.training.sft import lr_factor
+from paradiff.training.runs import lr_factor
 from tests.conftest import PROJECT_ROOT
 
 TINY_RECIPE = PROJECT_ROOT / "configs" / "tiny-sft.yaml"

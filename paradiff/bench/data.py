@@ -22,6 +22,7 @@ from typing import Any
 from PIL import Image
 
 from paradiff import checkpoint
+from paradiff.image_tokenizers.base import MAX_IMAGE_PIXELS
 
 TASKS = ("edit", "generation")
 # ParaBench's six metrics, each scored 0-100 per sample (by the LLM judge, or exactly by a world's
@@ -98,18 +99,31 @@ def pick(row: dict[str, Any], field: str, where: str, required: bool = True) -> 
     return None
 
 
-def image_source(value: Any, base: Path) -> str | bytes | None:
-    """A path (relative to `base`), raw bytes, or a datasets-style {"bytes", "path"} struct."""
+def image_source(value: Any, base: Path, root: Path, where: str) -> str | bytes | None:
+    """A path (relative to `base`), raw bytes, or a datasets-style {"bytes", "path"} struct.
+
+    A path must lead (symlinks followed) to a file inside the data folder `root`: a record
+    cannot make the benchmark read, and send to a judge, a file from elsewhere."""
     if isinstance(value, dict):
         value = value.get("bytes") or value.get("path")
     if value is None or isinstance(value, bytes):
         return value
-    return str(base / str(value))
+    if not isinstance(value, str) or not value.strip():
+        raise BenchDataError(f"{where}: input_image must be a path, got {value!r}")
+    path = (base / value).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise BenchDataError(f"{where}: input_image {value!r} is outside the data folder {root}")
+    return str(path)
 
 
-def item_from_row(row: dict[str, Any], default_id: str, base: Path, where: str) -> BenchItem:
-    """One benchmark item from a JSONL record or parquet row (`default_id` names id-less rows)."""
-    image = image_source(pick(row, "input_image", where, required=False), base)
+def item_from_row(
+    row: dict[str, Any], default_id: str, base: Path, where: str, root: Path
+) -> BenchItem:
+    """One benchmark item from a JSONL record or parquet row (`default_id` names id-less rows;
+    image paths are relative to `base`, inside the data folder `root`)."""
+    if not isinstance(row, dict):
+        raise BenchDataError(f"{where}: not a JSON object")
+    image = image_source(pick(row, "input_image", where, required=False), base, root, where)
     task = pick(row, "task", where, required=False) or (
         "edit" if image is not None else "generation"
     )
@@ -117,11 +131,14 @@ def item_from_row(row: dict[str, Any], default_id: str, base: Path, where: str) 
         raise BenchDataError(f"{where}: unknown task {task!r} (expected edit or generation)")
     task = TASK_NAMES[task]
     item_id = pick(row, "id", where, required=False)
+    instruction = pick(row, "instruction", where)
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise BenchDataError(f"{where}: the instruction is missing or empty ({instruction!r})")
     item = BenchItem(
         id=default_id if item_id is None else str(item_id),
         task=task,
         category=str(pick(row, "category", where, required=False) or task),
-        instruction=str(pick(row, "instruction", where)),
+        instruction=instruction,
         input_image=image if task == "edit" else None,
     )
     if task == "edit" and image is None:
@@ -129,7 +146,7 @@ def item_from_row(row: dict[str, Any], default_id: str, base: Path, where: str) 
     return item
 
 
-def read_jsonl(path: Path) -> list[BenchItem]:
+def read_jsonl(path: Path, root: Path) -> list[BenchItem]:
     items = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -139,11 +156,11 @@ def read_jsonl(path: Path) -> list[BenchItem]:
         except json.JSONDecodeError as err:
             raise BenchDataError(f"{path.name} line {number}: not JSON ({err})") from None
         where = f"{path.name} line {number}"
-        items.append(item_from_row(row, f"{path.stem}-{number}", path.parent, where))
+        items.append(item_from_row(row, f"{path.stem}-{number}", path.parent, where, root))
     return items
 
 
-def read_parquet(path: Path) -> list[BenchItem]:
+def read_parquet(path: Path, root: Path) -> list[BenchItem]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -152,7 +169,8 @@ def read_parquet(path: Path) -> list[BenchItem]:
         ) from None
     rows = pq.read_table(path).to_pylist()
     return [
-        item_from_row(row, f"{path.stem}-{n}", path.parent, path.name) for n, row in enumerate(rows)
+        item_from_row(row, f"{path.stem}-{n}", path.parent, f"{path.name} row {n}", root)
+        for n, row in enumerate(rows)
     ]
 
 
@@ -184,7 +202,8 @@ def load_parabench(
         raise BenchDataError(f"{root} holds no .jsonl or .parquet file")
     items: list[BenchItem] = []
     for path in paths:
-        items += read_parquet(path) if path.suffix == ".parquet" else read_jsonl(path)
+        folder = root if root.is_dir() else root.parent
+        items += (read_parquet if path.suffix == ".parquet" else read_jsonl)(path, folder)
     seen: set[str] = set()
     for item in items:
         if item.id in seen:
@@ -200,4 +219,25 @@ def load_parabench(
         if limit < 1:
             raise BenchDataError(f"--limit must be at least 1, got {limit}")
         items = items[:limit]
+    if not items:
+        raise BenchDataError(f"{root} holds no benchmark items")
     return items
+
+
+def check_inputs(items: Sequence[BenchItem]) -> None:
+    """Open every input image's header (not its pixels): a missing, unreadable or oversized
+    image is an error before a run starts, not half-way through it."""
+    for item in items:
+        if item.task != "edit" or isinstance(item.input_image, Image.Image):
+            continue
+        source: Any = item.input_image
+        try:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                size = image.size
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise BenchDataError(f"item {item.id}: cannot read its input image: {err}") from None
+        if size[0] * size[1] > MAX_IMAGE_PIXELS:
+            raise BenchDataError(
+                f"item {item.id}: its input image is {size[0]}x{size[1]} pixels, more than "
+                f"the {MAX_IMAGE_PIXELS} paradiff reads"
+            )

@@ -33,6 +33,11 @@ from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.runner import write_atomic
 
 SCALE = 10  # the judge scores 0..SCALE; reports use 0-100
+# Defaults: an LLM judge answers a rubric with two images in seconds to a minute; one request
+# (its retries and their waits included) gives up after JUDGE_DEADLINE seconds.
+JUDGE_TIMEOUT = 60.0
+JUDGE_RETRIES = 3
+JUDGE_DEADLINE = 300.0
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 RUBRICS: dict[str, str] = {
@@ -176,16 +181,21 @@ def parse_score(answer: str) -> float:
 class JudgeClient:
     """An OpenAI-compatible chat endpoint scoring answers, with retries and a disk cache.
 
-    `url` is the server root (`…/v1` is accepted too); `sleep` is how backoff waits (tests)."""
+    `url` is the server root (`…/v1` is accepted too). Each attempt waits at most `timeout`
+    seconds and all attempts of one request (backoff included) at most `deadline`; `on_retry`
+    hears why an attempt is retried (a progress line); `sleep` is how backoff waits (tests)."""
 
     url: str
     model: str
     api_key: str | None = None
     cache_dir: Path | None = None
-    timeout: float = 120.0
-    retries: int = 5
+    timeout: float = JUDGE_TIMEOUT
+    retries: int = JUDGE_RETRIES
     backoff: float = 2.0
+    deadline: float = JUDGE_DEADLINE
+    on_retry: Callable[[str], None] | None = None
     sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
     @property
     def endpoint(self) -> str:
@@ -211,12 +221,22 @@ class JudgeClient:
         if cached is not None and cached.is_file():
             record = json.loads(cached.read_text(encoding="utf-8"))
             return record["score"], record["answer"]
-        error = ""
-        for attempt in range(self.retries + 1):
+        error, attempts, made = "", self.retries + 1, 0
+        give_up = self.clock() + self.deadline
+        for attempt in range(attempts):
             if attempt:
-                self.sleep(self.backoff * 2 ** (attempt - 1))
+                wait = self.backoff * 2 ** (attempt - 1)
+                if self.clock() + wait >= give_up:
+                    break
+                if self.on_retry is not None:
+                    self.on_retry(f"attempt {attempt + 1} of {attempts} in {wait:g} s ({error})")
+                self.sleep(wait)
+            left = give_up - self.clock()
+            if left <= 0:
+                break
+            made += 1
             try:
-                answer = self._post(body)
+                answer = self._post(body, min(self.timeout, left))
                 score = parse_score(answer)
             except (MalformedAnswer, OSError, http.client.HTTPException) as err:
                 # OSError covers timeouts, refused connections and HTTP error statuses
@@ -230,9 +250,12 @@ class JudgeClient:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(cached, json.dumps({"score": score, "answer": answer}) + "\n")
             return score, answer
-        raise JudgeError(f"judge failed {self.retries + 1} times, last: {error}")
+        raise JudgeError(
+            f"judge failed {made} times ({attempts} allowed, {self.deadline:g} s per request), "
+            f"last: {error}"
+        )
 
-    def _post(self, body: dict[str, Any]) -> str:
+    def _post(self, body: dict[str, Any], timeout: float) -> str:
         """The answer text of one chat completion (MalformedAnswer when the reply is not one)."""
         headers = {"Content-Type": "application/json"}
         if self.api_key:
@@ -240,7 +263,7 @@ class JudgeClient:
         request = urllib.request.Request(
             self.endpoint, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST"
         )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
         try:
             return json.loads(raw)["choices"][0]["message"]["content"]

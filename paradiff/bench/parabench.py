@@ -15,25 +15,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from paradiff.bench.data import load_parabench
+from paradiff.bench.data import check_inputs, load_parabench
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
-from paradiff.bench.judge import JudgeClient, JudgeError, judge_scorer
+from paradiff.bench.judge import (
+    JUDGE_DEADLINE,
+    JUDGE_RETRIES,
+    JUDGE_TIMEOUT,
+    JudgeClient,
+    JudgeError,
+    judge_scorer,
+)
 from paradiff.bench.report import markdown_table, report_run
 from paradiff.bench.runner import RunFolder, Shard, run_benchmark, write_atomic
 from paradiff.checkpoint import is_hub_id
-from paradiff.cli import (
+from paradiff.command import (
     CommandError,
-    add_device_arguments,
-    add_model_argument,
-    add_sampler_arguments,
+    add_pipeline_arguments,
     check_writable,
-    load_pipeline,
-    sampler_overrides,
+    load_configured_pipeline,
+    output_dir,
 )
 
 JUDGE_CACHE_DIR = "judge_cache"
@@ -50,6 +57,13 @@ def judge_client(args: argparse.Namespace, out: Path) -> JudgeClient:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
             raise CommandError(f"environment variable {args.api_key_env} (--api-key-env) is empty")
+    for flag, value in (("timeout", args.judge_timeout), ("deadline", args.judge_deadline)):
+        if not (math.isfinite(value) and value > 0):
+            raise CommandError(f"--judge-{flag} must be a positive number of seconds, got {value}")
+    if args.judge_retries < 0:
+        raise CommandError(f"--judge-retries must be 0 or more, got {args.judge_retries}")
+    if not (math.isfinite(args.judge_backoff) and args.judge_backoff >= 0):
+        raise CommandError(f"--judge-backoff must be 0 or more seconds, got {args.judge_backoff}")
     return JudgeClient(
         args.judge_url,
         args.judge_model,
@@ -58,6 +72,8 @@ def judge_client(args: argparse.Namespace, out: Path) -> JudgeClient:
         timeout=args.judge_timeout,
         retries=args.judge_retries,
         backoff=args.judge_backoff,
+        deadline=args.judge_deadline,
+        on_retry=None if args.quiet else lambda text: tqdm.write(f"judge: {text}"),
     )
 
 
@@ -79,6 +95,7 @@ def nothing_to_generate(items):
 
 
 def run_parabench(args: argparse.Namespace) -> int:
+    """Every check (options, data, input images, judge, model) before the run folder is made."""
     for name in ("batch_size", "concurrency"):
         if getattr(args, name) < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
@@ -88,8 +105,10 @@ def run_parabench(args: argparse.Namespace) -> int:
     shard = shard_of(args)
     categories = [c.strip() for c in args.categories.split(",")] if args.categories else None
     items = load_parabench(args.data, args.limit, categories)
-    out = Path(args.out)
+    check_inputs(shard.select(items))
+    out = output_dir(args.out)
     check_writable(out)
+    RunFolder(out, shard).check()  # a folder of another run, or of the user's files
     client = judge_client(args, out) if judged else None
     if client is not None:
         try:
@@ -110,19 +129,21 @@ def run_parabench(args: argparse.Namespace) -> int:
     else:
         if args.device is None and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
             args.device = f"cuda:{os.environ['LOCAL_RANK']}"
-        pipe = load_pipeline(args)
-        overrides = sampler_overrides(args)
-        size = (args.width, args.height) if args.width and args.height else None
+        pipe, overrides = load_configured_pipeline(args)
+        size = (args.width, args.height) if args.width or args.height else None
         sampler = sampler_settings(pipe, overrides)
         folder.start({**settings, "sampler": sampler, "size": size})
         answer = pipeline_answerer(pipe, args.batch_size, overrides, size)
     if client is None:
-        run_benchmark(folder, items, answer, None, progress=not args.quiet)
+        with folder.discarded_on_error():
+            run_benchmark(folder, items, answer, None, progress=not args.quiet)
         print(f"generated {len(items)} items in {out}: score them with a run that has a judge")
         return 0
     check_judge(out, args.judge_model)
     try:
-        run_benchmark(folder, items, answer, judge_scorer(client), args.concurrency, not args.quiet)
+        with folder.discarded_on_error():
+            scorer = judge_scorer(client)
+            run_benchmark(folder, items, answer, scorer, args.concurrency, not args.quiet)
     except JudgeError as err:
         raise CommandError(f"{err} (run the command again to resume)") from None
     scored = folder.scored()
@@ -143,7 +164,6 @@ def register_parabench(bench_subparsers: argparse._SubParsersAction) -> None:
     parser = bench_subparsers.add_parser(
         "parabench", help="ParaBench: generate with a model, score with an LLM judge"
     )
-    add_model_argument(parser)
     parser.add_argument(
         "--data",
         required=True,
@@ -165,12 +185,19 @@ def register_parabench(bench_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="items per sampler run")
     parser.add_argument("--concurrency", type=int, default=4, help="judge requests at a time")
     parser.add_argument("--shard", default=None, help="i/n: this process's share of the items")
-    parser.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per request")
-    parser.add_argument("--judge-retries", type=int, default=5, help="retries per request")
+    parser.add_argument(
+        "--judge-timeout", type=float, default=JUDGE_TIMEOUT, help="seconds per attempt"
+    )
+    parser.add_argument(
+        "--judge-deadline",
+        type=float,
+        default=JUDGE_DEADLINE,
+        help="seconds for one request, all its retries included",
+    )
+    parser.add_argument("--judge-retries", type=int, default=JUDGE_RETRIES, help="retries")
     parser.add_argument(
         "--judge-backoff", type=float, default=2.0, help="first retry wait, doubled each time (s)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_device_arguments(parser)
-    add_sampler_arguments(parser)
+    add_pipeline_arguments(parser)
     parser.set_defaults(func=run_parabench)

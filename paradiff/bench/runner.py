@@ -20,10 +20,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,11 +137,24 @@ class RunFolder:
 
     def __init__(self, root: str | os.PathLike, shard: Shard = Shard()) -> None:
         self.root, self.shard = Path(root), shard
+        self.created: Path | None = None  # the first folder `start` made, if it made one
+
+    def check(self) -> None:
+        """Refuse a path that is not a directory, or a non-empty folder that is no run folder
+        (a run writes only into its own folder)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise RunError(f"{self.root} exists and is not a directory")
+        if self.root.is_dir() and any(self.root.iterdir()) and not (self.root / RUN_FILE).is_file():
+            raise RunError(
+                f"{self.root} is not empty: it holds other files and no earlier run, "
+                "choose a new or empty folder"
+            )
 
     def start(self, settings: dict[str, Any]) -> None:
         """Create the folder and record `settings`, or check them against an earlier run's."""
-        if self.root.exists() and not self.root.is_dir():
-            raise RunError(f"{self.root} exists and is not a directory")
+        self.check()
+        missing = [p for p in (self.root, *self.root.absolute().parents) if not p.exists()]
+        self.created = missing[-1] if missing else None
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / RUN_FILE
         if path.is_file():
@@ -154,6 +169,17 @@ class RunFolder:
                 )
         else:
             write_atomic(path, json.dumps(settings, indent=1) + "\n")
+
+    @contextmanager
+    def discarded_on_error(self) -> Iterator[None]:
+        """Run the body; if it fails before anything was generated, remove the folder that
+        `start` made (an error leaves no half-made run behind)."""
+        try:
+            yield
+        except BaseException:
+            if self.created is not None and not self.generated():
+                shutil.rmtree(self.created, ignore_errors=True)
+            raise
 
     def settings(self) -> dict[str, Any]:
         path = self.root / RUN_FILE

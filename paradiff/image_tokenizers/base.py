@@ -33,6 +33,7 @@ class ImageInputError(ValueError):
 
 # How far outside [0, 1] pixels may stray (float rounding) before `check_image_batch` refuses them.
 PIXEL_RANGE_SLACK = 1e-3
+MAX_IMAGE_PIXELS = 4096 * 4096  # larger input images are refused before they are decoded
 
 
 def check_image_batch(images: torch.Tensor, downsample: int) -> tuple[int, int]:
@@ -81,8 +82,15 @@ def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
     else:
         try:
             with Image.open(source) as opened:
+                if opened.width * opened.height > MAX_IMAGE_PIXELS:  # before decoding it
+                    raise ImageInputError(
+                        f"image {os.fspath(source)} is {opened.width}x{opened.height} pixels, "
+                        f"more than the {MAX_IMAGE_PIXELS} paradiff reads"
+                    )
                 opened.load()
                 image = ImageOps.exif_transpose(opened)
+        except ImageInputError:
+            raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ImageInputError(f"cannot read image {os.fspath(source)}: {reason}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,38 @@ SETTING_CHOICES: dict[str, tuple[str, ...]] = {
     "remasking": ("low_confidence", "random"),
     "mode": ("parallel", "sequential"),
     "profile": ("default", "reference"),
+    "speed": ("exact", "fast", "fastest"),
+}
+
+# The fast settings and their exact-mode values (each is approximate when set).
+EXACT_FAST_SETTINGS: dict[str, Any] = {
+    "cache_refresh": 0,
+    "guidance_reuse": 0,
+    "text_threshold": None,
+    "compile": False,
+}
+
+
+# Command-line flag -> (SamplerConfig field, type, help), shared by the CLI, the benchmarks and
+# the app's advanced settings. Names follow the upstream scripts.
+SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--timesteps": ("image_steps", int, "image decoding steps (upstream `timesteps`)"),
+    "--text-steps": ("text_steps", int, "text decoding steps"),
+    "--text-gen-length": ("text_gen_length", int, "masked text tokens in the answer"),
+    "--text-block-length": (
+        "text_block_length",
+        int,
+        "semi-autoregressive text block size (must divide --text-gen-length)",
+    ),
+    "--cfg-scale": ("cfg_text", float, "text classifier-free guidance weight (0 = off)"),
+    "--cfg-img": ("cfg_image", float, "image classifier-free guidance weight (0 = off)"),
+    "--temperature": ("image_temperature", float, "image sampling temperature (0 = greedy)"),
+    "--text-temperature": ("text_temperature", float, "text sampling temperature (0 = greedy)"),
+    "--remasking": ("remasking", str, "text reveal order: low_confidence or random"),
+    "--mode": ("mode", str, "parallel (one timeline) or sequential (text, then image)"),
+    "--profile": ("profile", str, "default, or reference (upstream's rules step for step)"),
+    "--seed": ("seed", int, "random seed (same seed, same output)"),
+    "--speed": ("speed", str, "exact (default), fast or fastest: cached, fewer-step presets"),
 }
 
 
@@ -33,6 +66,16 @@ class SamplerConfig:
     remasking: 'low_confidence' reveals the most confident text tokens, 'random' random ones.
     mode: 'parallel' (one shared timeline) or 'sequential' (all text, then the image).
     profile: 'default' or 'reference' (upstream generate_ti2ti's rules, step for step).
+    speed: 'exact' (these settings as they are), 'fast' or 'fastest': presets of the settings
+        below and of fewer steps, applied by `resolved()` (see `SPEED_PRESETS`).
+    The fast settings (default profile only; exact when off):
+    cache_refresh r: a full forward every r steps; the steps between compute only the open text
+        block and the output image against cached keys/values of the rest (0: full every step).
+    guidance_reuse k: the unconditional rows run on every k-th guided step only; between, the
+        guidance residual h_c - h_u of the last one is reused (0: every guided step).
+    text_threshold tau in (0, 1]: a text step reveals, beyond its scheduled count, every masked
+        token of the open block whose confidence is at least tau (None: off).
+    compile: run the forward through torch.compile (CUDA only; ignored elsewhere).
     """
 
     text_steps: int = 128
@@ -47,6 +90,11 @@ class SamplerConfig:
     mode: str = "parallel"
     profile: str = "default"
     seed: int | None = 42
+    speed: str = "exact"
+    cache_refresh: int = 0
+    guidance_reuse: int = 0
+    text_threshold: float | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -65,13 +113,51 @@ class SamplerConfig:
                 f"text_steps {self.text_steps} is fewer than the {self.n_blocks} text blocks"
             )
         for name in ("text_temperature", "image_temperature", "cfg_text", "cfg_image"):
-            if float(getattr(self, name)) < 0:
-                raise SamplerConfigError(f"{name} must be non-negative, got {getattr(self, name)}")
+            value = float(getattr(self, name))
+            if not (math.isfinite(value) and value >= 0):  # NaN fails both comparisons
+                raise SamplerConfigError(
+                    f"{name} must be a finite non-negative number, got {getattr(self, name)}"
+                )
         for name, allowed in SETTING_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise SamplerConfigError(
                     f"{name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
+        for name in ("cache_refresh", "guidance_reuse"):
+            if int(getattr(self, name)) < 0:
+                raise SamplerConfigError(
+                    f"{name} must be at least 1 (0 turns it off), got {getattr(self, name)}"
+                )
+        tau = self.text_threshold
+        if tau is not None and not 0 < float(tau) <= 1:
+            raise SamplerConfigError(f"text_threshold must be in (0, 1], got {tau}")
+        if tau is not None and self.remasking != "low_confidence":
+            raise SamplerConfigError("text_threshold needs remasking 'low_confidence'")
+        if self.profile != "default" and (self.fast or self.speed != "exact"):
+            raise SamplerConfigError(
+                f"the fast settings and speed presets need the default profile, not {self.profile!r}"
+            )
+
+    @property
+    def fast(self) -> bool:
+        """Whether any fast setting is on (the sampler then runs without host syncs)."""
+        return any(getattr(self, k) != v for k, v in EXACT_FAST_SETTINGS.items())
+
+    def resolved(self) -> SamplerConfig:
+        """The settings the sampler runs: the speed preset applied (fields still at their exact
+        value take the preset's; fields set explicitly keep theirs)."""
+        if self.speed == "exact":
+            return self
+        preset = SPEED_PRESETS[self.speed]
+        steps = preset["step_fraction"]
+        changes = {
+            k: v
+            for k, v in preset.items()
+            if k in EXACT_FAST_SETTINGS and getattr(self, k) == EXACT_FAST_SETTINGS[k]
+        }
+        changes["text_steps"] = max(self.n_blocks, round(self.text_steps * steps))
+        changes["image_steps"] = max(1, round(self.image_steps * steps))
+        return self.replace(speed="exact", **changes)
 
     @property
     def n_blocks(self) -> int:
@@ -90,3 +176,16 @@ class SamplerConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SamplerConfig:
         return cls().replace(**raw)
+
+
+# The speed presets: a fraction of the steps of each modality, and fast settings (measured in
+# benchmarks/README.md and docs/speed.md).
+SPEED_PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"step_fraction": 0.5, "cache_refresh": 4, "text_threshold": 0.9},
+    "fastest": {
+        "step_fraction": 0.25,
+        "cache_refresh": 8,
+        "guidance_reuse": 2,
+        "text_threshold": 0.7,
+    },
+}

@@ -19,11 +19,11 @@ import torch
 
 from paradiff.layout import Batch, TokenSpace
 from paradiff.model import MaskPredictor
+from paradiff.sampling.cache import CachedForward
 from paradiff.sampling.config import SamplerConfig
 from paradiff.sampling.schedules import (
     block_text_plan,
     cosine_masked,
-    linear_reveal_counts,
     spread_steps,
 )
 
@@ -42,16 +42,15 @@ class StepPlan:
 
 
 def make_plan(config: SamplerConfig) -> list[StepPlan]:
-    """The timeline of `config`: parallel, sequential, or the reference profile's."""
-    if config.profile == "reference":
-        T = config.text_steps
-        counts = linear_reveal_counts(config.text_gen_length, T)
-        image_steps = set(spread_steps(T, config.image_steps, first=T // 4))
-        last = max(image_steps)
-        return [
-            StepPlan((0, counts[s]), (s + 1) / T if s in image_steps else None, s == last)
-            for s in range(T)
-        ]
+    """The timeline of `config` (its speed preset applied): parallel, sequential, or its
+    profile's own."""
+    config = config.resolved()
+    return ParallelSampler.for_profile(config.profile).make_plan(config)
+
+
+def default_plan(config: SamplerConfig) -> list[StepPlan]:
+    """The default profile's timeline: text blocks and image steps spread over one timeline
+    (parallel), or all text steps before the image steps (sequential)."""
     text = block_text_plan(config.text_gen_length, config.text_block_length, config.text_steps)
     image_count = config.image_steps
     if config.mode == "sequential":
@@ -88,6 +87,7 @@ class SampleOutput:
     answer_start: int
     plan: list[StepPlan]
     forward_rows: int  # sequences run through the model, summed over steps
+    forward_positions: int = 0  # positions computed (over rows and steps); full: rows x L
 
 
 def row_generators(seeds: Sequence[int] | None, device: torch.device) -> list[torch.Generator]:
@@ -173,14 +173,34 @@ def open_columns(still_masked: torch.Tensor) -> torch.Tensor:
 
 
 class ParallelSampler:
-    """Runs `make_plan(config)` over a batch built by `Layout.collate`."""
+    """Runs `make_plan(config)` over a batch built by `Layout.collate`.
+
+    The default profile's step is the paper's: LLaDA's low-confidence remasking inside the open
+    text block and aMUSEd's MaskGIT scheduler step on the image. `ParallelSampler(model, space,
+    config)` builds the class registered for `config.profile` (the reference profile's rules live
+    in `paradiff/sampling/reference.py`)."""
+
+    profiles: dict[str, type[ParallelSampler]] = {}
+
+    def __new__(cls, model: MaskPredictor, space: TokenSpace, config: SamplerConfig):
+        if cls is ParallelSampler:
+            cls = ParallelSampler.for_profile(config.profile)
+        return super().__new__(cls)
 
     def __init__(self, model: MaskPredictor, space: TokenSpace, config: SamplerConfig) -> None:
         self.model = model
         self.space = space
-        self.config = config
-        self.plan = make_plan(config)
-        self.reference = config.profile == "reference"
+        self.config = config.resolved()
+        self.plan = self.make_plan(self.config)
+
+    @staticmethod
+    def for_profile(profile: str) -> type[ParallelSampler]:
+        """The sampler class of a profile name ('default' is this class)."""
+        return ParallelSampler if profile == "default" else ParallelSampler.profiles[profile]
+
+    @staticmethod
+    def make_plan(config: SamplerConfig) -> list[StepPlan]:
+        return default_plan(config)
 
     @torch.no_grad()
     def __call__(
@@ -194,7 +214,8 @@ class ParallelSampler:
         unconditional twins (used only when a guidance weight is non-zero).
 
         `seeds` gives one seed per conditional row; `on_step(step, n_steps, ids)` sees the
-        conditional rows (B, L) after every step.
+        conditional rows (B, L) after every step. With the fast settings on, the forwards are
+        `CachedForward`'s and the loop reads nothing back from the device.
         """
         cfg, space = self.config, self.space
         device = self.model.device
@@ -210,10 +231,17 @@ class ParallelSampler:
         answer = torch.arange(batch.answer_start, ids.shape[1])
         answer = answer.to(device)
         image_pos, text_pos = batch.output_image, batch.text
-        masked_at_start = (ids[:n_cond, image_pos] == space.mask_id).sum(1)  # (B,)
-        trajectory = [ids[:n_cond, answer].to(torch.int32).cpu()]
-        forward_rows = 0
-        last_candidates = None
+        masked_at_start = (ids[:n_cond, image_pos] == space.mask_id).sum(1).tolist()
+        keep_at = {  # progress -> positions (B,) the cosine schedule keeps masked
+            p.image: torch.tensor(
+                [cosine_masked(n, p.image) for n in masked_at_start], device=device
+            )
+            for p in self.plan
+            if p.image is not None
+        }
+        cached = CachedForward(self.model, cfg, batch, n_cond) if cfg.fast else None
+        trajectory = [ids[:n_cond, answer].to(torch.int32)]
+        forward_rows = forward_positions = 0
         for step, plan in enumerate(self.plan):
             use_uncond = guided and (
                 (plan.text is not None and cfg.cfg_text > 0)
@@ -222,34 +250,36 @@ class ParallelSampler:
             rows = 2 * n_cond if use_uncond else n_cond
             if use_uncond:
                 ids[n_cond:, answer] = ids[:n_cond, answer]
-            hidden = self.model.hidden_states(ids[:rows], batch.attention_mask[:rows])
+            if cached is None:
+                hidden = self.model.hidden_states(ids[:rows], batch.attention_mask[:rows])
+                forward_positions += rows * ids.shape[1]
+            else:
+                decoded = [self._text_positions(text_pos, plan.text)] if plan.text else []
+                decoded += [image_pos] if plan.image is not None else []
+                hidden, rows, positions = cached(step, ids, use_uncond, decoded)
+                forward_positions += positions
             forward_rows += rows
             writes = []
             if plan.text is not None:
                 writes.append(self._text_step(ids, hidden, text_pos, plan.text, n_cond, gens))
             if plan.image is not None:
-                image_write, last_candidates = self._image_step(
-                    ids, hidden, image_pos, plan, masked_at_start, n_cond, gens
-                )
-                writes.append(image_write)
+                keep = keep_at[plan.image]
+                writes.append(self._image_step(ids, hidden, image_pos, plan, keep, n_cond, gens))
             for positions, values in writes:  # both decided from the same logits
                 ids[:n_cond, positions] = values
-            trajectory.append(ids[:n_cond, answer].to(torch.int32).cpu())
+            trajectory.append(ids[:n_cond, answer].to(torch.int32))
             if on_step is not None:
                 on_step(step, len(self.plan), ids[:n_cond])
-        if last_candidates is not None:  # reference profile: its max(1, ...) rule leaves masks
-            still = ids[:n_cond, image_pos] == space.mask_id
-            ids[:n_cond, image_pos] = torch.where(still, last_candidates, ids[:n_cond, image_pos])
-            trajectory[-1] = ids[:n_cond, answer].to(torch.int32).cpu()
         h, w = batch.grid
         return SampleOutput(
             ids=ids[:n_cond],
             text_tokens=ids[:n_cond, text_pos],
             image_codes=(ids[:n_cond, image_pos] - space.image_offset).view(-1, h, w),
-            trajectory=torch.stack(trajectory),
+            trajectory=torch.stack(trajectory).cpu(),
             answer_start=batch.answer_start,
             plan=self.plan,
             forward_rows=forward_rows,
+            forward_positions=forward_positions,
         )
 
     def _logits(self, hidden, at, vocab, n_cond, weight) -> torch.Tensor:
@@ -262,61 +292,99 @@ class ParallelSampler:
         picked = torch.gather(rows, 1, at[..., None].expand(-1, -1, rows.shape[-1]))
         return self.model.logits(guide(picked, n_cond, weight), None, vocab).float()
 
+    # -- text: LLaDA's generate step inside the open semi-autoregressive block -------------------
     def _text_step(self, ids, hidden, text_pos, text_plan, n_cond, gens):
         """Decide this step's text writes: (positions (P,), new values (B, P)).
 
-        The default profile runs the head only at the still-masked positions of the open block;
-        random draws cover the whole block, so a row's draws do not depend on its batch."""
+        The head runs only at the still-masked positions of the open block, over the text ids
+        without the mask id; random draws cover the whole block, so a row's draws do not depend
+        on its batch. Low-confidence remasking keeps the `count` most confident candidates
+        (their softmax probability); at temperature 0 the candidate is the argmax."""
         cfg, space = self.config, self.space
-        block, count = text_plan
-        if self.reference:
-            positions, vocab = text_pos, None
-        else:
-            block_len = cfg.text_block_length
-            positions = text_pos[block * block_len : (block + 1) * block_len]
-            vocab = space.text_vocab
+        count = text_plan[1]
+        positions = self._text_positions(text_pos, text_plan)
         current = ids[:n_cond, positions]
-        masked = current == space.mask_id
-        count = torch.minimum(masked.sum(1), torch.tensor(count, device=ids.device))
-        if self.reference:
-            cols = torch.arange(len(positions), device=ids.device).expand_as(masked)
-        else:
-            cols = open_columns(masked)  # (B, P')
+        cols = self._columns(current == space.mask_id)  # (B, P')
         if cols.shape[1] == 0:
             return positions, current
+        vocab = space.text_vocab
         logits = self._logits(hidden, positions[cols], vocab, n_cond, cfg.cfg_text)
-        if not self.reference:
-            space.forbid_mask(logits)
-        candidates = None  # greedy low-confidence: the argmax, found below where revealed only
+        space.forbid_mask(logits)
+        candidates = None  # greedy low-confidence: the argmax (taken after the confidences)
         if cfg.text_temperature > 0:
-            width = logits.shape[-1]
-            dtype = torch.float64 if self.reference else torch.float32
-            noise = gumbel((n_cond, len(positions), width), gens, ids.device, dtype)
-            noise = noise.gather(1, cols[..., None].expand(-1, -1, width))
+            noise = self._text_noise(logits, cols, len(positions), gens, torch.float32)
             candidates = pick(logits, cfg.text_temperature, noise)
-        elif cfg.remasking == "random" or self.reference:
+        elif cfg.remasking == "random":
             candidates = logits.argmax(-1)
         if cfg.remasking == "random":
-            confidence = row_rand(tuple(masked.shape), gens, ids.device, torch.float64)
-            confidence = confidence.gather(1, cols)
+            confidence = self._random_confidence(cols, len(positions), gens)
         elif candidates is None:
             confidence = torch.softmax(logits, dim=-1).amax(-1).double()
-        else:  # float64 like upstream in the reference profile
-            probs = torch.softmax(logits.double() if self.reference else logits, dim=-1)
+        else:
+            probs = torch.softmax(logits, dim=-1)
             confidence = probs.gather(-1, candidates[..., None])[..., 0].double()
+        return positions, self._reveal_text(current, cols, count, confidence, candidates, logits)
+
+    def _text_positions(self, text_pos: torch.Tensor, text_plan) -> torch.Tensor:
+        """The sequence positions (P,) of the open text block."""
+        block_len = self.config.text_block_length
+        return text_pos[text_plan[0] * block_len : (text_plan[0] + 1) * block_len]
+
+    def _columns(self, masked: torch.Tensor) -> torch.Tensor:
+        """The columns (B, P') of `masked` (B, P) a step computes: the masked ones (exact mode),
+        or all of them (fast settings: a fixed shape, nothing read back from the device)."""
+        if not self.config.fast:
+            return open_columns(masked)
+        return torch.arange(masked.shape[1], device=masked.device).expand_as(masked)
+
+    def _text_noise(self, logits, cols, n_positions, gens, dtype) -> torch.Tensor:
+        """Gumbel noise (B, P', V') for the open columns, drawn for all `n_positions`."""
+        width = logits.shape[-1]
+        noise = gumbel((cols.shape[0], n_positions, width), gens, logits.device, dtype)
+        return noise.gather(1, cols[..., None].expand(-1, -1, width))
+
+    def _random_confidence(self, cols, n_positions, gens) -> torch.Tensor:
+        """Random-remasking scores (B, P') for the open columns, drawn for all `n_positions`."""
+        confidence = row_rand((cols.shape[0], n_positions), gens, cols.device, torch.float64)
+        return confidence.gather(1, cols)
+
+    def _reveal_text(self, current, cols, count, confidence, candidates, logits):
+        """`current` (B, P) with the `count` most confident masked columns of `cols` (B, P')
+        revealed (their `candidates`, or the argmax of `logits` when None); with a
+        `text_threshold` tau also every masked column whose confidence is at least tau."""
+        mask_id = self.space.mask_id
+        n_masked = (current == mask_id).sum(1)  # (B,)
         open_current = current.gather(1, cols)
-        confidence = confidence.masked_fill(open_current != space.mask_id, float("-inf"))
+        confidence = confidence.masked_fill(open_current != mask_id, float("-inf"))
+        count = torch.full_like(n_masked, count)
+        if self.config.text_threshold is not None:
+            count = torch.maximum(count, (confidence >= self.config.text_threshold).sum(1))
+        count = torch.minimum(n_masked, count)
         reveal = reveal_most_confident(confidence, count)  # (B, P')
         if candidates is None:
-            candidates = open_current.clone()
-            candidates[reveal] = logits[reveal].argmax(-1)
-        values = current.scatter(1, cols, torch.where(reveal, candidates, open_current))
-        return positions, values
+            candidates = logits.argmax(-1)  # (B, P'); no boolean indexing: no host sync
+        return current.scatter(1, cols, torch.where(reveal, candidates, open_current))
 
-    def _image_step(self, ids, hidden, image_pos, plan, masked_at_start, n_cond, gens):
-        """Decide this step's image writes; also return the candidates (as token ids).
+    # -- image: aMUSEd's (MaskGIT) scheduler step on the codebook slice ---------------------------
+    def _image_step(self, ids, hidden, image_pos, plan, keep, n_cond, gens):
+        """Decide this step's image writes: (positions (P,), new values (B, P)); `keep` (B,) is
+        the cosine schedule's count of positions still masked after this step."""
+        current, cols, candidates, reveal = self._image_decision(
+            ids, hidden, image_pos, plan, keep, n_cond, gens
+        )
+        if cols.shape[1] == 0:
+            return image_pos, current
+        return image_pos, current.scatter(
+            1, cols, torch.where(reveal, candidates, current.gather(1, cols))
+        )
 
-        The head runs only at the still-masked image positions; random draws cover every
+    def _image_decision(self, ids, hidden, image_pos, plan, keep, n_cond, gens):
+        """The image step's candidates (B, P') as token ids at the still-masked columns `cols`
+        (B, P') of `current` (B, P), and which of them it reveals.
+
+        A code is sampled at every still-masked position; its confidence is its log-probability
+        plus Gumbel noise scaled by T * (1 - progress); all but the `_kept_masked` least confident
+        are revealed. The head runs only at the still-masked positions; random draws cover every
         position, so a row's draws do not depend on its batch."""
         cfg, space = self.config, self.space
         vocab = space.image_vocab
@@ -324,36 +392,31 @@ class ParallelSampler:
         current = ids[:n_cond, image_pos]
         unknown = current == space.mask_id
         n_unknown = unknown.sum(1)
-        cols = open_columns(unknown)  # (B, P')
+        cols = self._columns(unknown)  # (B, P')
         if temperature > 0:
             uniforms = row_rand((n_cond, len(image_pos)), gens, ids.device).gather(1, cols)
             noise = gumbel((n_cond, len(image_pos)), gens, ids.device).gather(1, cols)
         if cols.shape[1] == 0:
-            return (image_pos, current), None
+            return current, cols, None, None
         logits = self._logits(hidden, image_pos[cols], vocab, n_cond, cfg.cfg_image)
         codes, log_probs = sample_codes(logits, temperature, uniforms if temperature > 0 else None)
-        if self.reference:
-            log_probs = torch.log(log_probs.exp() + 1e-10)
-        confidence = log_probs.double()
+        confidence = self._image_confidence(log_probs).double()
         if temperature > 0:
             confidence = confidence + temperature * (1 - plan.image) * noise
         open_unknown = unknown.gather(1, cols)
-        keep = torch.tensor(
-            [cosine_masked(int(n), plan.image) for n in masked_at_start], device=ids.device
-        )
-        keep = torch.minimum(keep, n_unknown - 1)
-        if self.reference:
-            keep = keep.clamp(min=1)
-        elif plan.last_image:
-            keep = torch.zeros_like(keep)
-        keep = keep.clamp(min=0)
+        keep = self._kept_masked(keep, n_unknown, plan).clamp(min=0)
         reveal = reveal_most_confident(
             confidence.masked_fill(~open_unknown, float("-inf")), n_unknown - keep
         )
-        reveal &= open_unknown
-        candidates = codes + space.image_offset
-        values = current.scatter(1, cols, torch.where(reveal, candidates, current.gather(1, cols)))
-        last = None
-        if self.reference and plan.last_image:  # every still-masked position is among `cols`
-            last = current.scatter(1, cols, candidates)
-        return (image_pos, values), last
+        return current, cols, codes + space.image_offset, reveal & open_unknown
+
+    def _image_confidence(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """The confidence of a sampled code before the Gumbel noise: its log-probability."""
+        return log_probs
+
+    def _kept_masked(self, keep, n_unknown, plan) -> torch.Tensor:
+        """Positions (B,) left masked after this step: the cosine schedule's count `keep`, at
+        most all but one still-masked position, none after the last image step."""
+        if plan.last_image:
+            return torch.zeros_like(n_unknown)
+        return torch.minimum(keep, n_unknown - 1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -32,15 +31,12 @@ from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.report import SHORT_NAMES, groups_of, summarise, write_report
 from paradiff.bench.runner import Answerer, RunFolder, Scorer, run_benchmark
-from paradiff.cli import (
+from paradiff.command import (
     CommandError,
-    add_device_arguments,
-    add_model_argument,
-    add_sampler_arguments,
+    add_pipeline_arguments,
     check_writable,
-    load_pipeline,
-    one_line,
-    sampler_overrides,
+    load_configured_pipeline,
+    output_dir,
 )
 from paradiff.image_tokenizers.base import to_pil
 from paradiff.shapes.dataset import shapebench_samples
@@ -139,7 +135,8 @@ def run_shapebench(
         folder = RunFolder(root)
         folder.start(settings)
         items = [bench_item(sample) for sample in samples]
-        records = run_benchmark(folder, items, answer, exact_scorer(samples), progress=progress)
+        with folder.discarded_on_error():
+            records = run_benchmark(folder, items, answer, exact_scorer(samples), progress=progress)
     summary = summarise(records, benchmark="shapebench", mode=mode, model=settings["model"])
     if out is not None:
         write_report(out, summary, f"ShapeBench: {settings['model']} ({mode})")
@@ -177,17 +174,17 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     samples = select_samples(args.limit)
     progress = not args.json
     if args.out is not None:
-        check_writable(Path(args.out))
+        check_writable(output_dir(args.out))
+        RunFolder(args.out).check()
     if args.oracle:
         return run_shapebench(
             oracle, out=args.out, progress=progress, mode="oracle", samples=samples
         )
     try:
-        pipe = load_pipeline(args)
+        pipe, overrides = load_configured_pipeline(args)
     except CommandError as err:
         hint = " (pass --model DIR, or --oracle)" if args.model is None else ""
         raise CommandError(f"{err}{hint}") from None
-    overrides = sampler_overrides(args)
     sampler = sampler_settings(pipe, overrides)
     settings = {"benchmark": "shapebench", "model": args.model or "bundled", "sampler": sampler}
     answer = pipeline_answerer(pipe, args.batch_size, overrides, pipe.image_size)
@@ -203,11 +200,7 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _main(args: argparse.Namespace) -> int:
-    try:
-        report = _score(args)
-    except (CommandError, OSError, ValueError) as err:  # RunError, ShapeBenchError too
-        print(f"paradiff bench shapebench: {one_line(err)}", file=sys.stderr)
-        return 2
+    report = _score(args)  # errors: CommandError, RunError, ShapeBenchError (`paradiff.cli`)
     if args.json:
         print(json.dumps(rounded(report), indent=1))
     else:
@@ -220,8 +213,6 @@ def register_shapebench(bench_subparsers: argparse._SubParsersAction) -> argpars
     parser = bench_subparsers.add_parser(
         "shapebench", help="ParaBench's six metrics, judged exactly on the shapes world"
     )
-    add_model_argument(parser)
-    add_device_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="samples per sampler run")
     parser.add_argument("--oracle", action="store_true", help="score the ground truth itself")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -231,6 +222,6 @@ def register_shapebench(bench_subparsers: argparse._SubParsersAction) -> argpars
         default=None,
         help="run folder: outputs, scores, report (a re-run resumes where it stopped)",
     )
-    add_sampler_arguments(parser, sizes=False)
+    add_pipeline_arguments(parser, sizes=False)
     parser.set_defaults(func=_main)
     return parser

@@ -54,7 +54,7 @@ def _teacher_batch(pipe, samples: list[ShapeSample]):
         fill = [pipe.space.text_fill_id] * (length - len(reasoning))
         sequences.append(
             layout.build(
-                text.encode(layout.prompt_text("edit", sample.instruction)),
+                layout.prompt_ids("edit", sample.instruction, text),
                 tuple(codes.scene_to_codes(sample.scene_out).shape),
                 length,
                 input_codes=codes.scene_to_codes(sample.scene_in),

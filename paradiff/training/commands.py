@@ -24,7 +24,8 @@ def _train_sft(args: argparse.Namespace) -> int:
     from paradiff.training.sft import DEFAULTS, SFTRun
 
     config = load_recipe(args.config, args.overrides, DEFAULTS)
-    final = SFTRun(config, resume=args.resume, progress=not args.quiet).run()
+    run = SFTRun(config, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    final = run.run()
     print(f"trained model written to {final}")
     return 0
 
@@ -37,7 +38,8 @@ def _train_pararl(args: argparse.Namespace) -> int:
     if args.reward_at:
         overrides.append(f"reward.at={args.reward_at}")
     config = load_recipe(args.config, overrides, DEFAULTS)
-    final = ParaRLRun(config, resume=args.resume, progress=not args.quiet).run()
+    run = ParaRLRun(config, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    final = run.run()
     print(f"trained model written to {final}")
     return 0
 
@@ -69,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sft.add_argument("--config", required=True, help="recipe YAML (see configs/)")
     sft.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    sft.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over: delete the run already in output.dir (its checkpoints, log, model)",
+    )
     sft.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     sft.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="recipe overrides, e.g. train.lr=1e-4"
@@ -83,6 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     pararl.add_argument("--config", required=True, help="recipe YAML (see configs/)")
     pararl.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    pararl.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over: delete the run already in output.dir (its checkpoints, log, model)",
+    )
     pararl.add_argument(
         "--reward-at",
         choices=("trajectory", "final"),

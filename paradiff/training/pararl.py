@@ -26,7 +26,6 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -43,15 +42,12 @@ from paradiff.training.grpo import group_advantages, grpo_terms, replay_log_prob
 from paradiff.training.recipe import RecipeError
 from paradiff.training.rewards import Reward, RewardNormaliser, build_reward, stats_prompt_count
 from paradiff.training.rollouts import Rollouts, RolloutSampler, load_records
-from paradiff.training.sft import (
+from paradiff.training.runs import (
     FINAL_DIR,
-    LATEST_FILE,
-    LOG_FILE,
-    STATE_FILE,
+    RunFolder,
+    check_output_settings,
     example_generator,
-    latest_checkpoint,
     warmup_cosine_schedule,
-    write_checkpoint,
 )
 from paradiff.training.trackers import Tracker
 
@@ -126,10 +122,6 @@ def check_config(config: dict[str, Any]) -> None:
         "train.steps": (train["steps"], 1),
         "train.updates_per_batch": (train["updates_per_batch"], 1),
         "train.warmup_steps": (train["warmup_steps"], 0),
-        **{
-            f"output.{key}": (config["output"][key], 1)
-            for key in ("save_every", "log_every", "keep")
-        },
     }
     if config["data"]["limit"] is not None:
         minimums["data.limit"] = (config["data"]["limit"], 1)
@@ -149,6 +141,7 @@ def check_config(config: dict[str, Any]) -> None:
             raise RecipeError(f"{name} must be a positive number, got {value!r}")
     if not isinstance(train["kl_beta"], int | float) or train["kl_beta"] < 0:
         raise RecipeError(f"train.kl_beta must be a non-negative number, got {train['kl_beta']!r}")
+    check_output_settings(config["output"])
 
 
 def rollout_sampler_config(defaults: SamplerConfig, rollout: dict[str, Any]) -> SamplerConfig:
@@ -177,20 +170,22 @@ class ParaRLRun:
         resume: bool = False,
         progress: bool = True,
         reward: Reward | None = None,
+        overwrite: bool = False,
     ) -> None:
-        """`reward` replaces the one the recipe names (tests, custom rewards)."""
+        """`reward` replaces the one the recipe names (tests, custom rewards); `resume` and
+        `overwrite` as SFT's (`paradiff.training.runs`)."""
         check_config(config)
         self.config = config
         train = config["train"]
         if train["threads"]:
             torch.set_num_threads(int(train["threads"]))
         self.progress = progress
-        self.out = Path(config["output"]["dir"])
-        self.tracker = Tracker(config["output"], "pararl", config)
+        self.folder = RunFolder(config["output"]["dir"], extra_files=(STATS_FILE,))
+        self.out = self.folder.root
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        start_from = latest_checkpoint(self.out) if resume else None
-        if resume and start_from is None and (self.out / LATEST_FILE).exists():
-            raise RecipeError(f"{self.out} has no complete checkpoint to resume from")
+        start_from = self.folder.start(resume, overwrite)
+        resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
+        self.tracker = Tracker(config["output"], "pararl", config)
         init = str(config["model"]["init"])
         self.reference = ParallelPipeline.from_pretrained(init, "float32", device).model
         self.reference.eval().requires_grad_(False)
@@ -214,8 +209,8 @@ class ParaRLRun:
         self.scheduler = warmup_cosine_schedule(self.optimizer, train)
         self.step = 0
         self.normaliser: RewardNormaliser | None = None
-        if start_from is not None:
-            self.load_state(start_from)
+        if resumed is not None:
+            self.load_state(resumed)
         elif resume and (self.out / STATS_FILE).is_file():
             self.normaliser = RewardNormaliser.load(self.out / STATS_FILE)
 
@@ -334,11 +329,9 @@ class ParaRLRun:
             bar.update(1)
             bar.set_postfix(reward=line["reward"], final=line["final_raw"], kl=line["kl"])
             if self.step % int(output["log_every"]) == 0 or self.step == total:
-                with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
-                    log.write(json.dumps(line) + "\n")
+                echo = None if self.progress else lambda text: print(text, flush=True)
+                self.folder.log(line, echo)
                 self.tracker.log(line, self.step)
-                if not self.progress:
-                    print(json.dumps(line), flush=True)
             if self.step % int(output["save_every"]) == 0 and self.step < total:
                 self.save_checkpoint()
         bar.close()
@@ -357,10 +350,9 @@ class ParaRLRun:
             "config": self.config,
         }
         keep = int(self.config["output"]["keep"])
-        return write_checkpoint(self.pipe, self.out, self.step, state, keep)
+        return self.folder.write_checkpoint(self.pipe, self.step, state, keep)
 
-    def load_state(self, checkpoint: Path) -> None:
-        state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+    def load_state(self, state: dict[str, Any]) -> None:
         was_at, now_at = state["config"]["reward"]["at"], self.config["reward"]["at"]
         if was_at != now_at:
             raise RecipeError(f"{self.out} was trained with reward.at={was_at}, not {now_at}")

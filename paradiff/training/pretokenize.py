@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from paradiff.checkpoint import load_tokenizers, read_config, resolve_checkpoint
 from paradiff.image_tokenizers.base import encode_image
 from paradiff.layout import Layout, token_space_from_config
 from paradiff.sampling.settings import read_sampler_settings
+from paradiff.training.records import read_records
 
 STATE_FILE = "pretokenize.json"
 SHARD_PATTERN = "shard-{:05d}.npz"
@@ -69,11 +69,6 @@ class RecordEncoder:
         self.size = settings.get("image_size") if settings.get("fixed_size") else None
         self.root = root
 
-    def prompt_text(self, system_prompt: str, instruction: str) -> str:
-        if self.space.template == "M":
-            return instruction
-        return f"<system>{system_prompt}</system><user>{instruction}</user>"
-
     def encode(self, record: dict[str, Any]) -> Example:
         missing = [key for key in RECORD_KEYS if not record.get(key)]
         if missing:
@@ -84,7 +79,10 @@ class RecordEncoder:
         output_codes = self._codes(record["answer_image"], "answer_image")
         if input_codes is not None and input_codes.shape != output_codes.shape:
             raise BadRecord("input and output images have different code grids")
-        prompt = self.text.encode(self.prompt_text(record["system_prompt"], record["user_prompt"]))
+        task = "edit" if input_codes is not None else "generate"
+        prompt = self.layout.prompt_ids(
+            task, record["user_prompt"], self.text, system_prompt=record["system_prompt"]
+        )
         return Example(
             id=str(record["id"]),
             prompt=np.asarray(prompt, dtype=np.int32),
@@ -135,20 +133,6 @@ def read_shard(path: Path) -> list[Example]:
             )
         )
     return examples
-
-
-def read_records(path: Path) -> Iterator[dict[str, Any] | BadRecord]:
-    """Records of a JSONL file, a BadRecord in place of each line that is not a JSON object."""
-    with open(path, encoding="utf-8") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                yield BadRecord("not valid JSON")
-                continue
-            yield record if isinstance(record, dict) else BadRecord("not a JSON object")
 
 
 def pretokenize(
@@ -204,12 +188,12 @@ def pretokenize(
         pending_skips.clear()
 
     bar = tqdm(desc="pretokenize", unit="rec", disable=not progress, initial=done)
-    for index, record in enumerate(read_records(records)):
+    for index, (_, record) in enumerate(read_records(records)):
         if index < done:
             continue
         try:
-            if isinstance(record, BadRecord):
-                raise record
+            if isinstance(record, str):
+                raise BadRecord(record)
             pending.append(encoder.encode(record))
         except BadRecord as err:
             where = record.get("id", index) if isinstance(record, dict) else index

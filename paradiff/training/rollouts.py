@@ -3,7 +3,6 @@ recorded, and the partial answers along them scored by a reward."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from paradiff.layout import Batch
 from paradiff.pipeline import ParallelPipeline, Request, decode_partial_image
 from paradiff.sampling import ParallelSampler, SamplerConfig
 from paradiff.training.recipe import RecipeError
+from paradiff.training.records import read_records
 from paradiff.training.rewards import PartialState, Reward
 
 
@@ -39,19 +39,14 @@ def load_records(path: str | Path, limit: int | None = None) -> tuple[list[dict[
     if not path.is_file():
         raise RecipeError(f"records file {path} does not exist")
     records = []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if limit is not None and len(records) >= int(limit):
-                break
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                raise RecipeError(f"{path} line {number} is not JSON") from None
-            if not isinstance(record, dict) or not record.get("user_prompt"):
-                raise RecipeError(f"{path} line {number} has no user_prompt")
-            records.append(record)
+    for number, record in read_records(path):
+        if limit is not None and len(records) >= int(limit):
+            break
+        if isinstance(record, str):
+            raise RecipeError(f"{path} line {number} is {record}")
+        if not record.get("user_prompt"):
+            raise RecipeError(f"{path} line {number} has no user_prompt")
+        records.append(record)
     if not records:
         raise RecipeError(f"{path} holds no records")
     return records, path.parent

@@ -12,10 +12,7 @@ continues from the latest one and reproduces an uninterrupted run exactly.
 from __future__ import annotations
 
 import importlib
-import json
-import math
 import random
-import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -31,6 +28,13 @@ from paradiff.pipeline import ParallelPipeline
 from paradiff.training.data import PretokenizedDataset, epoch_batches, training_sequence
 from paradiff.training.masking import WEIGHTINGS, masked_diffusion_loss, noise_batch
 from paradiff.training.recipe import RecipeError
+from paradiff.training.runs import (
+    FINAL_DIR,
+    RunFolder,
+    check_output_settings,
+    example_generator,
+    warmup_cosine_schedule,
+)
 from paradiff.training.trackers import Tracker
 
 DEFAULTS: dict[str, Any] = {
@@ -74,10 +78,6 @@ DEFAULTS: dict[str, Any] = {
         "log_with": None,  # tensorboard: the log's numbers to TensorBoard too
     },
 }
-STATE_FILE = "training_state.pt"
-LOG_FILE = "log.jsonl"
-LATEST_FILE = "latest"
-FINAL_DIR = "final"
 
 
 class Objective(nn.Module):
@@ -100,31 +100,6 @@ class Objective(nn.Module):
         return parts.weighted, stats
 
 
-def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """Linear warmup to 1 over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def warmup_cosine_schedule(
-    optimizer: torch.optim.Optimizer, train: dict[str, Any]
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """The recipe's learning-rate schedule (`lr_factor`) over `train`'s steps and warmup."""
-    warmup, total = int(train["warmup_steps"]), int(train["steps"])
-    min_ratio = float(train["min_lr_ratio"])
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup, total, min_ratio)
-    )
-
-
-def example_generator(seed: int, step: int, index: int) -> torch.Generator:
-    """The generator of the `index`-th example of step `step`'s global batch."""
-    state = np.random.SeedSequence([seed, step, index]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
-
-
 def check_config(config: dict[str, Any]) -> None:
     train, data = config["train"], config["data"]
     if not config["model"]["init"]:
@@ -138,6 +113,7 @@ def check_config(config: dict[str, Any]) -> None:
             raise RecipeError(f"train.{key} is out of range: {train[key]}")
     if not 0 <= float(data["cond_dropout"]) < 1:
         raise RecipeError("data.cond_dropout must be in [0, 1)")
+    check_output_settings(config["output"])
     if config["eval"]["call"]:
         evaluation_function(config["eval"]["call"])
         if int(config["eval"]["every"]) < 0:
@@ -165,33 +141,18 @@ def mixed_precision(choice: str) -> str:
     return "bf16" if cuda_bf16 else "no"
 
 
-def latest_checkpoint(out: Path) -> Path | None:
-    pointer = out / LATEST_FILE
-    if not pointer.is_file():
-        return None
-    path = out / pointer.read_text().strip()
-    return path if (path / STATE_FILE).is_file() else None
-
-
-def write_checkpoint(
-    pipe: ParallelPipeline, out: Path, step: int, state: dict[str, Any], keep: int
-) -> Path:
-    """Write `out/checkpoint-NNNNNN/` (pipeline + `state`) atomically, point `latest` at it and
-    delete all but the newest `keep` checkpoints."""
-    name = f"checkpoint-{step:06d}"
-    pipe.save_pretrained(out / name, lambda tmp: torch.save(state, tmp / STATE_FILE))
-    tmp = out / (LATEST_FILE + ".tmp")
-    tmp.write_text(name + "\n")
-    tmp.replace(out / LATEST_FILE)
-    for path in sorted(out.glob("checkpoint-*"))[: -int(keep)]:
-        shutil.rmtree(path, ignore_errors=True)
-    return out / name
-
-
 class SFTRun:
     """One SFT run: data, model, optimizer, schedule, checkpoints, logs."""
 
-    def __init__(self, config: dict[str, Any], resume: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        resume: bool = False,
+        progress: bool = True,
+        overwrite: bool = False,
+    ):
+        """`resume` continues the run in `output.dir`, `overwrite` replaces it (see
+        `paradiff.training.runs`)."""
         from accelerate import Accelerator
 
         check_config(config)
@@ -204,14 +165,14 @@ class SFTRun:
         self.accelerator = Accelerator(
             cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision(train["precision"])
         )
-        self.out = Path(config["output"]["dir"])
+        self.folder = RunFolder(config["output"]["dir"])
+        self.out = self.folder.root
         self.progress = progress and self.accelerator.is_main_process
+        start_from = self.folder.start(resume, overwrite, self.accelerator.is_main_process)
+        resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
         self.tracker = Tracker(
             config["output"] if self.accelerator.is_main_process else {}, "sft", config
         )
-        start_from = latest_checkpoint(self.out) if resume else None
-        if resume and start_from is None and (self.out / LATEST_FILE).exists():
-            raise RecipeError(f"{self.out} has no complete checkpoint to resume from")
         self.pipe = ParallelPipeline.from_pretrained(
             str(start_from or config["model"]["init"]), dtype="float32", device="cpu"
         )
@@ -227,9 +188,7 @@ class SFTRun:
                 f"than one batch of {train['batch_size']}"
             )
         self.unconditional = {
-            task: self.pipe.text_tokenizer.encode(
-                self.pipe.layout.prompt_text(task, self.pipe.layout.unconditional_instruction())
-            )
+            task: self.pipe.layout.prompt_ids(task, None, self.pipe.text_tokenizer)
             for task in ("edit", "generate")
         }
         self.objective = Objective(self.pipe).train()
@@ -240,8 +199,8 @@ class SFTRun:
         )
         self.scheduler = warmup_cosine_schedule(self.optimizer, train)
         self.step = 0
-        if start_from is not None:
-            self.load_state(start_from)
+        if resumed is not None:
+            self.load_state(resumed)
         self.objective, self.optimizer = self.accelerator.prepare(self.objective, self.optimizer)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
@@ -352,10 +311,8 @@ class SFTRun:
         if not spec["call"] or not self.accelerator.is_main_process:
             return
         result = evaluation_function(spec["call"])(self.pipe, limit=int(spec["limit"]))
-        with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
-            log.write(json.dumps({"step": self.step, "eval": result}) + "\n")
-        if not self.progress:
-            print(json.dumps({"step": self.step, "eval": result}), flush=True)
+        echo = None if self.progress else lambda text: print(text, flush=True)
+        self.folder.log({"step": self.step, "eval": result}, echo)
 
     def log(self, result: dict[str, Any], tokens_per_s: float, bar) -> None:
         loss = torch.tensor([result["loss"]], dtype=torch.float64)
@@ -372,13 +329,9 @@ class SFTRun:
             "lr": result["lr"],
             "tokens_per_s": round(tokens_per_s * self.accelerator.num_processes, 1),
         }
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
-            log.write(json.dumps(line) + "\n")
+        self.folder.log(line, None if self.progress else lambda text: print(text, flush=True))
         self.tracker.log(line, self.step)
         bar.set_postfix(loss=line["loss"], text=line["text_ce"], image=line["image_ce"])
-        if not self.progress:
-            print(json.dumps(line), flush=True)
 
     # -- checkpoints --------------------------------------------------------------------------
     def training_state(self) -> dict[str, Any]:
@@ -394,8 +347,7 @@ class SFTRun:
             "config": self.config,
         }
 
-    def load_state(self, checkpoint: Path) -> None:
-        state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+    def load_state(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         random.setstate(state["rng"]["python"])
@@ -407,9 +359,8 @@ class SFTRun:
         """checkpoint-NNNNNN/ (pipeline + training state) written atomically, then `latest`."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            write_checkpoint(
-                self.pipe, self.out, self.step, self.training_state(), self.config["output"]["keep"]
-            )
+            keep = self.config["output"]["keep"]
+            self.folder.write_checkpoint(self.pipe, self.step, self.training_state(), keep)
         self.accelerator.wait_for_everyone()
 
     def save_final(self) -> Path:

@@ -1,0 +1,205 @@
+"""What the training recipes share: the run folder (checkpoints, `latest`, resume, pruning, the
+JSONL log), the learning-rate schedule and the per-example generators.
+
+A run folder holds one run:
+
+- `checkpoint-NNNNNN/`: a loadable pipeline plus `training_state.pt`, each written atomically
+  (a scratch `.checkpoint-NNNNNN.*` folder renamed into place);
+- `latest`: the name of the newest checkpoint, written after it is complete;
+- `log.jsonl`: one line per logged step; `final/`: the trained model.
+
+A folder that holds a run is continued with `--resume` (from `latest`, or, when `latest` is
+broken, from the newest complete checkpoint) or started over with `--overwrite` (which deletes
+the old run's files, and only those); anything else is refused before any work. Only the
+checkpoints of the run in progress are pruned, never the one `latest` names; scratch folders a
+killed run left behind are deleted when the next run starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from paradiff.training.recipe import RecipeError
+
+STATE_FILE = "training_state.pt"
+LOG_FILE = "log.jsonl"
+LATEST_FILE = "latest"
+FINAL_DIR = "final"
+CHECKPOINT = re.compile(r"checkpoint-(\d{6,})")
+SCRATCH_PATTERNS = (".checkpoint-*", f".{FINAL_DIR}.*", f"{LATEST_FILE}.tmp", f"{LOG_FILE}.tmp")
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1 over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def warmup_cosine_schedule(
+    optimizer: torch.optim.Optimizer, train: dict[str, Any]
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The recipe's learning-rate schedule (`lr_factor`) over `train`'s steps and warmup."""
+    warmup, total = int(train["warmup_steps"]), int(train["steps"])
+    min_ratio = float(train["min_lr_ratio"])
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup, total, min_ratio)
+    )
+
+
+def example_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The generator of the `index`-th example of step `step`'s global batch."""
+    state = np.random.SeedSequence([seed, step, index]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def check_output_settings(output: dict[str, Any]) -> None:
+    """The recipe's `output` section: a folder, and whole numbers of at least 1."""
+    if not str(output["dir"] or "").strip():
+        raise RecipeError("output.dir is empty")
+    for key in ("save_every", "log_every", "keep"):
+        value = output[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RecipeError(f"output.{key} must be a whole number of at least 1, got {value!r}")
+
+
+class RunFolder:
+    """The files of one training run; `extra_files` names the recipe's own (reward statistics)."""
+
+    def __init__(self, root: str | os.PathLike, extra_files: Sequence[str] = ()) -> None:
+        self.root = Path(root)
+        self.extra_files = tuple(extra_files)
+
+    # -- starting ------------------------------------------------------------------------------
+    def start(self, resume: bool, overwrite: bool, main: bool = True) -> Path | None:
+        """Check the folder against the options and return the checkpoint to resume from (None:
+        start from the recipe's init). Only the `main` process deletes anything: stale scratch
+        folders, and with `overwrite` the old run."""
+        if resume and overwrite:
+            raise RecipeError("--resume continues the run in the folder, --overwrite deletes it")
+        if self.root.exists() and not self.root.is_dir():
+            raise RecipeError(f"output.dir {self.root} exists and is not a directory")
+        held = self.run_files()
+        if held and not (resume or overwrite):
+            raise RecipeError(
+                f"{self.root} holds a run ({held[0]}): pass --resume to continue it or "
+                "--overwrite to start over"
+            )
+        checkpoint = self.resume_point() if resume else None
+        if main:
+            self._remove(SCRATCH_PATTERNS)
+            if overwrite:
+                self._remove(("checkpoint-*", LATEST_FILE, FINAL_DIR, LOG_FILE, *self.extra_files))
+            else:
+                self._trim_log(self.step_of(checkpoint) if checkpoint else 0)
+        return checkpoint
+
+    def run_files(self) -> list[str]:
+        """The names of an earlier run's files in the folder."""
+        if not self.root.is_dir():
+            return []
+        names = (LATEST_FILE, FINAL_DIR, LOG_FILE, *self.extra_files)
+        return sorted(
+            p.name for p in self.root.iterdir() if p.name in names or CHECKPOINT.fullmatch(p.name)
+        )
+
+    def _remove(self, patterns: Sequence[str]) -> None:
+        for pattern in patterns:
+            for path in self.root.glob(pattern):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    @staticmethod
+    def step_of(checkpoint: Path) -> int:
+        return int(CHECKPOINT.fullmatch(checkpoint.name)[1])
+
+    @staticmethod
+    def is_complete(checkpoint: Path) -> bool:
+        return (checkpoint / STATE_FILE).is_file() and (checkpoint / "config.json").is_file()
+
+    def checkpoints(self) -> list[Path]:
+        """The complete checkpoints, oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [p for p in self.root.iterdir() if CHECKPOINT.fullmatch(p.name) and p.is_dir()]
+        return sorted((p for p in found if self.is_complete(p)), key=self.step_of)
+
+    def resume_point(self) -> Path | None:
+        """The checkpoint `latest` names, or the newest complete one when `latest` is missing
+        or names one that is not there (a run killed mid-write)."""
+        pointer = self.root / LATEST_FILE
+        if pointer.is_file():
+            name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+            path = self.root / name
+            if CHECKPOINT.fullmatch(name) and self.is_complete(path):
+                return path
+        complete = self.checkpoints()
+        return complete[-1] if complete else None
+
+    def write_checkpoint(self, pipe, step: int, state: dict[str, Any], keep: int) -> Path:
+        """Write `checkpoint-NNNNNN/` (pipeline + `state`) atomically, point `latest` at it, and
+        delete the run's checkpoints before it beyond the newest `keep` (the folder holds this
+        run only: `start`); the new one is never deleted."""
+        name = f"checkpoint-{step:06d}"
+        pipe.save_pretrained(self.root / name, lambda tmp: torch.save(state, tmp / STATE_FILE))
+        tmp = self.root / f"{LATEST_FILE}.tmp"
+        tmp.write_text(name + "\n", encoding="utf-8")
+        tmp.replace(self.root / LATEST_FILE)
+        ours = [p for p in self.checkpoints() if self.step_of(p) <= step]
+        for path in ours[: -max(1, int(keep))]:
+            shutil.rmtree(path, ignore_errors=True)
+        return self.root / name
+
+    @staticmethod
+    def load_state(checkpoint: Path) -> dict[str, Any]:
+        """A checkpoint's training state; RecipeError if it cannot be read."""
+        path = checkpoint / STATE_FILE
+        try:
+            state = torch.load(path, weights_only=False)
+        except Exception as err:  # torch.load raises several kinds for damaged files
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RecipeError(f"cannot read {path} (damaged or truncated?): {reason}") from None
+        if not isinstance(state, dict) or "step" not in state:
+            raise RecipeError(f"{path} is not a paradiff training state")
+        return state
+
+    # -- log -----------------------------------------------------------------------------------
+    def log(self, line: dict[str, Any], echo: Callable[[str], None] | None = None) -> None:
+        """Append one JSON line to the log (and `echo` it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(line)
+        with open(self.root / LOG_FILE, "a", encoding="utf-8") as log:
+            log.write(text + "\n")
+        if echo is not None:
+            echo(text)
+
+    def _trim_log(self, step: int) -> None:
+        """Drop the log lines past `step` (a killed run's, which the resumed run repeats)."""
+        path = self.root / LOG_FILE
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line
+            if isinstance(record, dict) and int(record.get("step", 0)) <= step:
+                kept.append(line + "\n")
+        tmp = path.with_name(f"{LOG_FILE}.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        tmp.replace(path)

@@ -1,0 +1,479 @@
+"""Hostile input, as a new user (or a hostile file) would give it: every bad input through the CLI
+ends in exit status 2, one line on stderr, no traceback, nothing written and nothing of the
+user's changed. Below the table, one test per finding of the hostile review: outputs never
+replace the user's files, training run folders keep their checkpoints, stale scratch folders go,
+benchmark data stays inside its folder, typed marker strings stay text, sizes are bounded before
+anything is allocated, and a silent judge gives up in time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from paradiff.bench.data import BenchDataError, load_parabench
+from paradiff.bench.judge import JudgeClient, JudgeError
+from paradiff.cli import main
+from paradiff.command import OUTPUT_MANIFEST, CommandError, publish
+from paradiff.layout import Layout
+from paradiff.pipeline import ParallelPipeline, PipelineInputError
+from paradiff.training.recipe import RecipeError
+from paradiff.training.runs import LATEST_FILE, LOG_FILE, RunFolder
+from tests.tiny_pipeline import build_tiny_pipeline
+
+
+# -- the world of one hostile session -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_shapes_model) -> dict[str, Path]:
+    """Models, data and the user's own files, all under one folder (snapshotted by each case)."""
+    root = tmp_path_factory.mktemp("hostile")
+    model = build_tiny_pipeline(root / "tiny", max_sequence_length=256)
+    photo = root / "photo.png"
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(photo)
+    Image.new("1", (5000, 5000)).save(root / "huge.png")  # 25 M pixels, a small file
+    (root / "not-an-image.png").write_text("hello")
+    Image.new("L", (8, 8)).save(root / "small-mask.png")
+    mine = root / "mine"  # the user's folder: a paradiff file name, a folder of that name
+    (mine / "trajectory.gif").mkdir(parents=True)
+    (mine / "reasoning.txt").write_text("my own notes\n")
+    (mine / "trajectory.gif" / "keep.txt").write_text("mine too\n")
+    (root / "letter.txt").write_text("dear paradiff\n")
+    broken = {}
+    for name, damage in DAMAGED_MODELS.items():
+        broken[name] = shutil.copytree(model, root / f"model-{name}")
+        damage(broken[name])
+    shapes = shutil.copytree(tiny_shapes_model, root / "shapes")
+    garbage = shutil.copytree(tiny_shapes_model, root / "shapes-garbage-codebook")
+    for file in (garbage / "vqvae").glob("*.safetensors"):
+        file.write_bytes(b"\x00garbage, not safetensors")
+    data = bench_data(root / "bench")
+    (root / "outside.png").write_bytes(photo.read_bytes())
+    runs = root / "runs"
+    run = runs / "sft"
+    shutil.copytree(tiny_shapes_model, run / "checkpoint-000002")
+    (run / "checkpoint-000002" / "training_state.pt").write_bytes(b"PK\x03\x04 truncated")
+    (run / LATEST_FILE).write_text("checkpoint-000002\n")
+    recipe = root / "sft.yaml"
+    recipe.write_text(
+        f"model: {{init: {shapes}}}\ndata: {{pretokenized: {root / 'pre'}}}\n"
+        f"output: {{dir: {run}}}\ntrain: {{steps: 2, batch_size: 2}}\n"
+    )
+    return {
+        "root": root, "model": model, "photo": photo, "mine": mine, "shapes": shapes,
+        "garbage": garbage, "data": data, "run": run, "recipe": recipe, **broken,
+    }  # fmt: skip
+
+
+def _nan_weight(model: Path) -> None:
+    weights = load_file(model / "model.safetensors")
+    name = next(k for k in weights if k.endswith("ff_out.weight"))
+    weights[name][0, 0] = math.nan
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+
+
+def _small_vocab(model: Path) -> None:
+    config = json.loads((model / "config.json").read_text())
+    config["paradiff_token_space"]["image_offset"] = config["embedding_size"] - 4
+    (model / "config.json").write_text(json.dumps(config))
+
+
+def _garbage_weights(model: Path) -> None:
+    (model / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+
+
+DAMAGED_MODELS = {"nan": _nan_weight, "vocab": _small_vocab, "garbage": _garbage_weights}
+
+
+def bench_data(folder: Path) -> Path:
+    """A ParaBench folder per hostile row: each file is one --data."""
+    (folder / "images").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(folder / "images" / "ok.png")
+    rows = {
+        "absolute": {"id": "a", "task": "edit", "instruction": "x", "input_image": "/etc/hostname"},
+        "dotdot": {"id": "b", "task": "edit", "instruction": "x", "input_image": "../outside.png"},
+        "symlink": {"id": "c", "task": "edit", "instruction": "x", "input_image": "images/ln.png"},
+        "null": {"id": "d", "task": "generation", "instruction": None},
+        "missing-image": {"id": "e", "task": "edit", "instruction": "x", "input_image": "no.png"},
+    }
+    (folder / "images" / "ln.png").symlink_to(folder.parent / "outside.png")
+    for name, row in rows.items():
+        (folder / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
+    (folder / "empty.jsonl").write_text("\n\n")
+    (folder / "good.jsonl").write_text(json.dumps({"id": "g", "instruction": "a cat"}) + "\n")
+    return folder
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every path under `root` with its content digest (folders and links marked)."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_symlink():
+            state[key] = "link:" + os.readlink(path)
+        elif path.is_dir():
+            state[key] = "dir"
+        else:
+            state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+# -- the table ----------------------------------------------------------------------------------
+def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
+    gen = ("generate", "a cat", "--model", "{model}", "--out", "{root}/out", "--quiet")
+    edit = ("edit", "x", "--model", "{model}", "--out", "{root}/out", "--quiet")
+    bench = (
+        "bench", "parabench", "--model", "{model}", "--out", "{root}/bench-run",
+        "--judge-url", "http://127.0.0.1:9", "--judge-model", "j", "--quiet",
+    )  # fmt: skip
+    good = ("--data", "{data}/good.jsonl")
+    sft = ("train", "sft", "--config", "{recipe}", "--quiet")
+    return {
+        # sizes and steps beyond the model
+        "a billion image steps": ((*gen, "--timesteps", "1000000000"), "image_steps"),
+        "a huge output size": ((*gen, "--height", "100000", "--width", "100000"), "maximum side"),
+        "an image the sequence cannot hold": ((*gen, "--height", "512", "--width", "512"), "fit"),
+        "a huge text length": (
+            (*gen, "--text-gen-length", "100000000", "--text-block-length", "100000000"),
+            "fit",
+        ),
+        "more text steps than tokens": ((*gen, "--text-steps", "1000"), "text tokens to reveal"),
+        "a 25 M pixel input image": ((*edit, "--image", "{root}/huge.png"), "pixels"),
+        "height without width": ((*gen, "--height", "16"), "both"),
+        "a size off the grid": ((*gen, "--height", "17", "--width", "16"), "multiple"),
+        # non-finite and out-of-range settings
+        "nan temperature": ((*gen, "--temperature", "nan"), "image_temperature"),
+        "inf image guidance": ((*gen, "--cfg-img", "inf"), "cfg_image"),
+        "inf text temperature": ((*gen, "--text-temperature", "inf"), "text_temperature"),
+        "negative text guidance": ((*gen, "--cfg-scale", "-1"), "cfg_text"),
+        "zero text steps": ((*gen, "--text-steps", "0"), "text_steps"),
+        "a block not dividing": ((*gen, "--text-block-length", "3"), "divide"),
+        "an unknown mode": ((*gen, "--mode", "sideways"), "mode"),
+        "an unknown profile": ((*gen, "--profile", "fast"), "profile"),
+        "an unknown remasking": ((*gen, "--remasking", "all"), "remasking"),
+        "a word for a number": ((*gen, "--timesteps", "many"), "invalid int"),
+        "an unknown flag": ((*gen, "--colour", "red"), "unrecognized"),
+        # devices and text
+        "a device that is no device": ((*gen, "--device", "foo"), "not a device"),
+        "a CUDA device this machine lacks": ((*gen, "--device", "cuda:99"), "CUDA device"),
+        "an unknown dtype": ((*gen, "--dtype", "float13"), "float13"),
+        "invalid UTF-8 in the prompt": (("generate", "a \udcff cat", *gen[2:]), "UTF-8"),
+        "an empty prompt": (("generate", "   ", *gen[2:]), "empty"),
+        # outputs that are not paradiff's to write
+        "an empty --out": (("generate", "a cat", "--model", "{model}", "--out", ""), "empty"),
+        "--out on the user's folder": ((*gen[:4], "--out", "{mine}"), "not empty"),
+        "--out on the user's file": ((*gen[:4], "--out", "{root}/letter.txt"), "not a directory"),
+        "--out below a file": ((*gen[:4], "--out", "{root}/letter.txt/x"), "not a directory"),
+        "demo into the user's folder": (("demo", "--out", "{mine}"), "not empty"),
+        # models that are not usable
+        "a missing model": ((*gen[:3], "{root}/nothing", *gen[4:]), "cannot load model"),
+        "weights that are not safetensors": ((*gen[:3], "{garbage}", *gen[4:]), "cannot load"),
+        "NaN weights": ((*gen[:3], "{nan}", *gen[4:]), "NaN or inf"),
+        "a vocabulary too small": ((*gen[:3], "{vocab}", *gen[4:]), "vocabulary"),
+        "a garbage VQ codebook": (
+            ("generate", "a red star", "--model", "{gbook}", "--out", "{root}/out"),
+            "cannot load",
+        ),  # fmt: skip
+        "a size the fixed-grid model ignores": (
+            (
+                "generate",
+                "a red star",
+                "--model",
+                "{shapes}",
+                "--out",
+                "{root}/out",
+                "--height",
+                "128",
+                "--width",
+                "128",
+            ),
+            "fixed size",
+        ),  # fmt: skip
+        # edit inputs
+        "a missing input image": ((*edit, "--image", "{root}/nope.png"), "nope.png"),
+        "a text file as image": ((*edit, "--image", "{root}/not-an-image.png"), "cannot read"),
+        "a paint mask of another size": (
+            (*edit, "--image", "{photo}", "--paint-mask", "{root}/small-mask.png"),
+            "paint mask",
+        ),
+        # benchmarks
+        "bench data outside (absolute)": ((*bench, "--data", "{data}/absolute.jsonl"), "outside"),
+        "bench data outside (..)": ((*bench, "--data", "{data}/dotdot.jsonl"), "outside"),
+        "bench data outside (symlink)": ((*bench, "--data", "{data}/symlink.jsonl"), "outside"),
+        "bench instruction null": ((*bench, "--data", "{data}/null.jsonl"), "instruction"),
+        "bench missing input image": ((*bench, "--data", "{data}/missing-image.jsonl"), "no.png"),
+        "bench without items": ((*bench, "--data", "{data}/empty.jsonl"), "no benchmark items"),
+        "bench negative retries": ((*bench, *good, "--judge-retries", "-1"), "judge-retries"),
+        "bench zero timeout": ((*bench, *good, "--judge-timeout", "0"), "judge-timeout"),
+        "bench nan deadline": ((*bench, *good, "--judge-deadline", "nan"), "judge-deadline"),
+        "bench judge not http": ((*bench[:7], "ftp://x", *bench[8:], *good), "http"),
+        "bench into the user's folder": (
+            ("bench", "parabench", *bench[2:4], "--out", "{mine}", *bench[6:], *good),
+            "not empty",
+        ),
+        "bench unreachable judge": ((*bench, *good), "unreachable"),
+        "shapebench into the user's folder": (
+            ("bench", "shapebench", "--oracle", "--out", "{mine}", "--limit", "2"),
+            "not empty",
+        ),
+        "shapebench limit 0": (("bench", "shapebench", "--oracle", "--limit", "0"), "--limit"),
+        "report of nothing": (("bench", "report", "{root}/nothing"), "nothing"),
+        # training
+        "a missing recipe": (("train", "sft", "--config", "{root}/none.yaml"), "does not exist"),
+        "a run folder without --resume": (sft, "--resume"),
+        "--resume and --overwrite": ((*sft, "--resume", "--overwrite"), "--overwrite"),
+        "--resume from a truncated state": ((*sft, "--resume"), "training_state.pt"),
+        "keep 0": ((*sft, "--overwrite", "output.keep=0"), "output.keep"),
+        "pretokenize a missing file": (
+            (
+                "pretokenize",
+                "--records",
+                "{root}/none.jsonl",
+                "--tokenizer",
+                "{shapes}",
+                "--out",
+                "{root}/pre",
+            ),
+            "does not exist",
+        ),  # fmt: skip
+        "app on port 0": (("app", "--port", "0"), "--port"),
+        "app on a device that is no device": (("app", "--device", "gpu!"), "not a device"),
+        "app on a host that does not resolve": (("app", "--host", "256.1.1.1"), "not an address"),
+        "app on another machine's address": (("app", "--host", "192.0.2.1"), "cannot serve"),
+    }
+
+
+CASES = _cases()
+
+
+def test_the_table_holds_at_least_forty_hostile_inputs():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_hostile_input_is_one_line_exit_2_and_changes_nothing(name, world, capsys):
+    argv, expected = CASES[name]
+    names = {**{k: str(v) for k, v in world.items()}, "gbook": str(world["garbage"])}
+    argv = [part.format(**names) for part in argv]
+    before = snapshot(world["root"])
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("paradiff"), err
+    assert expected.lower() in err.lower(), err
+    assert snapshot(world["root"]) == before
+
+
+# -- 1: outputs never replace what the user owns ------------------------------------------------
+def _writer(names: dict[str, str]):
+    def write(tmp: Path) -> None:
+        for name, text in names.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_text(text)
+
+    return write
+
+
+def test_publish_replaces_only_its_own_unchanged_files(tmp_path):
+    out = tmp_path / "out"
+    publish(_writer({"image.png": "1", "sub/meta.json": "1"}), out)
+    (out / "notes.txt").write_text("the user's")
+    publish(_writer({"image.png": "2", "sub/meta.json": "2"}), out)  # a re-run: replaced
+    assert (out / "image.png").read_text() == "2" and (
+        out / "notes.txt"
+    ).read_text() == "the user's"
+    (out / "image.png").write_text("edited by the user")
+    with pytest.raises(CommandError, match="changed after paradiff wrote it"):
+        publish(_writer({"image.png": "3"}), out)
+    assert (out / "image.png").read_text() == "edited by the user"
+    (out / "image.png").unlink()
+    with pytest.raises(CommandError, match="not written by paradiff"):
+        publish(_writer({"notes.txt": "mine now"}), out)
+    assert (out / "notes.txt").read_text() == "the user's"
+
+
+def test_generate_refuses_a_folder_of_the_users_files_and_reruns_into_its_own(world, capsys):
+    out = world["root"] / "gen-out"
+    argv = ["generate", "a cat", "--model", str(world["model"]), "--out", str(out), "--quiet"]
+    assert main(argv) == 0 and main(argv) == 0
+    assert json.loads((out / OUTPUT_MANIFEST).read_text())["files"].keys() == {
+        "image.png", "reasoning.txt", "meta.json", "trajectory.gif"
+    }  # fmt: skip
+    shutil.rmtree(out)
+    mine = world["mine"]
+    before = snapshot(mine)
+    assert main([*argv[:4], "--out", str(mine)]) == 2
+    assert "not empty and holds no paradiff output" in capsys.readouterr().err
+    assert snapshot(mine) == before
+
+
+# -- 2: a training rerun never loses a run ------------------------------------------------------
+@pytest.fixture
+def pipe(tiny_shapes_model):
+    return ParallelPipeline.from_pretrained(tiny_shapes_model, device="cpu")
+
+
+def test_pruning_keeps_the_new_checkpoint_and_latest_names_one_that_exists(tmp_path, pipe):
+    folder = RunFolder(tmp_path / "run")
+    assert folder.start(resume=False, overwrite=False) is None
+    for step in (1, 2, 3):
+        folder.write_checkpoint(pipe, step, {"step": step}, keep=2)
+    names = sorted(p.name for p in folder.checkpoints())
+    assert names == ["checkpoint-000002", "checkpoint-000003"]
+    assert (folder.root / LATEST_FILE).read_text().strip() == "checkpoint-000003"
+    # a rerun must say what it wants; --overwrite starts over with the new run's checkpoints
+    with pytest.raises(RecipeError, match="--resume"):
+        folder.start(resume=False, overwrite=False)
+    assert folder.start(resume=False, overwrite=True) is None and folder.checkpoints() == []
+    folder.write_checkpoint(pipe, 1, {"step": 1}, keep=1)
+    assert [p.name for p in folder.checkpoints()] == ["checkpoint-000001"]
+
+
+def test_resume_falls_back_to_the_newest_complete_checkpoint(tmp_path, pipe):
+    folder = RunFolder(tmp_path / "run")
+    for step in (1, 2):
+        folder.write_checkpoint(pipe, step, {"step": step}, keep=3)
+    (folder.root / LATEST_FILE).write_text("checkpoint-000009\n")  # killed: latest points nowhere
+    (folder.root / "checkpoint-000003").mkdir()  # and a checkpoint without its state
+    with open(folder.root / LOG_FILE, "w") as log:
+        log.writelines(json.dumps({"step": s}) + "\n" for s in (1, 2, 3))
+    assert folder.start(resume=True, overwrite=False).name == "checkpoint-000002"
+    steps = [json.loads(line)["step"] for line in (folder.root / LOG_FILE).read_text().splitlines()]
+    assert steps == [1, 2]  # the killed run's later lines go: the resumed run repeats them
+
+
+def test_a_truncated_training_state_is_a_one_line_error(tmp_path, pipe):
+    folder = RunFolder(tmp_path / "run")
+    path = folder.write_checkpoint(pipe, 1, {"step": 1}, keep=1)
+    data = (path / "training_state.pt").read_bytes()
+    (path / "training_state.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(RecipeError, match="damaged or truncated"):
+        folder.load_state(path)
+
+
+# -- 3: scratch folders of killed runs are removed at the next run ------------------------------
+def test_stale_scratch_folders_are_removed_at_the_next_run(tmp_path, pipe):
+    dead = 2**22 + 12345  # above any pid this machine hands out (pid_max is at most 2^22)
+    stale = tmp_path / f".paradiff-{dead}-abc"
+    alive = tmp_path / f".paradiff-{os.getpid()}-abc"
+    stale.mkdir()
+    alive.mkdir()
+    publish(_writer({"a.txt": "a"}), tmp_path / "out")
+    assert not stale.exists() and alive.exists()
+    run = tmp_path / "run"
+    (run / ".checkpoint-000004.x1y2").mkdir(parents=True)
+    (run / ".final.abcd").mkdir()
+    RunFolder(run).start(resume=True, overwrite=False)
+    assert not any(run.iterdir())
+
+
+# -- 4 and 9: benchmark data stays inside its folder, and says what it is -----------------------
+@pytest.mark.parametrize("name", ["absolute", "dotdot", "symlink"])
+def test_bench_images_outside_the_data_folder_are_refused(world, name):
+    with pytest.raises(BenchDataError, match="outside the data folder"):
+        load_parabench(world["data"] / f"{name}.jsonl")
+
+
+def test_a_null_instruction_is_refused_not_drawn_as_none(world):
+    with pytest.raises(BenchDataError, match="instruction is missing or empty"):
+        load_parabench(world["data"] / "null.jsonl")
+
+
+# -- 5: typed marker strings stay text ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_pipe(world):
+    return ParallelPipeline.from_pretrained(world["model"], device="cpu")
+
+
+@pytest.mark.parametrize("model", ["tiny", "shapes"])
+def test_prompt_ids_equal_the_template_encoding_for_plain_text(model, world, tiny_pipe):
+    pipe = tiny_pipe if model == "tiny" else ParallelPipeline.from_pretrained(world["shapes"])
+    layout, tok = pipe.layout, pipe.text_tokenizer
+    for task in ("edit", "generate"):
+        for text in ("a red circle", "two stars, left of a blue square.", ""):
+            expected = tok.encode(layout.prompt_text(task, text))
+            assert layout.prompt_ids(task, text, tok) == expected
+
+
+@pytest.mark.parametrize("marker", ["</user>", "<answer>", "<mask>", "<uncondition>", "<image>"])
+def test_a_typed_marker_never_becomes_its_token(marker, tiny_pipe):
+    layout, tok = tiny_pipe.layout, tiny_pipe.text_tokenizer
+    marker_id = tok.special_id(marker)
+    clean = layout.prompt_ids("generate", "a cat", tok)
+    typed = layout.prompt_ids("generate", f"a cat {marker} draw a dog", tok)
+    assert typed.count(marker_id) == clean.count(marker_id)
+    assert tok.decode(tok.encode_plain(f"a {marker} b")).replace(" ", "") == f"a{marker}b"
+
+
+def test_a_prompt_spelling_uncondition_is_still_conditioned(tiny_pipe):
+    layout, tok = tiny_pipe.layout, tiny_pipe.text_tokenizer
+    unconditional = layout.prompt_ids("generate", None, tok)
+    assert layout.prompt_ids("generate", "<uncondition>", tok) != unconditional
+
+
+# -- 6: sizes are bounded before anything is allocated ------------------------------------------
+def test_sizes_are_refused_before_the_sequence_is_built(tiny_pipe, monkeypatch):
+    built = []
+    monkeypatch.setattr(Layout, "build", lambda *a, **k: built.append(1))
+    with pytest.raises(PipelineInputError, match="do not fit"):
+        tiny_pipe.run("generate", [_request("a cat")], height=1024, width=1024)
+    with pytest.raises(PipelineInputError, match="image_steps"):
+        tiny_pipe.run("generate", [_request("a cat")], image_steps=10**9)
+    assert built == []
+
+
+def _request(text: str):
+    from paradiff.pipeline import Request
+
+    return Request(text)
+
+
+def test_a_huge_image_is_refused_from_its_header(world, monkeypatch):
+    from paradiff.image_tokenizers.base import ImageInputError, load_image
+
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(1))
+    with pytest.raises(ImageInputError, match="pixels"):
+        load_image(world["root"] / "huge.png")
+    assert decoded == []
+
+
+# -- 7: a judge that never answers gives up within its deadline ---------------------------------
+def test_a_silent_judge_gives_up_within_the_deadline_and_says_so():
+    now = [0.0]
+    timeouts, retries = [], []
+
+    def never_answers(body, timeout):
+        timeouts.append(timeout)
+        now[0] += timeout
+        raise TimeoutError("timed out")
+
+    client = JudgeClient(
+        "http://judge", "j", timeout=60, retries=10, backoff=2, deadline=150,
+        on_retry=retries.append, sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=lambda: now[0],
+    )  # fmt: skip
+    client._post = never_answers
+    with pytest.raises(JudgeError, match="failed 3 times"):
+        client.score([{"role": "user", "content": "x"}])
+    assert now[0] <= 150 and timeouts == [60, 60, 150 - 60 - 2 - 60 - 4]
+    assert len(retries) == 2 and "attempt 2 of 11" in retries[0]
+
+
+# -- 8: a device that is not there is refused ---------------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_on_a_machine_without_it_is_one_line(world, capsys):
+    argv = ["generate", "a cat", "--model", str(world["model"]), "--out", str(world["root"] / "o")]
+    assert main([*argv, "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
