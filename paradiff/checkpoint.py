@@ -1,8 +1,10 @@
 """Read and write HF-style checkpoint directories.
 
 A checkpoint directory holds `config.json` and the weights as `model.safetensors` or as shards
-listed in `model.safetensors.index.json`, with upstream key names (`model.transformer.…`).
-Writing is atomic: everything goes to a temporary sibling directory that is renamed into place.
+listed in `model.safetensors.index.json`, with upstream key names (`model.transformer.…`), and
+the tokenizers beside them. Writing is atomic: everything goes to a temporary sibling directory
+that is renamed into place. This module sits below the model: it builds whatever module class it
+is handed (`MaskPredictor.from_pretrained` hands its own).
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from paradiff.config import ConfigError, ModelConfig, parse_dtype
-from paradiff.model import MaskPredictor
+from paradiff.image_tokenizers.base import ImageTokenizer
+from paradiff.image_tokenizers.loading import load_image_tokenizer
+from paradiff.layout import TokenSpace
+from paradiff.text_tokenizer import REQUIRED_SPECIAL_TOKENS, TextTokenizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -31,11 +37,17 @@ class CheckpointError(ValueError):
     """A checkpoint directory that cannot be read or does not fit the model."""
 
 
-def download_snapshot(repo_id: str) -> Path:
-    """Fetch a hub repository's files (needs a network; tests replace this function)."""
+def download_snapshot(repo_id: str, repo_type: str = "model") -> Path:
+    """Fetch a hub repository's files, a model's or (`repo_type` 'dataset') a data set's (needs a
+    network; tests replace this function)."""
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(repo_id))
+    return Path(snapshot_download(repo_id, repo_type=repo_type))
+
+
+def is_hub_id(text: str) -> bool:
+    """`owner/name`, the form of a hub repository id."""
+    return bool(_HUB_ID.match(text))
 
 
 def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
@@ -45,7 +57,7 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
         return path
     if path.exists():
         raise CheckpointError(f"checkpoint path {path} is a file, not a directory")
-    if _HUB_ID.match(str(path_or_hub_id)):
+    if is_hub_id(str(path_or_hub_id)):
         return download_snapshot(str(path_or_hub_id))
     raise CheckpointError(f"no checkpoint directory at {path}")
 
@@ -85,7 +97,7 @@ def load_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_state_dict(model: MaskPredictor, state: dict[str, torch.Tensor]) -> None:
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Every model tensor present with its exact shape, and nothing unknown."""
     expected = model.state_dict()
     for name, tensor in expected.items():
@@ -102,16 +114,17 @@ def check_state_dict(model: MaskPredictor, state: dict[str, torch.Tensor]) -> No
 
 
 def load_model(
+    model_class: Callable[[ModelConfig], nn.Module],
     path_or_hub_id: str | os.PathLike,
     dtype: torch.dtype | str | None = None,
     device: torch.device | str = "cpu",
-) -> MaskPredictor:
-    """Build a MaskPredictor from a checkpoint; `dtype` defaults to the config's dtype."""
+) -> nn.Module:
+    """Build `model_class(config)` from a checkpoint; `dtype` defaults to the config's dtype."""
     directory = resolve_checkpoint_dir(path_or_hub_id)
     config = read_config(directory)
     target_dtype = parse_dtype(dtype) or config.torch_dtype
     with torch.device("meta"):
-        model = MaskPredictor(config)
+        model = model_class(config)
     state = load_state_dict(directory)
     check_state_dict(model, state)
     model.load_state_dict(state, assign=True)
@@ -119,12 +132,13 @@ def load_model(
 
 
 def save_model(
-    model: MaskPredictor,
+    model: nn.Module,
     directory: str | os.PathLike,
     max_shard_bytes: int | None = None,
     write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write config.json + weights (sharded past `max_shard_bytes`) atomically into `directory`.
+    """Write `model.config` as config.json and the weights (sharded past `max_shard_bytes`)
+    atomically into `directory`.
 
     `write_extra(tmp_dir)` may add files (tokenizers, sampler settings) before the rename. An
     existing directory is replaced only once the new one is complete.
@@ -145,6 +159,15 @@ def save_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def load_tokenizers(
+    directory: Path, space: TokenSpace, device: torch.device | str = "cpu"
+) -> tuple[TextTokenizer, ImageTokenizer]:
+    """The text and image tokenizers saved in a checkpoint directory."""
+    required = REQUIRED_SPECIAL_TOKENS if space.family == "A" else ()
+    text_tokenizer = TextTokenizer.from_pretrained(directory, required_special_tokens=required)
+    return text_tokenizer, load_image_tokenizer(directory, device=device)
 
 
 def _write_weights(state: dict[str, torch.Tensor], directory: Path, max_shard_bytes: int | None):

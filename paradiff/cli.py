@@ -53,6 +53,14 @@ def sample_and_save(args: argparse.Namespace, task: str) -> int:
     """The shared body of `paradiff generate` and `paradiff edit`."""
     from paradiff.pipeline import Request
 
+    if args.batch is not None:
+        from paradiff.batch import sample_batch
+
+        return sample_batch(args, task)
+    if args.instruction is None or (task == "edit" and args.image is None):
+        raise CommandError(
+            "give " + ("--image and " if task == "edit" else "") + "the text, or --batch"
+        )
     out = output_dir(args.out)
     owned_outputs(out)  # refuses a folder holding the user's files before any work
     what = "instruction" if task == "edit" else "prompt"
@@ -152,15 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser(
         "generate", help="draw an image (and its reasoning) for a prompt"
     )
-    generate.add_argument("instruction", metavar="PROMPT", help="what to draw")
+    generate.add_argument("instruction", metavar="PROMPT", nargs="?", help="what to draw")
     edit = commands.add_parser("edit", help="edit an image following an instruction")
-    edit.add_argument("--image", required=True, help="input image (PNG, JPEG, …)")
+    edit.add_argument("--image", default=None, help="input image (PNG, JPEG, …)")
     edit.add_argument(
         "--paint-mask",
         default=None,
         help="inpainting: a mask image the size of the input, white = repaint, black = keep",
     )
-    edit.add_argument("instruction", metavar="INSTRUCTION", help="the edit to make")
+    edit.add_argument("instruction", metavar="INSTRUCTION", nargs="?", help="the edit to make")
+    from paradiff.batch import add_batch_arguments
+
     for sub, task in ((generate, "generate"), (edit, "edit")):
         add_model_argument(sub)
         sub.add_argument(
@@ -169,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress bar or summary")
         add_device_arguments(sub)
         add_sampler_arguments(sub)
+        add_batch_arguments(sub)
         sub.set_defaults(func=lambda args, task=task: sample_and_save(args, task))
 
     demo = commands.add_parser("demo", help="one generation and one edit on the bundled model")

@@ -59,7 +59,6 @@ class ModelConfig:
     activation_type: str = "silu"
     layer_norm_type: str = "rms"
     model_type: str = "llada"
-    mask_token_id: int = 126336
     # paradiff's optional image-grid positions: learned row and column tables (this many rows
     # each) added to the input embedding of every image-span token; 0 (the released models) = off
     image_grid_size: int = 0

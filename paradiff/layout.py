@@ -39,7 +39,9 @@ class TokenSpace:
     """The special ids and the image-code range of one model family.
 
     Text ids are the ids below `image_offset` other than `mask_id`; image code c is
-    `image_offset + c` for c in [0, codebook_size).
+    `image_offset + c` for c in [0, codebook_size). These facts are this class's alone: the
+    sampler, the SFT loss and the ParaRL replay take their candidate sets from `text_vocab`,
+    `image_vocab` and `forbid_mask`.
     """
 
     family: str
@@ -63,6 +65,24 @@ class TokenSpace:
     def vocab_size(self) -> int:
         """Rows the model's embedding needs at least."""
         return self.image_offset + self.codebook_size
+
+    @property
+    def text_vocab(self) -> tuple[int, int]:
+        """[start, stop) of the head columns a text position is scored over: [0, image_offset).
+        The mask id may lie inside; `forbid_mask` takes it out."""
+        return (0, self.image_offset)
+
+    @property
+    def image_vocab(self) -> tuple[int, int]:
+        """[start, stop) of the head columns an image position is scored over: the codebook."""
+        return (self.image_offset, self.image_offset + self.codebook_size)
+
+    def forbid_mask(self, text_logits: torch.Tensor) -> torch.Tensor:
+        """Text logits (..., image_offset) over `text_vocab` with the mask id's set to -inf, in
+        place: a masked position is never predicted to be the mask."""
+        if self.mask_id < self.image_offset:
+            text_logits[..., self.mask_id] = float("-inf")
+        return text_logits
 
     @property
     def template(self) -> str:
@@ -203,6 +223,11 @@ class Batch:
     output_image: torch.Tensor  # (h * w,)
     text: torch.Tensor  # (N,)
     grid: tuple[int, int]
+
+    @property
+    def answer_start(self) -> int:
+        """The first answer column: the answer (output image and text) runs from here to the end."""
+        return int(min(self.output_image[0], self.text[0]))
 
     def to(self, device: torch.device | str) -> Batch:
         return dataclasses.replace(

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paradiff.checkpoint import load_model, save_model
 from paradiff.config import ModelConfig
 from paradiff.layout import image_grid_positions, token_space_from_config
 
@@ -328,12 +329,8 @@ class MaskPredictor(nn.Module):
         device: torch.device | str = "cpu",
     ) -> MaskPredictor:
         """Load an HF-style checkpoint directory (or hub id); see `paradiff.checkpoint`."""
-        from paradiff.checkpoint import load_model
-
-        return load_model(path_or_hub_id, dtype=dtype, device=device)
+        return load_model(cls, path_or_hub_id, dtype=dtype, device=device)
 
     def save_pretrained(self, directory: str, max_shard_bytes: int | None = None) -> None:
         """Write config.json and safetensors weights atomically; see `paradiff.checkpoint`."""
-        from paradiff.checkpoint import save_model
-
         save_model(self, directory, max_shard_bytes=max_shard_bytes)

@@ -20,16 +20,22 @@ import torch
 from PIL import Image
 
 from paradiff import __version__
-from paradiff.checkpoint import resolve_checkpoint_dir, save_model
-from paradiff.image_tokenizers.base import ImageTokenizer, check_size, preprocess, to_pil
-from paradiff.image_tokenizers.loading import load_image_tokenizer, save_image_tokenizer
+from paradiff.checkpoint import load_tokenizers, resolve_checkpoint_dir, save_model
+from paradiff.image_tokenizers.base import (
+    ImageTokenizer,
+    check_size,
+    encode_image,
+    to_pil,
+    tokenizer_device,
+)
+from paradiff.image_tokenizers.loading import save_image_tokenizer
 from paradiff.layout import Layout, LayoutError, Sequence1D, TokenSpace, token_space_from_config
 from paradiff.model import MaskPredictor
 from paradiff.sampling import ParallelSampler, SamplerConfig
-from paradiff.text_tokenizer import REQUIRED_SPECIAL_TOKENS, TextTokenizer
+from paradiff.sampling.settings import read_sampler_settings, write_sampler_settings
+from paradiff.text_tokenizer import TextTokenizer
 from paradiff.trajectory import grey_out, partial_text, save_gif, side_by_side, with_caption
 
-SAMPLER_SETTINGS_NAME = "sampler_config.json"
 BUNDLED_MODELS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = "shapes"
 DEFAULT_IMAGE_SIZE = (512, 512)  # (width, height) of generated images when nothing else says
@@ -239,7 +245,7 @@ class ParallelPipeline:
         started = time.perf_counter()
         conditional, unconditional = [], []
         for request in requests:
-            cond, uncond = self._build(task, request, config, height, width)
+            cond, uncond = self.build_sequences(task, request, config, height, width)
             conditional.append(cond)
             unconditional.append(uncond)
         guided = config.cfg_image > 0 or config.cfg_text > 0
@@ -262,7 +268,7 @@ class ParallelPipeline:
             "steps": len(out.plan),
             "forward_rows": out.forward_rows,
         }
-        _, render_frame, reveal_text = self._renderers(batch, int(out.answer_columns[0]))
+        _, render_frame, reveal_text = self._renderers(batch, out.answer_start)
         return [
             SampleResult(
                 task=task,
@@ -287,10 +293,17 @@ class ParallelPipeline:
                 break
         return self.text_tokenizer.decode(ids, skip_special_tokens=True).strip()
 
-    # -- helpers ------------------------------------------------------------------------------
-    def _build(
-        self, task: str, request: Request, config: SamplerConfig, height, width
+    def build_sequences(
+        self,
+        task: str,
+        request: Request,
+        config: SamplerConfig | None = None,
+        height: int | None = None,
+        width: int | None = None,
     ) -> tuple[Sequence1D, Sequence1D]:
+        """The conditional sequence of one request and its unconditional twin (CFG's rows),
+        answers masked; `config` (default: the pipeline's) gives the text length."""
+        config = config or self.sampler_defaults
         if not request.instruction or not request.instruction.strip():
             raise PipelineInputError("the instruction is empty")
         down = self.image_tokenizer.downsample
@@ -342,6 +355,7 @@ class ParallelPipeline:
             )
         return cond, uncond
 
+    # -- helpers ------------------------------------------------------------------------------
     def _check_bounds(self, grid: tuple[int, int], config: SamplerConfig) -> None:
         """Refuse, before anything is allocated, an answer the model cannot hold (image tokens
         plus text tokens beyond its sequence length) or more steps than tokens to reveal."""
@@ -409,26 +423,6 @@ def check_finite(model: MaskPredictor, directory: Path) -> None:
                 raise ValueError(f"{directory}: weight {name} holds NaN or inf values")
 
 
-def load_tokenizers(
-    directory: Path, space: TokenSpace, device: torch.device | str = "cpu"
-) -> tuple[TextTokenizer, ImageTokenizer]:
-    """The text and image tokenizers saved in a checkpoint directory."""
-    required = REQUIRED_SPECIAL_TOKENS if space.family == "A" else ()
-    text_tokenizer = TextTokenizer.from_pretrained(directory, required_special_tokens=required)
-    return text_tokenizer, load_image_tokenizer(directory, device=device)
-
-
-def encode_image(
-    tokenizer: ImageTokenizer, source, size: tuple[int, int] | None = None
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Image (path or PIL) -> its code grid (h, w) on the CPU and the pixel size (H, W) it was
-    encoded at (`size` = (width, height) forces one)."""
-    pixels = preprocess(source, size=size, multiple=tokenizer.downsample)  # (3, H, W)
-    device = tokenizer_device(tokenizer)
-    codes = tokenizer.encode(pixels[None].to(device))[0].cpu()  # (h, w)
-    return codes, tuple(pixels.shape[1:])
-
-
 def paint_grid(paint_mask, pixel_size: tuple[int, int], patch: int) -> torch.Tensor:
     """Pixel mask (True/non-zero = repaint) -> token grid (h, w): a token is repainted when any
     pixel of its patch is."""
@@ -452,34 +446,3 @@ def decode_partial_image(
     codes = torch.where(masked, 0, tokens - space.image_offset)
     pixels = tokenizer.decode(codes.to(tokenizer_device(tokenizer))).float().cpu()
     return grey_out(pixels, masked.cpu(), tokenizer.downsample)
-
-
-def tokenizer_device(tokenizer: ImageTokenizer) -> torch.device:
-    """Where an image tokenizer's weights live (CPU for weightless ones)."""
-    if hasattr(tokenizer, "device"):
-        return torch.device(tokenizer.device)
-    parameters = getattr(tokenizer, "parameters", None)
-    first = next(iter(parameters()), None) if parameters else None
-    return first.device if first is not None else torch.device("cpu")
-
-
-def read_sampler_settings(directory: Path) -> dict[str, Any]:
-    """The pipeline keyword arguments saved beside a checkpoint's config.json (empty if none):
-    sampler_defaults, image_size (width, height), fixed_size."""
-    path = directory / SAMPLER_SETTINGS_NAME
-    if not path.is_file():
-        return {}
-    raw = json.loads(path.read_text())
-    size = raw.get("image_size")
-    return {
-        "sampler_defaults": SamplerConfig.from_dict(raw.get("sampler", {})),
-        "image_size": tuple(size) if size else None,
-        "fixed_size": bool(raw.get("fixed_size", False)),
-    }
-
-
-def write_sampler_settings(
-    directory: Path, config: SamplerConfig, image_size: tuple[int, int], fixed_size: bool
-) -> None:
-    raw = {"sampler": config.to_dict(), "image_size": list(image_size), "fixed_size": fixed_size}
-    (directory / SAMPLER_SETTINGS_NAME).write_text(json.dumps(raw, indent=2) + "\n")

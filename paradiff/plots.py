@@ -1,5 +1,5 @@
-"""Small PNG charts drawn with PIL (no plotting dependency): training and reward curves, and
-grouped bar charts of benchmark scores."""
+"""PNG charts drawn with matplotlib (off-screen, the Agg backend): training and reward curves,
+and grouped bar charts of benchmark scores."""
 
 from __future__ import annotations
 
@@ -8,17 +8,22 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+import matplotlib
 
-PALETTE = (
-    (31, 119, 180),
-    (214, 39, 40),
-    (44, 160, 44),
-    (148, 103, 189),
-    (255, 127, 14),
-    (23, 190, 207),
-)
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+
 Series = dict[str, Sequence[tuple[float, float]]]
+DPI = 100
+
+
+def _save(figure, path: str | os.PathLike) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=DPI)
+    plt.close(figure)
+    return out
 
 
 def line_chart(
@@ -28,46 +33,19 @@ def line_chart(
     x_label: str = "step",
     size: tuple[int, int] = (720, 420),
 ) -> Path:
-    """Draw each named series of (x, y) points as a line on shared axes and save a PNG."""
-    points = [p for values in series.values() for p in values]
-    if not points:
+    """Draw each named series of (x, y) points as a line on shared axes and save a PNG of
+    `size` pixels."""
+    if not any(len(values) for values in series.values()):
         raise ValueError("nothing to plot")
-    width, height = size
-    left, right, top, bottom = 60, 20, (54 if title else 36), 44
-    legend_y = top - 24  # the legend row sits under the title row
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-
-    def to_pixel(x: float, y: float) -> tuple[float, float]:
-        px = left + (x - x0) / (x1 - x0) * (width - left - right)
-        py = height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
-        return px, py
-
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    draw.rectangle([left, top, width - right, height - bottom], outline=(90, 90, 90))
-    for i in range(5):  # axis ticks: 5 evenly spaced labels per axis
-        fx, fy = x0 + (x1 - x0) * i / 4, y0 + (y1 - y0) * i / 4
-        px, _ = to_pixel(fx, y0)
-        _, py = to_pixel(x0, fy)
-        draw.text((px - 12, height - bottom + 6), f"{fx:g}", fill="black", font=font)
-        draw.text((4, py - 6), f"{fy:.3g}", fill="black", font=font)
-        draw.line([left, py, width - right, py], fill=(230, 230, 230))
-    for index, (name, values) in enumerate(series.items()):
-        colour = PALETTE[index % len(PALETTE)]
-        line = [to_pixel(x, y) for x, y in values]
-        if len(line) > 1:
-            draw.line(line, fill=colour, width=2)
-        draw.text((left + 10 + 130 * index, legend_y), f"-- {name}", fill=colour, font=font)
-    draw.text((width // 2 - 20, height - 18), x_label, fill="black", font=font)
+    figure, axes = plt.subplots(figsize=(size[0] / DPI, size[1] / DPI), layout="constrained")
+    for name, values in series.items():
+        axes.plot([x for x, _ in values], [y for _, y in values], label=name, linewidth=1.5)
+    axes.set_xlabel(x_label)
+    axes.grid(True, color="0.9")
+    axes.legend(loc="best", fontsize="small")
     if title:
-        draw.text((left, 8), title, fill="black", font=font)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out)
-    return out
+        axes.set_title(title)
+    return _save(figure, path)
 
 
 def bar_chart(
@@ -82,45 +60,32 @@ def bar_chart(
     names = list(dict.fromkeys(name for values in groups.values() for name in values))
     if not names:
         raise ValueError("nothing to plot")
-    bar, gap, legend, left, right, top, bottom = 10, 16, 90, 50, 20, 44, 30
-    group_px = bar * len(names) + gap
-    width = left + right + max(group_px * len(groups), legend * len(names))
-    height = 360
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-
-    def to_y(value: float) -> float:
-        return height - bottom - value / y_max * (height - top - bottom)
-
-    for i in range(5):
-        value = y_max * i / 4
-        draw.line([left, to_y(value), width - right, to_y(value)], fill=(230, 230, 230))
-        draw.text((4, to_y(value) - 6), f"{value:g}", fill="black", font=font)
-    for g, (group, values) in enumerate(groups.items()):
-        x = left + gap / 2 + g * group_px
-        for n, name in enumerate(names):
+    width = 1.0 / (len(names) + 1)  # bar width in group units, a bar's width of gap
+    figure, axes = plt.subplots(
+        figsize=(max(6.0, 0.25 * len(names) * len(groups) + 2), 4.0), layout="constrained"
+    )
+    for n, name in enumerate(names):
+        xs, heights, low, high = [], [], [], []
+        for g, (group, values) in enumerate(groups.items()):
             if values.get(name) is None:
                 continue
-            x0 = x + n * bar
-            draw.rectangle(
-                [x0, to_y(values[name]), x0 + bar - 2, to_y(0)], fill=PALETTE[n % len(PALETTE)]
-            )
-            low_high = (intervals or {}).get(group, {}).get(name)
-            if low_high is not None:
-                centre = x0 + bar / 2 - 1
-                draw.line([centre, to_y(low_high[0]), centre, to_y(low_high[1])], fill="black")
-        draw.text((x, height - bottom + 6), group[: group_px // 6], fill="black", font=font)
-    draw.line([left, to_y(0), width - right, to_y(0)], fill=(90, 90, 90))
-    for n, name in enumerate(names):  # legend: one row under the title
-        colour = PALETTE[n % len(PALETTE)]
-        draw.text((left + legend * n, 22), f"# {name}", fill=colour, font=font)
+            xs.append(g + (n - (len(names) - 1) / 2) * width)
+            heights.append(values[name])
+            spread = (intervals or {}).get(group, {}).get(name)
+            low.append(values[name] - spread[0] if spread else 0.0)
+            high.append(spread[1] - values[name] if spread else 0.0)
+        whiskers = [low, high] if intervals else None
+        axes.bar(xs, heights, width, label=name, yerr=whiskers, capsize=2, ecolor="black")
+    axes.set_xticks(range(len(groups)), list(groups), rotation=30, ha="right", fontsize="small")
+    axes.set_ylim(0, y_max)
+    axes.grid(True, axis="y", color="0.9")
+    axes.set_axisbelow(True)
+    axes.legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=min(6, len(names)), fontsize="small"
+    )
     if title:
-        draw.text((left, 6), title, fill="black", font=font)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out)
-    return out
+        axes.set_title(title)
+    return _save(figure, path)
 
 
 def read_log(path: str | os.PathLike, keys: Sequence[str], x_key: str = "step") -> Series:

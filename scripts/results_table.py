@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from paradiff.bench.data import METRICS
 from paradiff.bench.report import SUMMARY_JSON, groups_of
-from paradiff.shapes.judge import METRICS
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import socket
 import pytest
 from PIL import Image
 
-from paradiff.bench.data import BenchItem
+from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.judge import (
     JudgeClient,
     JudgeError,
@@ -19,7 +19,6 @@ from paradiff.bench.judge import (
     parse_score,
     png_bytes,
 )
-from paradiff.shapes.judge import METRICS
 from tests.bench_judge_server import JudgeServer
 
 PNG = png_bytes(Image.new("RGB", (8, 8), (200, 30, 30)))

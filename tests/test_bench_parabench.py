@@ -169,7 +169,8 @@ def test_end_to_end_and_rerun_does_nothing_again(tiny_model, data, tmp_path, mon
             assert image.size == (16, 16)
         assert (out / record["image"]).with_suffix(".txt").read_text() == record["text"] + "\n"
     settings = json.loads((out / "run.json").read_text())
-    assert settings["sampler"]["text_steps"] == 8 and settings["judge_model"] == "judge-x"
+    assert settings["sampler"]["text_steps"] == 8
+    assert json.loads((out / "judge.json").read_text()) == {"judge_model": "judge-x"}
     with Image.open(out / "chart.png") as chart:
         assert chart.size[0] > 100 and (out / "summary.md").is_file()
 
@@ -229,6 +230,57 @@ def test_shards_share_a_folder_and_the_last_writes_the_report(
     (out / "summary.json").unlink()
     assert main(["bench", "report", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text())["count"] == 5
+
+
+def test_no_judge_generates_then_a_judged_run_scores_without_loading_a_model(
+    tiny_model, data, tmp_path, monkeypatch, capsys
+):
+    runs = CountingRuns(monkeypatch)
+    out = tmp_path / "run"
+    generate_only = command(tiny_model, data, out, "unused")
+    generate_only = [a for a in generate_only if a not in ("--judge-url", "unused")]
+    generate_only.remove("--judge-model")
+    generate_only.remove("judge-x")
+    assert main([*generate_only, "--no-judge"]) == 0
+    assert len(lines(out / "generations.jsonl")) == 5 and not (out / "scores.jsonl").exists()
+    assert sorted(runs.instructions) == sorted(row[3] for row in ROWS)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the scoring half must not load a model")
+
+    monkeypatch.setattr(ParallelPipeline, "from_pretrained", no_model)
+    with JudgeServer() as server:
+        assert main(command(tiny_model, data, out, server.url)) == 0
+        assert len(server.requests) == JUDGE_CALLS
+        capsys.readouterr()
+        other_judge = command(tiny_model, data, out, server.url)
+        other_judge[other_judge.index("judge-x")] = "judge-y"
+        assert main(other_judge) == 2
+    assert "scored by judge 'judge-x'" in capsys.readouterr().err
+    assert len(runs.instructions) == 5 and len(lines(out / "scores.jsonl")) == 5
+    assert json.loads((out / "summary.json").read_text())["count"] == 5
+
+
+def test_a_run_needs_a_judge_or_no_judge(tiny_model, data, tmp_path, capsys):
+    argv = command(tiny_model, data, tmp_path / "run", "unused")
+    argv.remove("--judge-model")
+    argv.remove("judge-x")
+    assert main(argv) == 2
+    assert "--no-judge" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_hub_dataset_id_resolves_through_the_downloader(data, monkeypatch):
+    from paradiff import checkpoint
+
+    asked = []
+
+    def fake_download(repo_id, repo_type="model"):
+        asked.append((repo_id, repo_type))
+        return data
+
+    monkeypatch.setattr(checkpoint, "download_snapshot", fake_download)
+    items = load_parabench("tyfeld/ParaBench", limit=2)
+    assert asked == [("tyfeld/ParaBench", "dataset")] and [i.id for i in items] == ["e0", "e1"]
 
 
 def test_other_settings_refuse_to_resume(tiny_model, data, tmp_path, capsys):

@@ -7,6 +7,7 @@ import json
 import pytest
 from PIL import Image
 
+from paradiff.bench.data import METRICS
 from paradiff.bench.report import (
     bootstrap_interval,
     compare_table,
@@ -16,7 +17,6 @@ from paradiff.bench.report import (
 )
 from paradiff.bench.runner import RunError
 from paradiff.cli import main
-from paradiff.shapes.judge import METRICS
 
 
 def record(task: str, category: str, **scores: float | None) -> dict:

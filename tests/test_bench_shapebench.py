@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from paradiff.bench.data import METRICS
 from paradiff.bench.generate import item_seed, pipeline_answerer
-from paradiff.bench.shapebench import run_shapebench, select_samples
 from paradiff.cli import main
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
-from paradiff.shapes.judge import METRICS
+from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.render import render_scene
 from tests.tiny_pipeline import build_tiny_pipeline
 
@@ -55,7 +55,8 @@ def test_pipeline_answers_batch_by_task_with_fixed_seeds_and_score_100():
     answer = pipeline_answerer(pipe, 4, {"mode": "sequential"}, pipe.image_size)
     report = run_shapebench(answer=answer, samples=samples)
     assert report["count"] == 15
-    assert report["overall"] == {name: 100.0 for name in METRICS}
+    overall = {m: v["mean"] for m, v in report["overall"]["metrics"].items()}
+    assert overall == dict.fromkeys(METRICS, 100.0)
     assert list(report["per_category"]) == [s.category for s in samples]  # bench order kept
     sizes = [(task, len(requests)) for task, requests, _ in pipe.calls]
     assert sorted(sizes) == [
@@ -88,14 +89,14 @@ def test_cli_scores_a_saved_model_and_resumes(tiny_model, tmp_path, capsys, monk
     report = json.loads(capsys.readouterr().out)
     assert report["benchmark"] == "shapebench" and report["count"] == 3
     assert report["mode"] == "parallel" and report["sampler"]["text_steps"] == 8
-    assert set(report["overall"]) == set(METRICS)
-    assert all(0 <= v <= 100 for v in report["overall"].values())
+    means = {m: v["mean"] for m, v in report["overall"]["metrics"].items()}
+    assert set(means) == set(METRICS) and all(0 <= v <= 100 for v in means.values())
     samples = select_samples(4)
     lines = (tmp_path / "scores.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == [s.id for s in samples[:3]]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["count"] == 3 and summary["per_category"].keys() == report["per_category"].keys()
-    for metric, value in report["overall"].items():
+    for metric, value in means.items():
         assert summary["overall"]["metrics"][metric]["mean"] == pytest.approx(value, abs=0.01)
     assert (tmp_path / "summary.md").is_file() and (tmp_path / "chart.png").is_file()
     assert main([*argv, "--limit", "4", *out]) == 0  # resumes: only the fourth is drawn

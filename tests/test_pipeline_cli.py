@@ -58,7 +58,7 @@ def test_generate_returns_text_image_and_a_full_trajectory(pipe):
 
 
 def test_edit_paint_mask_keeps_the_unpainted_codes(pipe, photo):
-    from paradiff.pipeline import encode_image
+    from paradiff.image_tokenizers.base import encode_image
 
     paint = np.zeros((16, 16), dtype=bool)
     paint[:, 8:] = True  # repaint the right half only

@@ -54,7 +54,7 @@ def check_sampler_runs(root: Path) -> None:
         assert len(states) == len(out.plan) == run["text_steps"]
         for step, expected in enumerate(states):
             ours = batch.ids[0].clone()
-            ours[out.answer_columns] = out.trajectory[step, 0].long()
+            ours[out.answer_start :] = out.trajectory[step, 0].long()
             assert ours.tolist() == expected, f"state before forward {step} differs"
         assert out.text_tokens[0].tolist() == run["text_tokens"]
         codes = out.image_codes[0].flatten().tolist()

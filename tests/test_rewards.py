@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from paradiff.image_tokenizers.shapes import shapes_tokenizer
 from paradiff.shapes import make_sample
+from paradiff.shapes.image_tokenizer import shapes_tokenizer
+from paradiff.shapes.reward import SceneAgreementReward
 from paradiff.shapes.scene import Obj
 from paradiff.shapes.tokenizer import PAD, build_text_tokenizer, save_text_tokenizer
 from paradiff.training.rewards import (
@@ -17,7 +18,6 @@ from paradiff.training.rewards import (
     PartialState,
     RewardError,
     RewardNormaliser,
-    SceneAgreementReward,
     build_reward,
     clip_text_inputs,
     stats_prompt_count,
@@ -170,6 +170,12 @@ def test_clip_reward_errors(tmp_path):
         build_reward("clip")
     with pytest.raises(RewardError, match="unknown reward"):
         build_reward("aesthetics")
+
+
+def test_the_shapes_world_registers_its_reward_by_kind():
+    """`reward.kind: scene_agreement` reaches the shapes world's reward through the registry
+    (the core names it nowhere)."""
+    assert isinstance(build_reward("scene_agreement"), SceneAgreementReward)
 
 
 def test_train_clip_command_writes_a_small_loadable_clip(tmp_path, capsys):

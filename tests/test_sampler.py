@@ -96,7 +96,7 @@ def sample(model, config, prompt_lengths=(6,), seeds=None, guided=True):
 
 def answer_spans(batch: Batch, out) -> tuple[torch.Tensor, torch.Tensor]:
     """Columns of the text and of the output image inside the trajectory's answer part."""
-    start = out.answer_columns[0]
+    start = out.answer_start
     return batch.text - start, batch.output_image - start
 
 

@@ -9,7 +9,6 @@ from collections import Counter
 import pytest
 import torch
 
-from paradiff.image_tokenizers.shapes import ShapesImageTokenizer, shapes_tokenizer
 from paradiff.shapes import dataset
 from paradiff.shapes.commands import register
 from paradiff.shapes.dataset import (
@@ -20,6 +19,7 @@ from paradiff.shapes.dataset import (
     shapebench_samples,
     training_samples,
 )
+from paradiff.shapes.image_tokenizer import ShapesImageTokenizer, shapes_tokenizer
 from paradiff.shapes.tasks import EDIT_CATEGORIES, GENERATION_CATEGORIES
 
 RECORD_KEYS = {

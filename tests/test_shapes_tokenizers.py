@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from paradiff.image_tokenizers.base import ImageTokenizer, preprocess
-from paradiff.image_tokenizers.shapes import (
+from paradiff.shapes.image_tokenizer import (
     EMPTY_CODE,
     ShapesImageTokenizer,
     ShapesTokenizerError,

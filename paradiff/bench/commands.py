@@ -1,12 +1,16 @@
-"""The `paradiff bench` commands: shapebench, parabench, report and compare."""
+"""The `paradiff bench` commands: parabench, report, compare, and the benchmarks registered by
+installed packages' `paradiff.benchmarks` entry points (the shapes world's `shapebench`): each a
+function adding its subcommand to the `bench` subparsers."""
 
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import entry_points
 
 from paradiff.bench.parabench import register_parabench
 from paradiff.bench.report import compare_table, load_summary, markdown_table, report_run
-from paradiff.bench.shapebench import register_shapebench
+
+ENTRY_POINTS = "paradiff.benchmarks"
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -24,9 +28,10 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser("bench", help="evaluation: ShapeBench and ParaBench")
+    bench = commands.add_parser("bench", help="evaluation: ParaBench and registered benchmarks")
     subparsers = bench.add_subparsers(dest="bench_command", required=True)
-    register_shapebench(subparsers)
+    for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
+        point.load()(subparsers)
     register_parabench(subparsers)
     report = subparsers.add_parser("report", help="write a run folder's report (all shards)")
     report.add_argument("run_dir", metavar="RUN_DIR")

@@ -5,6 +5,8 @@ A local ParaBench copy is JSONL — one object per line with `id`, `task` (edit 
 published dataset's parquet, whose columns go by other names (`input_text`/`prompt` for the
 instruction, `input_image_bytes`/`image` for the image, as raw bytes or {"bytes", "path"}).
 Without a task, a row with an input image is an edit; without a category, the task stands in.
+A data argument that is no local path but a hub id (`tyfeld/ParaBench`) is the published data
+set, fetched through huggingface_hub like a model.
 """
 
 from __future__ import annotations
@@ -13,15 +15,26 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from paradiff import checkpoint
 from paradiff.image_tokenizers.base import MAX_IMAGE_PIXELS
 
 TASKS = ("edit", "generation")
+# ParaBench's six metrics, each scored 0-100 per sample (by the LLM judge, or exactly by a world's
+# own judge such as the shapes world's).
+METRICS: tuple[str, ...] = (
+    "text_quality",
+    "text_alignment",
+    "image_quality",
+    "image_alignment",
+    "image_consistency",
+    "output_alignment",
+)
 
 
 class BenchDataError(ValueError):
@@ -30,13 +43,16 @@ class BenchDataError(ValueError):
 
 @dataclass(frozen=True)
 class BenchItem:
-    """One benchmark prompt. `input_image` (editing only): a path, PNG/JPEG bytes or PIL image."""
+    """One benchmark prompt. `input_image` (editing only): a path, PNG/JPEG bytes or PIL image;
+    `seed` and `settings` (SamplerConfig fields), where given, replace the run's for this item."""
 
     id: str
     task: str
     category: str
     instruction: str
     input_image: str | os.PathLike | bytes | Image.Image | None = None
+    seed: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def image(self) -> Image.Image:
         """The input image as RGB."""
@@ -158,15 +174,23 @@ def read_parquet(path: Path, root: Path) -> list[BenchItem]:
     ]
 
 
+def resolve_data(data: str | os.PathLike) -> Path:
+    """A local file or folder as is; an `owner/name` hub id through the hub (a data set)."""
+    root = Path(data).expanduser()
+    if root.exists():
+        return root
+    if checkpoint.is_hub_id(str(data)):
+        return checkpoint.download_snapshot(str(data), repo_type="dataset")
+    raise BenchDataError(f"no data at {root}")
+
+
 def load_parabench(
     data: str | os.PathLike, limit: int | None = None, categories: Sequence[str] | None = None
 ) -> list[BenchItem]:
     """The items of a ParaBench copy: a JSONL or parquet file, or a folder of them (every
     `*.jsonl` / `*.parquet` below it, sorted by path), then `categories` kept (all when None)
     and the first `limit` taken."""
-    root = Path(data)
-    if not root.exists():
-        raise BenchDataError(f"no data at {root}")
+    root = resolve_data(data)
     paths = (
         [root]
         if root.is_file()

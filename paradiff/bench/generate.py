@@ -1,12 +1,13 @@
 """Batched generation of benchmark items with a ParallelPipeline.
 
-Items are grouped into batches of one task and one input size (one `pipe.run` each). Every item
-gets a fixed seed, `(base + crc32(id)) mod 2^31`, so its output depends on neither the order,
-the batch nor the shard it was drawn in.
+Items are grouped into batches of one task, one input size and one set of item settings (one
+`pipe.run` each). Every item gets a fixed seed — its own, else `(base + crc32(id)) mod 2^31` —
+so its output depends on neither the order, the batch nor the shard it was drawn in.
 """
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -30,15 +31,17 @@ def sampler_settings(pipe: ParallelPipeline, overrides: dict[str, Any]) -> dict[
 def batches(
     items: Iterable[BenchItem], batch_size: int, fixed_size: bool
 ) -> Iterator[list[BenchItem]]:
-    """Groups of at most `batch_size` items of one task and (editing, unless every output has
-    one `fixed_size`) one input image size, in the order their last member arrives."""
+    """Groups of at most `batch_size` items of one task, one set of item settings and (editing,
+    unless every output has one `fixed_size`) one input image size, in the order their last
+    member arrives."""
     pending: dict[tuple, list[BenchItem]] = {}
     for item in items:
         size = None if item.task == "generation" or fixed_size else item.image().size
-        group = pending.setdefault((item.task, size), [])
+        key = (item.task, size, json.dumps(item.settings, sort_keys=True))
+        group = pending.setdefault(key, [])
         group.append(item)
         if len(group) == batch_size:
-            yield pending.pop((item.task, size))
+            yield pending.pop(key)
     yield from pending.values()
 
 
@@ -50,20 +53,20 @@ def generate_answers(
     size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[BenchItem, SampleResult]]:
     """Each item with its answer, batch by batch; `size` (width, height) fixes every output's."""
-    overrides = dict(overrides or {})
-    base = pipe.sampler_defaults.replace(**overrides).seed
     width, height = size or (None, None)
     for batch in batches(items, batch_size, size is not None):
+        settings = {**(overrides or {}), **batch[0].settings}
+        base = pipe.sampler_defaults.replace(**settings).seed
         requests = [
             Request(
                 item.instruction,
                 item.image() if item.task == "edit" else None,
-                seed=item_seed(item.id, base),
+                seed=item_seed(item.id, base) if item.seed is None else item.seed,
             )
             for item in batch
         ]
         results = pipe.run(
-            PIPELINE_TASKS[batch[0].task], requests, height=height, width=width, **overrides
+            PIPELINE_TASKS[batch[0].task], requests, height=height, width=width, **settings
         )
         yield from zip(batch, results, strict=True)
 

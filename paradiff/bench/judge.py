@@ -29,9 +29,8 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from paradiff.bench.data import BenchItem
+from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.runner import write_atomic
-from paradiff.shapes.judge import METRICS
 
 SCALE = 10  # the judge scores 0..SCALE; reports use 0-100
 # Defaults: an LLM judge answers a rubric with two images in seconds to a minute; one request

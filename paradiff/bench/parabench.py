@@ -1,6 +1,10 @@
 """`paradiff bench parabench`: generate every ParaBench item with a model and have an LLM judge
 score the answers, in a resumable run folder (`paradiff.bench.runner`).
 
+The two halves can run apart: `--no-judge` only generates (on the GPU machine); a later run with
+a judge on the same folder scores the saved answers and, when every item of its shard is already
+generated, loads no model at all. The judge's model is kept in `judge.json`: one judge per folder.
+
 Big runs split into shards: `--shard i/n`, or under `accelerate launch` / torchrun the process's
 RANK of WORLD_SIZE (each process then uses the GPU of its LOCAL_RANK). Every shard writes its own
 files into the same folder; the last one to finish writes the report over all of them
@@ -10,6 +14,7 @@ files into the same folder; the last one to finish writes the report over all of
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from pathlib import Path
@@ -28,7 +33,8 @@ from paradiff.bench.judge import (
     judge_scorer,
 )
 from paradiff.bench.report import markdown_table, report_run
-from paradiff.bench.runner import RunFolder, Shard, run_benchmark
+from paradiff.bench.runner import RunFolder, Shard, run_benchmark, write_atomic
+from paradiff.checkpoint import is_hub_id
 from paradiff.command import (
     CommandError,
     add_pipeline_arguments,
@@ -38,6 +44,7 @@ from paradiff.command import (
 )
 
 JUDGE_CACHE_DIR = "judge_cache"
+JUDGE_FILE = "judge.json"
 
 
 def shard_of(args: argparse.Namespace) -> Shard:
@@ -70,11 +77,31 @@ def judge_client(args: argparse.Namespace, out: Path) -> JudgeClient:
     )
 
 
+def check_judge(out: Path, judge_model: str) -> None:
+    """One judge per run folder: the first scoring run records it, later ones must match."""
+    path = out / JUDGE_FILE
+    if path.is_file():
+        earlier = json.loads(path.read_text(encoding="utf-8"))["judge_model"]
+        if earlier != judge_model:
+            raise CommandError(
+                f"{out} is scored by judge {earlier!r}: use --judge-model {earlier} or another --out"
+            )
+    else:
+        write_atomic(path, json.dumps({"judge_model": judge_model}) + "\n")
+
+
+def nothing_to_generate(items):
+    raise AssertionError("every item of the shard was generated before")
+
+
 def run_parabench(args: argparse.Namespace) -> int:
     """Every check (options, data, input images, judge, model) before the run folder is made."""
     for name in ("batch_size", "concurrency"):
         if getattr(args, name) < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+    judged = not args.no_judge
+    if judged and not (args.judge_url and args.judge_model):
+        raise CommandError("give --judge-url and --judge-model, or --no-judge to only generate")
     shard = shard_of(args)
     categories = [c.strip() for c in args.categories.split(",")] if args.categories else None
     items = load_parabench(args.data, args.limit, categories)
@@ -82,26 +109,37 @@ def run_parabench(args: argparse.Namespace) -> int:
     out = output_dir(args.out)
     check_writable(out)
     RunFolder(out, shard).check()  # a folder of another run, or of the user's files
-    client = judge_client(args, out)
-    try:
-        client.check_reachable()
-    except JudgeError as err:
-        raise CommandError(str(err)) from None
-    if args.device is None and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
-        args.device = f"cuda:{os.environ['LOCAL_RANK']}"
-    pipe, overrides = load_configured_pipeline(args)
-    size = (args.width, args.height) if args.width or args.height else None
-    settings = {
-        "benchmark": "parabench",
-        "model": args.model or "bundled",
-        "data": str(Path(args.data).resolve()),
-        "sampler": sampler_settings(pipe, overrides),
-        "size": size,
-        "judge_model": args.judge_model,
-    }
+    client = judge_client(args, out) if judged else None
+    if client is not None:
+        try:
+            client.check_reachable()
+        except JudgeError as err:
+            raise CommandError(str(err)) from None
     folder = RunFolder(out, shard)
-    folder.start(settings)
-    answer = pipeline_answerer(pipe, args.batch_size, overrides, size)
+    data = (
+        args.data
+        if is_hub_id(args.data) and not Path(args.data).exists()
+        else str(Path(args.data).resolve())
+    )
+    settings = {"benchmark": "parabench", "model": args.model or "bundled", "data": data}
+    generated = folder.generated() if out.is_dir() else {}
+    if shard.select(items) and all(item.id in generated for item in shard.select(items)):
+        folder.start({**folder.settings(), **settings})  # scoring only: no model is loaded
+        answer = nothing_to_generate
+    else:
+        if args.device is None and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+            args.device = f"cuda:{os.environ['LOCAL_RANK']}"
+        pipe, overrides = load_configured_pipeline(args)
+        size = (args.width, args.height) if args.width or args.height else None
+        sampler = sampler_settings(pipe, overrides)
+        folder.start({**settings, "sampler": sampler, "size": size})
+        answer = pipeline_answerer(pipe, args.batch_size, overrides, size)
+    if client is None:
+        with folder.discarded_on_error():
+            run_benchmark(folder, items, answer, None, progress=not args.quiet)
+        print(f"generated {len(items)} items in {out}: score them with a run that has a judge")
+        return 0
+    check_judge(out, args.judge_model)
     try:
         with folder.discarded_on_error():
             scorer = judge_scorer(client)
@@ -126,10 +164,19 @@ def register_parabench(bench_subparsers: argparse._SubParsersAction) -> None:
     parser = bench_subparsers.add_parser(
         "parabench", help="ParaBench: generate with a model, score with an LLM judge"
     )
-    parser.add_argument("--data", required=True, help="ParaBench folder or file (JSONL/parquet)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="ParaBench folder or file (JSONL/parquet), or a hub id (tyfeld/ParaBench)",
+    )
     parser.add_argument("--out", required=True, help="run folder (a re-run resumes)")
-    parser.add_argument("--judge-url", required=True, help="OpenAI-compatible server root")
-    parser.add_argument("--judge-model", required=True, help="the judge's model name")
+    parser.add_argument("--judge-url", default=None, help="OpenAI-compatible server root")
+    parser.add_argument("--judge-model", default=None, help="the judge's model name")
+    parser.add_argument(
+        "--no-judge",
+        action="store_true",
+        help="only generate; a later run with a judge scores the saved answers",
+    )
     parser.add_argument(
         "--api-key-env", default=None, help="environment variable holding the judge's API key"
     )

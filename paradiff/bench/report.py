@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from paradiff.bench.data import METRICS
 from paradiff.bench.runner import RunError, RunFolder, write_atomic
 from paradiff.plots import bar_chart
-from paradiff.shapes.judge import METRICS
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"

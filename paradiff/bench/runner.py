@@ -3,14 +3,16 @@
 A run folder holds
 
 - `run.json`: the settings of the run (model, sampler, data, judge); a re-run must match them;
-- `outputs/<name>.png` and `outputs/<name>.txt`: each answer's image and reasoning;
+- `outputs/<name>.png` and `outputs/<name>.txt`: each answer's image and reasoning (a subclass
+  may lay them out otherwise: `answer_files`);
 - `generations<shard>.jsonl`: one line per answered item, written as soon as its batch is done
   (id, task, category, instruction, text, image path, seed);
 - `scores<shard>.jsonl`: one line per scored item (id, task, category, the metrics);
 
 where `<shard>` is empty for an unsharded run and `.shard-i-of-n` otherwise. Every process appends
 to its own files only and reads everyone's, so a re-run (sharded differently or not) skips what
-any earlier run finished: no item is generated twice, no answer scored twice.
+any earlier run finished: no item is generated twice, no answer scored twice. A run without a
+scorer only generates; a later run with one scores the saved answers without generating again.
 """
 
 from __future__ import annotations
@@ -144,7 +146,8 @@ class RunFolder:
             raise RunError(f"{self.root} exists and is not a directory")
         if self.root.is_dir() and any(self.root.iterdir()) and not (self.root / RUN_FILE).is_file():
             raise RunError(
-                f"{self.root} is not empty and holds no benchmark run: choose a new or empty folder"
+                f"{self.root} is not empty: it holds other files and no earlier run, "
+                "choose a new or empty folder"
             )
 
     def start(self, settings: dict[str, Any]) -> None:
@@ -152,7 +155,7 @@ class RunFolder:
         self.check()
         missing = [p for p in (self.root, *self.root.absolute().parents) if not p.exists()]
         self.created = missing[-1] if missing else None
-        (self.root / OUTPUTS_DIR).mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / RUN_FILE
         if path.is_file():
             earlier = json.loads(path.read_text(encoding="utf-8"))
@@ -191,6 +194,11 @@ class RunFolder:
     def own_file(self, kind: str) -> Path:
         return self.root / f"{kind}{self.shard.suffix}.jsonl"
 
+    def answer_files(self, item_id: str) -> tuple[str, str]:
+        """Where an answer's image and reasoning go, relative to the root."""
+        name = file_name(item_id)
+        return f"{OUTPUTS_DIR}/{name}.png", f"{OUTPUTS_DIR}/{name}.txt"
+
     def generated(self) -> dict[str, dict[str, Any]]:
         return read_records(self.files(GENERATIONS))
 
@@ -202,21 +210,28 @@ def run_benchmark(
     folder: RunFolder,
     items: list[BenchItem],
     answer: Answerer,
-    score: Scorer,
+    score: Scorer | None,
     concurrency: int = 1,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Answer and score the shard's `items`, skipping what the folder already holds.
 
     Scoring runs in `concurrency` threads while generation goes on. Returns the score records of
-    the shard's items in item order. An error stops the run after the scoring in flight is
-    recorded; running again resumes.
+    the shard's items in item order; with `score` None only generation runs and the generation
+    records come back. An error stops the run after the scoring in flight is recorded; running
+    again resumes.
     """
     items = folder.shard.select(items)
     generated, scored = folder.generated(), folder.scored()
-    generations = JsonlWriter(folder.own_file(GENERATIONS))
-    scores = JsonlWriter(folder.own_file(SCORES))
     to_answer = [item for item in items if item.id not in generated]
+    if score is None:
+        bar = tqdm(total=len(items), initial=len(items) - len(to_answer), disable=not progress)
+        with bar:
+            for item, record in _answers(folder, to_answer, answer):
+                generated[item.id] = record
+                bar.update(1)
+        return [generated[item.id] for item in items]
+    scores = JsonlWriter(folder.own_file(SCORES))
     to_score = [item for item in items if item.id in generated and item.id not in scored]
     done = {"generate": len(items) - len(to_answer), "score": sum(i.id in scored for i in items)}
     bars = {
@@ -237,7 +252,7 @@ def run_benchmark(
             try:
                 for item in to_score:
                     pending.append(pool.submit(score_one, item, generated[item.id]))
-                for item, record in _answers(folder, to_answer, answer, generations):
+                for item, record in _answers(folder, to_answer, answer):
                     generated[item.id] = record
                     bars["generate"].update(1)
                     # drop finished scorings (result() re-raises a failed one)
@@ -256,21 +271,25 @@ def run_benchmark(
 
 
 def _answers(
-    folder: RunFolder, items: list[BenchItem], answer: Answerer, writer: JsonlWriter
+    folder: RunFolder, items: list[BenchItem], answer: Answerer
 ) -> Iterator[tuple[BenchItem, dict[str, Any]]]:
-    """Answer `items`, writing each answer's files and its generation record."""
-    outputs = folder.root / OUTPUTS_DIR
+    """Answer `items`, writing each answer's files, then its generation record (so a killed run
+    leaves no record of a half-written answer)."""
+    if not items:
+        return
+    writer = JsonlWriter(folder.own_file(GENERATIONS))
     for item, text, image, extra in answer(items):
-        name = file_name(item.id)
-        image.save(outputs / f"{name}.png")
-        (outputs / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+        image_file, text_file = folder.answer_files(item.id)
+        (folder.root / image_file).parent.mkdir(parents=True, exist_ok=True)
+        image.save(folder.root / image_file)
+        (folder.root / text_file).write_text(text + "\n", encoding="utf-8")
         record = {
             "id": item.id,
             "task": item.task,
             "category": item.category,
             "instruction": item.instruction,
             "text": text,
-            "image": f"{OUTPUTS_DIR}/{name}.png",
+            "image": image_file,
             **extra,
         }
         writer.append(record)

@@ -198,3 +198,23 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     array = pixels.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
     return [Image.fromarray(a) for a in array]
+
+
+def encode_image(
+    tokenizer: ImageTokenizer, source, size: tuple[int, int] | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Image (path or PIL) -> its code grid (h, w) on the CPU and the pixel size (H, W) it was
+    encoded at (`size` = (width, height) forces one)."""
+    pixels = preprocess(source, size=size, multiple=tokenizer.downsample)  # (3, H, W)
+    device = tokenizer_device(tokenizer)
+    codes = tokenizer.encode(pixels[None].to(device))[0].cpu()  # (h, w)
+    return codes, tuple(pixels.shape[1:])
+
+
+def tokenizer_device(tokenizer: ImageTokenizer) -> torch.device:
+    """Where an image tokenizer's weights live (CPU for weightless ones)."""
+    if hasattr(tokenizer, "device"):
+        return torch.device(tokenizer.device)
+    parameters = getattr(tokenizer, "parameters", None)
+    first = next(iter(parameters()), None) if parameters else None
+    return first.device if first is not None else torch.device("cpu")

@@ -1,13 +1,21 @@
 """Find, load and save the image tokenizer that ships inside a checkpoint directory.
 
-- `vqvae/` with a shapes `tokenizer_config.json`: the shapes world's quadrant codebook (family S);
+- `vqvae/` with a `tokenizer_config.json` whose `tokenizer_class` is a registered one: that
+  tokenizer (the shapes world's quadrant codebook registers itself this way, family S);
 - `vqvae/` with a diffusers `config.json`: aMUSEd's VQModel (family A);
 - `magvit2/` with `model.safetensors`: MAGVIT-v2 (family M).
+
+Registered tokenizers come from `register_image_tokenizer` and from the `paradiff.image_tokenizers`
+entry points of installed packages (paradiff's own pyproject.toml declares the shapes world's),
+so this module names no tokenizer it does not ship.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import torch
@@ -16,24 +24,58 @@ from paradiff.image_tokenizers.base import ImageTokenizer
 
 VQVAE_DIR = "vqvae"
 MAGVIT2_DIR = "magvit2"
+CONFIG_FILE = "tokenizer_config.json"  # a registered tokenizer's config in vqvae/
+ENTRY_POINTS = "paradiff.image_tokenizers"
 
 
 class ImageTokenizerNotFound(ValueError):
     """A checkpoint directory with no image tokenizer paradiff recognises."""
 
 
+@dataclass(frozen=True)
+class TokenizerKind:
+    """A registered image tokenizer: `vqvae/tokenizer_config.json` names `tokenizer_class`;
+    `load(folder)` reads one from a vqvae folder, `save(tokenizer, folder)` writes instances of
+    `type` there."""
+
+    tokenizer_class: str
+    type: type
+    load: Callable[[Path], ImageTokenizer]
+    save: Callable[[ImageTokenizer, Path], None]
+
+
+_KINDS: dict[str, TokenizerKind] = {}
+_loaded_entry_points = False
+
+
+def register_image_tokenizer(kind: TokenizerKind) -> None:
+    _KINDS[kind.tokenizer_class] = kind
+
+
+def registered_image_tokenizers() -> dict[str, TokenizerKind]:
+    """The registered kinds by `tokenizer_class` (entry points read on first use)."""
+    global _loaded_entry_points
+    if not _loaded_entry_points:
+        _loaded_entry_points = True
+        for point in entry_points(group=ENTRY_POINTS):
+            register_image_tokenizer(point.load())
+    return _KINDS
+
+
 def load_image_tokenizer(
     checkpoint_dir: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> ImageTokenizer:
     vqvae = checkpoint_dir / VQVAE_DIR
-    from paradiff.image_tokenizers.shapes import CONFIG_FILE, TOKENIZER_CLASS
-
-    shapes_config = vqvae / CONFIG_FILE
-    if shapes_config.is_file():
-        if json.loads(shapes_config.read_text()).get("tokenizer_class") == TOKENIZER_CLASS:
-            from paradiff.image_tokenizers.shapes import ShapesImageTokenizer
-
-            return ShapesImageTokenizer.from_dir(vqvae)
+    if (vqvae / CONFIG_FILE).is_file():
+        name = json.loads((vqvae / CONFIG_FILE).read_text()).get("tokenizer_class")
+        kind = registered_image_tokenizers().get(name)
+        if kind is None:
+            raise ImageTokenizerNotFound(
+                f"{vqvae / CONFIG_FILE} names tokenizer class {name!r}, which no installed "
+                f"package registers (registered: {sorted(registered_image_tokenizers())}; "
+                "reinstall paradiff if it should be one of its own)"
+            )
+        return kind.load(vqvae)
     if (vqvae / "config.json").is_file():
         from paradiff.image_tokenizers.amused import AmusedTokenizer
 
@@ -46,17 +88,17 @@ def load_image_tokenizer(
         )
     raise ImageTokenizerNotFound(
         f"cannot tell the image tokenizer of {checkpoint_dir}: expected {VQVAE_DIR}/ "
-        f"(aMUSEd VQ or shapes codebook) or {MAGVIT2_DIR}/model.safetensors (MAGVIT-v2)"
+        f"(aMUSEd VQ or a registered tokenizer's {CONFIG_FILE}) or "
+        f"{MAGVIT2_DIR}/model.safetensors (MAGVIT-v2)"
     )
 
 
 def save_image_tokenizer(tokenizer: ImageTokenizer, checkpoint_dir: Path) -> None:
     """Write `tokenizer` where `load_image_tokenizer` finds it."""
-    from paradiff.image_tokenizers.shapes import ShapesImageTokenizer
-
-    if isinstance(tokenizer, ShapesImageTokenizer):  # before importing diffusers (seconds)
-        tokenizer.save(checkpoint_dir / VQVAE_DIR)
-        return
+    for kind in registered_image_tokenizers().values():  # before importing diffusers (seconds)
+        if isinstance(tokenizer, kind.type):
+            kind.save(tokenizer, checkpoint_dir / VQVAE_DIR)
+            return
     from paradiff.image_tokenizers.amused import AmusedTokenizer
     from paradiff.image_tokenizers.magvit2 import Magvit2Tokenizer
 

@@ -76,7 +76,7 @@ def default_plan(config: SamplerConfig) -> list[StepPlan]:
 class SampleOutput:
     """Final tokens of the conditional rows and the trajectory of their answer part.
 
-    trajectory[s] is the answer part (columns `answer_columns`) after s steps; trajectory[0] is
+    trajectory[s] is the answer part (columns `answer_start`..) after s steps; trajectory[0] is
     the fully masked start, trajectory[-1] the result.
     """
 
@@ -84,7 +84,7 @@ class SampleOutput:
     text_tokens: torch.Tensor  # (B, N)
     image_codes: torch.Tensor  # (B, h, w)
     trajectory: torch.Tensor  # (T + 1, B, A) int32
-    answer_columns: torch.Tensor  # (A,)
+    answer_start: int
     plan: list[StepPlan]
     forward_rows: int  # sequences run through the model, summed over steps
     forward_positions: int = 0  # positions computed (over rows and steps); full: rows x L
@@ -228,7 +228,7 @@ class ParallelSampler:
         if gens and len(gens) != n_cond:
             raise ValueError(f"{len(gens)} seeds for {n_cond} rows")
         ids = batch.ids.clone()
-        answer = torch.arange(int(min(batch.output_image[0], batch.text[0])), ids.shape[1])
+        answer = torch.arange(batch.answer_start, ids.shape[1])
         answer = answer.to(device)
         image_pos, text_pos = batch.output_image, batch.text
         masked_at_start = (ids[:n_cond, image_pos] == space.mask_id).sum(1).tolist()
@@ -276,7 +276,7 @@ class ParallelSampler:
             text_tokens=ids[:n_cond, text_pos],
             image_codes=(ids[:n_cond, image_pos] - space.image_offset).view(-1, h, w),
             trajectory=torch.stack(trajectory).cpu(),
-            answer_columns=answer.cpu(),
+            answer_start=batch.answer_start,
             plan=self.plan,
             forward_rows=forward_rows,
             forward_positions=forward_positions,
@@ -307,10 +307,9 @@ class ParallelSampler:
         cols = self._columns(current == space.mask_id)  # (B, P')
         if cols.shape[1] == 0:
             return positions, current
-        vocab = (0, space.image_offset)
+        vocab = space.text_vocab
         logits = self._logits(hidden, positions[cols], vocab, n_cond, cfg.cfg_text)
-        if space.mask_id < space.image_offset:
-            logits[..., space.mask_id] = float("-inf")
+        space.forbid_mask(logits)
         candidates = None  # greedy low-confidence: the argmax (taken after the confidences)
         if cfg.text_temperature > 0:
             noise = self._text_noise(logits, cols, len(positions), gens, torch.float32)
@@ -388,7 +387,7 @@ class ParallelSampler:
         are revealed. The head runs only at the still-masked positions; random draws cover every
         position, so a row's draws do not depend on its batch."""
         cfg, space = self.config, self.space
-        vocab = (space.image_offset, space.image_offset + space.codebook_size)
+        vocab = space.image_vocab
         temperature = cfg.image_temperature
         current = ids[:n_cond, image_pos]
         unknown = current == space.mask_id

@@ -1,13 +1,15 @@
 """The shapes world: a synthetic, exactly judgeable world for thinking-aware generation and editing.
 
 Scenes of coloured shapes on a small grid (`scene`), drawn exactly (`render`), tokenized by a
-quadrant codebook (`paradiff.image_tokenizers.shapes`), with seeded editing and generation tasks
+quadrant codebook (`paradiff.shapes.image_tokenizer`), with seeded editing and generation tasks
 whose reasoning is about the change (`tasks`), a parser reading reasoning back into claims
 (`parser`), an exact six-metric judge (`judge`), the world's text tokenizer (`tokenizer`) and
 datasets plus the ShapeBench split (`dataset`).
 
-The judge lives in `paradiff.shapes.judge` (`score_sample`, `aggregate`, `METRICS`); it is not
-imported here because it needs the image tokenizer, which itself draws with this package.
+The modules that plug the world into the core are not imported here: its image tokenizer
+(`image_tokenizer`), its exact reward (`reward`), its CLIP (`clip`), ShapeBench (`bench`, with the
+exact judge in `judge`) and its pipelines (`checkpoint`). pyproject.toml's entry points register
+the first three with the core, which never imports this package.
 """
 
 from paradiff.shapes.parser import Reading, parse_reasoning

@@ -13,10 +13,11 @@ from typing import Any
 import torch
 
 from paradiff.config import tiny_config
-from paradiff.image_tokenizers.shapes import ShapesImageTokenizer, shapes_tokenizer
 from paradiff.layout import TOKEN_SPACE_KEY, TokenSpace
 from paradiff.model import MaskPredictor
+from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
+from paradiff.shapes.image_tokenizer import ShapesImageTokenizer, shapes_tokenizer
 from paradiff.shapes.render import DEFAULT_CELL_PX
 from paradiff.shapes.sample import SYSTEM_PROMPTS
 from paradiff.shapes.scene import DEFAULT_GRID
@@ -75,8 +76,6 @@ def new_shapes_pipeline(seed: int = 0, cell_px: int = DEFAULT_CELL_PX, **sizes: 
 
     `sizes` override ModelConfig fields (MODEL_SIZES, MODEL_DEFAULTS); image-code embeddings
     start from the codebook's pixels (`MaskPredictor.init_code_embeddings`)."""
-    from paradiff.pipeline import ParallelPipeline
-
     text = TextTokenizer(
         build_text_tokenizer(),
         {"pad_token": PAD, "mask_token": MASK},

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from paradiff.image_tokenizers.shapes import shapes_tokenizer
 from paradiff.shapes.dataset import training_samples
+from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.render import DEFAULT_CELL_PX
 from paradiff.shapes.scene import DEFAULT_GRID
 from paradiff.shapes.tasks import MAX_REASONING_TOKENS

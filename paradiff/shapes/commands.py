@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from paradiff.image_tokenizers.shapes import shapes_tokenizer
 from paradiff.shapes.dataset import DatasetError, make_dataset, parse_weights
 from paradiff.shapes.drafting import LEVELS
+from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.render import DEFAULT_CELL_PX
 from paradiff.shapes.scene import DEFAULT_GRID
 from paradiff.shapes.tasks import TaskError

@@ -4,9 +4,10 @@ Seeds come from separate namespaces ("train" for `make_dataset`, "shapebench" fo
 training samples whose prompt (instruction + input scene) equals a ShapeBench prompt are redrawn,
 so the benchmark never occurs in training data.
 
-A dataset folder holds `records.jsonl` (one DESIGN §5 record per line, plus the scenes and
-constraints the exact judge reads), `images/<id>_in.png` / `images/<id>_out.png`, `dataset.json`
-(what was made, with which settings) and the world's tokenizers (`text_tokenizer/`, `vqvae/`).
+A dataset folder holds `records.jsonl` (one training record per line, as docs/architecture.md
+describes, plus the scenes and constraints the exact judge reads), `images/<id>_in.png` /
+`images/<id>_out.png`, `dataset.json` (what was made, with which settings) and the world's
+tokenizers (`text_tokenizer/`, `vqvae/`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from paradiff.image_tokenizers.shapes import shapes_tokenizer
 from paradiff.shapes.drafting import DIFFICULTIES, LEVELS
+from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.phrasing import rephrase
 from paradiff.shapes.render import DEFAULT_CELL_PX, render_scene
 from paradiff.shapes.sample import ShapeSample

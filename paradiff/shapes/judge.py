@@ -27,20 +27,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from paradiff.image_tokenizers.shapes import ShapesImageTokenizer, shapes_tokenizer
+from paradiff.bench.data import METRICS
 from paradiff.shapes.constraints import constraint_score, required_total
+from paradiff.shapes.image_tokenizer import ShapesImageTokenizer, shapes_tokenizer
 from paradiff.shapes.parser import parse_reasoning
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.scene import Obj, Pos, Scene
 
-METRICS: tuple[str, ...] = (
-    "text_quality",
-    "text_alignment",
-    "image_quality",
-    "image_alignment",
-    "image_consistency",
-    "output_alignment",
-)
 BROKEN = "broken"  # the content of a cell whose quadrants do not form one object
 
 Content = Obj | None | str
@@ -130,28 +123,3 @@ def score_sample(
         free = rows * cols - needed
         scores["image_consistency"] = 1 - max(0, drawn - needed) / free if free else 1.0
     return {name: 100.0 * scores[name] for name in METRICS}
-
-
-def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
-    return {name: sum(r[name] for r in rows) / len(rows) for name in METRICS}
-
-
-def aggregate(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means of the six metrics overall, per task and per category (and the sample counts).
-
-    Each result is a dict with "task", "category" and the six metric keys.
-    """
-    if not results:
-        raise JudgeError("no results to aggregate")
-    by_category: dict[str, list[dict[str, Any]]] = {}
-    by_task: dict[str, list[dict[str, Any]]] = {}
-    for result in results:
-        by_category.setdefault(result["category"], []).append(result)
-        by_task.setdefault(result["task"], []).append(result)
-    return {
-        "count": len(results),
-        "category_counts": {cat: len(rows) for cat, rows in by_category.items()},
-        "overall": _mean(results),
-        "per_task": {task: _mean(rows) for task, rows in by_task.items()},
-        "per_category": {cat: _mean(rows) for cat, rows in by_category.items()},
-    }

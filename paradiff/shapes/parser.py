@@ -12,6 +12,7 @@ scene is empty and the changes are the objects the text draws.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from paradiff.shapes.language import (
@@ -116,7 +117,7 @@ class _State:
 
     # -- effects -------------------------------------------------------------------------------
     def run(self, effect: str, slots: dict[str, str]) -> None:
-        getattr(self, f"_{effect}")(slots)
+        EFFECTS[effect](self, slots)
 
     def _locate(self, slots: dict[str, str]) -> None:
         found = (self.pos(slots["pos"]), obj_of(slots["obj"]))
@@ -217,6 +218,26 @@ class _State:
 
     def _note(self, slots: dict[str, str]) -> None:
         """Knowledge, arithmetic and conditions claim nothing the judge checks."""
+
+
+# What each template family's effect (`paradiff.shapes.language.TEMPLATES`) does to the reading.
+EFFECTS: dict[str, Callable[[_State, dict[str, str]], None]] = {
+    "locate": _State._locate,
+    "locate_pair": _State._locate_pair,
+    "locate_group": _State._locate_group,
+    "spot": _State._spot,
+    "holds": _State._holds,
+    "recolour": _State._recolour,
+    "reshape": _State._reshape,
+    "remove": _State._remove,
+    "move": _State._move,
+    "swap": _State._swap,
+    "add_at": _State._add_at,
+    "add_there": _State._add_there,
+    "add_group": _State._add_group,
+    "add_items": _State._add_items,
+    "note": _State._note,
+}
 
 
 def obj_of(text: str) -> Obj:

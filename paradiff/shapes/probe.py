@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
-from paradiff.image_tokenizers.shapes import shapes_tokenizer
+from paradiff.bench.data import METRICS
 from paradiff.shapes.dataset import shapebench_samples
-from paradiff.shapes.judge import METRICS, read_output, score_sample
+from paradiff.shapes.image_tokenizer import shapes_tokenizer
+from paradiff.shapes.judge import read_output, score_sample
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.tasks import make_sample

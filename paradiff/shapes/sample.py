@@ -104,7 +104,7 @@ class ShapeSample:
             raise SampleError(f"malformed sample: missing or bad field {err}") from None
 
     def to_record(self, user_image: str | None, answer_image: str) -> dict[str, Any]:
-        """A training record (DESIGN §5) plus what the exact judge needs."""
+        """A training record (docs/architecture.md) plus what the exact judge needs."""
         record = {
             "id": self.id,
             "system_prompt": self.system_prompt,

@@ -108,19 +108,17 @@ def replay_log_probs(
     hidden = model.hidden_states(ids, batch.attention_mask.to(device))  # (B, L, d)
     decoded = (before == space.mask_id) & (after != space.mask_id)  # (B, A)
     log_probs = torch.zeros(before.shape, dtype=torch.float32, device=device)
-    text_vocab = (0, space.image_offset)
-    image_vocab = (space.image_offset, space.image_offset + space.codebook_size)
     for positions, vocab, temperature in (
-        (batch.text, text_vocab, config.text_temperature),
-        (batch.output_image, image_vocab, config.image_temperature),
+        (batch.text, space.text_vocab, config.text_temperature),
+        (batch.output_image, space.image_vocab, config.image_temperature),
     ):
         columns = positions.to(device) - answer_start  # (P,)
         here = decoded[:, columns]  # (B, P)
         if not here.any():
             continue
         logits = model.logits(hidden, positions, vocab).float() / temperature  # (B, P, V')
-        if vocab == text_vocab and space.mask_id < space.image_offset:
-            logits[..., space.mask_id] = float("-inf")
+        if vocab == space.text_vocab:
+            space.forbid_mask(logits)
         index = torch.where(here, after[:, columns] - vocab[0], 0)
         picked = torch.log_softmax(logits, -1).gather(-1, index[..., None])[..., 0]  # (B, P)
         log_probs[:, columns] = torch.where(here, picked, 0.0)

@@ -9,8 +9,9 @@ p_T = (1 - eps) t_T + eps (eps keeps p > 0). The model sees x_t and predicts the
 with N the number of answer tokens in the (global) batch and
     paper:   w = 1 / p_T on text tokens (the masked-diffusion ELBO weight), w = 1 on image tokens;
     uniform: w = 1 on every masked token.
-Text positions are scored over the text vocabulary, image positions over the image codes, the same
-candidate sets the sampler draws from.
+Text positions are scored over the text ids without the mask id, image positions over the image
+codes: the candidate sets the sampler draws from (`TokenSpace.text_vocab`, `forbid_mask`,
+`image_vocab`).
 """
 
 from __future__ import annotations
@@ -107,14 +108,16 @@ def masked_diffusion_loss(
     is_text = noised.is_text.reshape(-1)
     weighted = hidden.new_zeros((), dtype=torch.float32)
     ce_sums: dict[bool, tuple[float, int]] = {}
-    ranges = {True: (0, space.image_offset), False: (space.image_offset, space.vocab_size)}
+    ranges = {True: space.text_vocab, False: space.image_vocab}
     for text, (start, stop) in ranges.items():
         where = (masked & (is_text == text)).nonzero().squeeze(1)  # (M,)
         if where.numel() == 0:
             ce_sums[text] = (0.0, 0)
             continue
-        logits = model.logits(flat_hidden[where][None], vocab_range=(start, stop))[0]  # (M, V')
-        ce = F.cross_entropy(logits.float(), targets[where] - start, reduction="none")  # (M,)
+        logits = model.logits(flat_hidden[where][None], vocab_range=(start, stop))[0].float()
+        if text:
+            space.forbid_mask(logits)  # (M, V') the sampler's candidates: never the mask id
+        ce = F.cross_entropy(logits, targets[where] - start, reduction="none")  # (M,)
         weighted = weighted + (ce * weight[where]).sum()
         ce_sums[text] = (float(ce.detach().sum()), int(where.numel()))
     return LossParts(weighted, *ce_sums[True], *ce_sums[False])

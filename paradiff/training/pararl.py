@@ -49,13 +49,14 @@ from paradiff.training.runs import (
     example_generator,
     warmup_cosine_schedule,
 )
+from paradiff.training.trackers import Tracker
 
 DEFAULTS: dict[str, Any] = {
     "model": {
         "init": None,  # the SFT model: where training starts, and the KL reference
     },
     "data": {
-        "records": None,  # training records JSONL (DESIGN §5; images relative to it)
+        "records": None,  # training records JSONL (docs/architecture.md; images relative to it)
         "limit": None,  # use only the first N records as the prompt pool
     },
     "rollout": {
@@ -96,6 +97,7 @@ DEFAULTS: dict[str, Any] = {
         "save_every": 20,
         "log_every": 1,
         "keep": 2,  # checkpoints kept besides the final one
+        "log_with": None,  # tensorboard: the log's numbers to TensorBoard too
     },
 }
 REWARD_AT = ("trajectory", "final")
@@ -183,6 +185,7 @@ class ParaRLRun:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         start_from = self.folder.start(resume, overwrite)
         resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
+        self.tracker = Tracker(config["output"], "pararl", config)
         init = str(config["model"]["init"])
         self.reference = ParallelPipeline.from_pretrained(init, "float32", device).model
         self.reference.eval().requires_grad_(False)
@@ -328,9 +331,11 @@ class ParaRLRun:
             if self.step % int(output["log_every"]) == 0 or self.step == total:
                 echo = None if self.progress else lambda text: print(text, flush=True)
                 self.folder.log(line, echo)
+                self.tracker.log(line, self.step)
             if self.step % int(output["save_every"]) == 0 and self.step < total:
                 self.save_checkpoint()
         bar.close()
+        self.tracker.finish()
         self.save_checkpoint()
         self.pipe.save_pretrained(self.out / FINAL_DIR)
         return self.out / FINAL_DIR

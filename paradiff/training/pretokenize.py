@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from paradiff.checkpoint import read_config, resolve_checkpoint_dir
+from paradiff.checkpoint import load_tokenizers, read_config, resolve_checkpoint_dir
+from paradiff.image_tokenizers.base import encode_image
 from paradiff.layout import Layout, token_space_from_config
-from paradiff.pipeline import encode_image, load_tokenizers, read_sampler_settings
+from paradiff.sampling.settings import read_sampler_settings
 from paradiff.training.records import read_records
 
 STATE_FILE = "pretokenize.json"

@@ -6,8 +6,8 @@ masked token's patch painted neutral grey (`PartialState`).
 
 - `ClipReward`: cosine similarity of CLIP's text and image embeddings (the paper's reward), from a
   local `CLIPModel` directory holding `tokenizer.json` (and optionally `preprocessor_config.json`).
-- `SceneAgreementReward`: the shapes world's exact counterpart: F1 between the changes the partial
-  reasoning claims and the changes the partial image shows, on the cells the image has revealed.
+- others registered by kind (`reward.kind` of a recipe): the shapes world registers its exact
+  `scene_agreement` (`paradiff.shapes.reward`).
 
 `RewardNormaliser` turns raw scores into [0, 1]: standardise with statistics of the training
 distribution, clip to [-c, c], map linearly, r = (clip((x - mu) / sigma, -c, c) + c) / (2 c).
@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -160,69 +161,43 @@ def _as_tensor(features) -> torch.Tensor:
     return features if isinstance(features, torch.Tensor) else features.pooler_output
 
 
-# -- the shapes world ------------------------------------------------------------------------
-class SceneAgreementReward:
-    """Exact agreement of a partial shapes-world answer, in [0, 1].
-
-    With the base scene B (the input for editing, empty for generation), the cells V whose four
-    codes are all revealed, the image's content c(p) of a revealed cell (an object, empty or
-    broken) and the changes the partial reasoning claims T = {(p, content)}:
-
-        score = F1({(p, content) in T : p in V},  {(p, c(p)) : p in V, c(p) != B(p)})
-
-    (the judge's output alignment, restricted to what both modalities show so far; 0 when
-    either side is empty). States need the prompt's record (`ShapeSample.from_json` reads it).
-    """
-
-    name = "scene_agreement"
-
-    def __init__(self, tokenizer=None) -> None:
-        from paradiff.image_tokenizers.shapes import shapes_tokenizer
-
-        self.tokenizer = tokenizer or shapes_tokenizer()
-
-    def score(self, states: Sequence[PartialState]) -> torch.Tensor:
-        return torch.tensor([self.agreement(state) for state in states], dtype=torch.float32)
-
-    def agreement(self, state: PartialState) -> float:
-        from paradiff.image_tokenizers.shapes import EMPTY_CODE
-        from paradiff.shapes.judge import BROKEN, f1
-        from paradiff.shapes.parser import parse_reasoning
-        from paradiff.shapes.sample import ShapeSample
-
-        if state.record is None:
-            raise RewardError("scene agreement needs the prompt's record in every state")
-        base = ShapeSample.from_json(state.record).base_scene
-        codes = state.codes.long().cpu()
-        h, w = codes.shape
-        if (h, w) != (2 * base.rows, 2 * base.cols):
-            raise RewardError(f"code grid {h}x{w} does not fit a {base.rows}x{base.cols} scene")
-        revealed_cells = (codes >= 0).view(base.rows, 2, base.cols, 2).all(3).all(1)
-        scene, broken = self.tokenizer.codes_to_scene(codes.clamp(min=EMPTY_CODE))
-        broken = set(broken)
-        visible = set()
-        for pos in base.positions():
-            if revealed_cells[pos]:
-                content = BROKEN if pos in broken else scene.get(pos)
-                if content != base.get(pos):
-                    visible.add((pos, content))
-        reading = parse_reasoning(state.text, base.rows, base.cols)
-        claimed = {(pos, c) for pos, c in reading.changes.items() if revealed_cells[pos]}
-        return f1(claimed, visible)
+# -- the registry -----------------------------------------------------------------------------
+RewardFactory = Callable[..., Reward]  # factory(clip_dir=..., device=...) -> Reward
+ENTRY_POINTS = "paradiff.rewards"
 
 
-REWARDS = ("clip", "scene_agreement")
+def _clip_reward(clip_dir: str | None = None, device="cpu") -> ClipReward:
+    if not clip_dir:
+        raise RewardError("the clip reward needs a CLIP directory (reward.clip_dir)")
+    return ClipReward(clip_dir, device)
+
+
+_REWARDS: dict[str, RewardFactory] = {"clip": _clip_reward}
+_loaded_entry_points = False
+
+
+def register_reward(kind: str, factory: RewardFactory) -> None:
+    """Make `reward.kind: <kind>` build `factory(clip_dir=..., device=...)`."""
+    _REWARDS[kind] = factory
+
+
+def reward_kinds() -> dict[str, RewardFactory]:
+    """The rewards by kind: CLIP's, those registered, and the `paradiff.rewards` entry points of
+    installed packages (the shapes world's `scene_agreement`), read on first use."""
+    global _loaded_entry_points
+    if not _loaded_entry_points:
+        _loaded_entry_points = True
+        for point in entry_points(group=ENTRY_POINTS):
+            _REWARDS.setdefault(point.name, point.load())
+    return _REWARDS
 
 
 def build_reward(kind: str, clip_dir: str | None = None, device="cpu") -> Reward:
-    """The reward named `kind` (one of REWARDS)."""
-    if kind == "clip":
-        if not clip_dir:
-            raise RewardError("the clip reward needs a CLIP directory (reward.clip_dir)")
-        return ClipReward(clip_dir, device)
-    if kind == "scene_agreement":
-        return SceneAgreementReward()
-    raise RewardError(f"unknown reward {kind!r} (expected one of {REWARDS})")
+    """The reward named `kind` (one of `reward_kinds()`)."""
+    kinds = reward_kinds()
+    if kind not in kinds:
+        raise RewardError(f"unknown reward {kind!r} (expected one of {tuple(kinds)})")
+    return kinds[kind](clip_dir=clip_dir, device=device)
 
 
 # -- normalisation ---------------------------------------------------------------------------

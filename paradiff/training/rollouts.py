@@ -68,13 +68,13 @@ class RolloutSampler:
             image = record.get("user_image")
             task = "edit" if image else "generate"
             request = Request(record["user_prompt"], self.image_root / image if image else None)
-            sequences.append(pipe._build(task, request, self.config, None, None)[0])
+            sequences.append(pipe.build_sequences(task, request, self.config)[0])
         batch = pipe.layout.collate(sequences)
         was_training = pipe.model.training
         pipe.model.eval()
         out = ParallelSampler(pipe.model, pipe.space, self.config)(batch, seeds=seeds)
         pipe.model.train(was_training)
-        return Rollouts(batch, int(out.answer_columns[0]), out.trajectory, records, steps)
+        return Rollouts(batch, out.answer_start, out.trajectory, records, steps)
 
     def partial_states(self, rollouts: Rollouts, index: int) -> list[PartialState]:
         """The answers in trajectory[index]: reasoning with the still-masked tokens dropped,

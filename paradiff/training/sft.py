@@ -35,6 +35,7 @@ from paradiff.training.runs import (
     example_generator,
     warmup_cosine_schedule,
 )
+from paradiff.training.trackers import Tracker
 
 DEFAULTS: dict[str, Any] = {
     "model": {
@@ -74,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
         "save_every": 500,
         "log_every": 10,
         "keep": 2,  # checkpoints kept besides the final one
+        "log_with": None,  # tensorboard: the log's numbers to TensorBoard too
     },
 }
 
@@ -168,6 +170,9 @@ class SFTRun:
         self.progress = progress and self.accelerator.is_main_process
         start_from = self.folder.start(resume, overwrite, self.accelerator.is_main_process)
         resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
+        self.tracker = Tracker(
+            config["output"] if self.accelerator.is_main_process else {}, "sft", config
+        )
         self.pipe = ParallelPipeline.from_pretrained(
             str(start_from or config["model"]["init"]), dtype="float32", device="cpu"
         )
@@ -295,6 +300,7 @@ class SFTRun:
             if every and self.step % every == 0 and self.step < total:
                 self.evaluate()
         bar.close()
+        self.tracker.finish()
         self.save_checkpoint()
         self.evaluate()
         return self.save_final()
@@ -324,6 +330,7 @@ class SFTRun:
             "tokens_per_s": round(tokens_per_s * self.accelerator.num_processes, 1),
         }
         self.folder.log(line, None if self.progress else lambda text: print(text, flush=True))
+        self.tracker.log(line, self.step)
         bar.set_postfix(loss=line["loss"], text=line["text_ce"], image=line["image_ce"])
 
     # -- checkpoints --------------------------------------------------------------------------

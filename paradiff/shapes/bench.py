@@ -1,5 +1,8 @@
 """ShapeBench: ParaBench's six metrics judged exactly on the shapes world (no judge model).
 
+`paradiff bench shapebench` (registered with the bench commands through pyproject.toml's
+`paradiff.benchmarks` entry point).
+
 300 fixed samples (200 editing, 100 generation; `paradiff.shapes.dataset.shapebench_samples`).
 `run_shapebench(predict)` asks a predictor for each sample's answer — a callable mapping a
 `ShapeSample` to (reasoning text, output image) where the image is anything
@@ -24,10 +27,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from paradiff.bench.data import BenchItem
+from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
-from paradiff.bench.report import SHORT_NAMES, summarise, write_report
-from paradiff.bench.runner import Answerer, RunFolder, Scorer, run_benchmark, write_atomic
+from paradiff.bench.report import SHORT_NAMES, groups_of, summarise, write_report
+from paradiff.bench.runner import Answerer, RunFolder, Scorer, run_benchmark
 from paradiff.command import (
     CommandError,
     add_pipeline_arguments,
@@ -36,15 +39,14 @@ from paradiff.command import (
     output_dir,
 )
 from paradiff.image_tokenizers.base import to_pil
-from paradiff.image_tokenizers.shapes import shapes_tokenizer
 from paradiff.shapes.dataset import shapebench_samples
-from paradiff.shapes.judge import METRICS, aggregate, score_sample
+from paradiff.shapes.image_tokenizer import shapes_tokenizer
+from paradiff.shapes.judge import score_sample
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.scene import Scene
 
 Predictor = Callable[[ShapeSample], tuple[str, Any]]
-REPORT_FILE = "report.json"
 
 
 class ShapeBenchError(ValueError):
@@ -122,9 +124,9 @@ def run_shapebench(
 
     `samples` default to the first `limit` ones. The answers go through a run folder
     (`paradiff.bench.runner`): `out`, resumable, recorded with `settings`, or a temporary one.
-    Returns the report: {"benchmark", "mode", "count", "category_counts", "overall",
-    "per_task", "per_category"} with metrics on a 0-100 scale; `out` also receives
-    `report.json` and the report files of `paradiff.bench.report` (with 95% intervals).
+    Returns the summary of `paradiff.bench.report.summarise` (metrics on a 0-100 scale with 95%
+    intervals, overall, per task and per category) with "benchmark", "mode" and "model"; `out`
+    also receives its report files.
     """
     samples = list(samples) if samples is not None else select_samples(limit)
     answer = answer or predictor_answerer(predict, samples)
@@ -135,12 +137,10 @@ def run_shapebench(
         items = [bench_item(sample) for sample in samples]
         with folder.discarded_on_error():
             records = run_benchmark(folder, items, answer, exact_scorer(samples), progress=progress)
-    report = {"benchmark": "shapebench", "mode": mode, **aggregate(records)}
+    summary = summarise(records, benchmark="shapebench", mode=mode, model=settings["model"])
     if out is not None:
-        write_atomic(Path(out) / REPORT_FILE, json.dumps(rounded(report), indent=1) + "\n")
-        summary = summarise(records, benchmark="shapebench", mode=mode, model=settings["model"])
         write_report(out, summary, f"ShapeBench: {settings['model']} ({mode})")
-    return report
+    return summary
 
 
 def rounded(report: dict[str, Any], digits: int = 2) -> dict[str, Any]:
@@ -156,18 +156,14 @@ def rounded(report: dict[str, Any], digits: int = 2) -> dict[str, Any]:
     return walk(report)
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """A plain-text table: one row per category, task and overall; one column per metric."""
+def format_table(summary: dict[str, Any]) -> str:
+    """A plain-text table of a summary's means: one row per category, task and overall; one
+    column per metric (blank where no sample has it)."""
     lines = [f"{'':<14}{'n':>5}" + "".join(f"{SHORT_NAMES[m]:>10}" for m in METRICS)]
-
-    def row(name: str, metrics: dict[str, float], count: str = "") -> str:
-        return f"{name:<14}{count:>5}" + "".join(f"{metrics[m]:>10.1f}" for m in METRICS)
-
-    for category, metrics in report["per_category"].items():
-        lines.append(row(category, metrics, str(report["category_counts"][category])))
-    for task, metrics in report["per_task"].items():
-        lines.append(row(task, metrics))
-    lines.append(row("overall", report["overall"], str(report["count"])))
+    for name, group in groups_of(summary).items():
+        means = {m: group["metrics"][m]["mean"] for m in group["metrics"]}
+        cells = "".join(f"{means[m]:>10.1f}" if m in means else f"{'':>10}" for m in METRICS)
+        lines.append(f"{name:<14}{group['count']:>5}" + cells)
     return "\n".join(lines)
 
 

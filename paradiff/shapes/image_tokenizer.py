@@ -23,11 +23,11 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from paradiff.image_tokenizers.base import check_codes, check_image_batch, preprocess
+from paradiff.image_tokenizers.loading import CONFIG_FILE, TokenizerKind
 from paradiff.shapes.render import DEFAULT_CELL_PX, cell_sprite, check_cell_px
 from paradiff.shapes.scene import COLOUR_NAMES, SHAPES, Obj, Pos, Scene
 
 CODEBOOK_FILE = "codebook.safetensors"
-CONFIG_FILE = "tokenizer_config.json"
 TOKENIZER_CLASS = "ShapesImageTokenizer"
 QUADRANTS: tuple[str, ...] = ("top_left", "top_right", "bottom_left", "bottom_right")
 EMPTY_CODE = 0
@@ -231,3 +231,12 @@ class ShapesImageTokenizer:
 def shapes_tokenizer(cell_px: int = DEFAULT_CELL_PX) -> ShapesImageTokenizer:
     """The (cached) tokenizer built from the renderer at this cell size."""
     return ShapesImageTokenizer.build(cell_px)
+
+
+# The checkpoint loader's entry (pyproject.toml's `paradiff.image_tokenizers` entry point).
+KIND = TokenizerKind(
+    tokenizer_class=TOKENIZER_CLASS,
+    type=ShapesImageTokenizer,
+    load=ShapesImageTokenizer.from_dir,
+    save=lambda tokenizer, folder: tokenizer.save(folder),
+)

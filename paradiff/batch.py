@@ -1,0 +1,172 @@
+"""Batch inference: `paradiff edit|generate --batch requests.jsonl --out DIR`.
+
+A requests file is JSONL, one request a line:
+
+    {"id": "cat-1", "instruction": "make the cat blue", "image": "in/cat.png", "seed": 3,
+     "settings": {"image_steps": 32, "cfg_image": 2.0}}
+
+`instruction` (or `prompt`, for generation) is required; `image` (editing, a path relative to the
+requests file) too for editing; `seed` and `settings` (SamplerConfig fields) are optional and
+replace the command's for that request. Requests are sampled in batches of one task, size and
+settings through the benchmark runner (`paradiff.bench.runner`), so a run is resumable (a re-run
+skips the ids it finished) and shardable (`--shard i/n`, or accelerate's RANK of WORLD_SIZE).
+DIR gets one folder per id — image.png, reasoning.txt, meta.json, trajectory.gif — plus the
+runner's run.json and generations*.jsonl (one line per finished id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from paradiff.bench.data import BenchItem
+from paradiff.bench.generate import PIPELINE_TASKS, generate_answers
+from paradiff.bench.runner import RunFolder, Shard, file_name, run_benchmark
+from paradiff.command import CommandError, check_writable, load_configured_pipeline, output_dir
+from paradiff.pipeline import ParallelPipeline
+from paradiff.sampling import SamplerConfig
+
+BENCH_TASKS = {pipeline: bench for bench, pipeline in PIPELINE_TASKS.items()}
+
+
+class BatchError(ValueError):
+    """A requests file or output folder that cannot be used."""
+
+
+class RequestFolder(RunFolder):
+    """A run folder with one sub-folder per request id (image.png, reasoning.txt, …)."""
+
+    def answer_files(self, item_id: str) -> tuple[str, str]:
+        name = file_name(item_id)
+        return f"{name}/image.png", f"{name}/reasoning.txt"
+
+
+def read_requests(path: str | os.PathLike, task: str) -> list[BenchItem]:
+    """The requests of a JSONL file for `task` ('edit' or 'generate'), every one checked (ids
+    unique, input images present, settings known) before anything is sampled."""
+    path = Path(path)
+    if not path.is_file():
+        raise BatchError(f"no requests file at {path}")
+    items, seen = [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path.name} line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise BatchError(f"{where} is not JSON") from None
+        if not isinstance(row, dict):
+            raise BatchError(f"{where} is not a JSON object")
+        items.append(request_item(row, task, path.parent, where))
+        if items[-1].id in seen:
+            raise BatchError(f"{where}: id {items[-1].id!r} occurs twice")
+        seen.add(items[-1].id)
+    if not items:
+        raise BatchError(f"{path} holds no requests")
+    return items
+
+
+def request_item(row: dict[str, Any], task: str, base: Path, where: str) -> BenchItem:
+    request_id = row.get("id")
+    if not isinstance(request_id, str | int) or not str(request_id).strip():
+        raise BatchError(f"{where} has no id")
+    instruction = row.get("instruction", row.get("prompt"))
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise BatchError(f"{where} has no instruction (or prompt)")
+    image = None
+    if task == "edit":
+        if not isinstance(row.get("image"), str):
+            raise BatchError(f"{where}: an edit request needs an image path")
+        image = base / row["image"]
+        if not image.is_file():
+            raise BatchError(f"{where}: no image at {image}")
+    seed = row.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise BatchError(f"{where}: seed must be a whole number")
+    settings = row.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise BatchError(f"{where}: settings must be an object of sampler settings")
+    try:
+        SamplerConfig().replace(**settings)
+    except (TypeError, ValueError) as err:
+        raise BatchError(f"{where}: {err}") from None
+    return BenchItem(
+        str(request_id), BENCH_TASKS[task], BENCH_TASKS[task], instruction, image, seed, settings
+    )
+
+
+def run_batch(
+    pipe: ParallelPipeline,
+    task: str,
+    items: list[BenchItem],
+    out: str | os.PathLike,
+    batch_size: int = 8,
+    overrides: dict[str, Any] | None = None,
+    size: tuple[int, int] | None = None,
+    shard: Shard | None = None,
+    model: str | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Sample the shard's requests not yet finished in `out`; returns the shard's generation
+    records (one per request, earlier runs' included). A re-run must use the same model,
+    command settings and size (the runner refuses others)."""
+    if batch_size < 1:
+        raise BatchError(f"--batch-size must be at least 1, got {batch_size}")
+    out = Path(out)
+    folder = RequestFolder(out, shard or Shard.from_env())
+    folder.check()  # new, empty, or an earlier batch run's folder: never a user's other files
+    overrides = dict(overrides or {})
+    folder.start(
+        {
+            "batch": task,
+            "model": model or "bundled",
+            "sampler": pipe.sampler_defaults.replace(**overrides).to_dict(),
+            "size": list(size) if size else None,
+        }
+    )
+
+    def answer(todo: list[BenchItem]):
+        for item, result in generate_answers(pipe, todo, batch_size, overrides, size):
+            folder_of = out / file_name(item.id)
+            folder_of.mkdir(parents=True, exist_ok=True)
+            result.save(folder_of)  # image, reasoning, meta, GIF; the runner records it after
+            yield item, result.text, result.image, {"seed": result.settings["seed"]}
+
+    with folder.discarded_on_error():
+        return run_benchmark(folder, items, answer, None, progress=progress)
+
+
+def sample_batch(args: argparse.Namespace, task: str) -> int:
+    """`paradiff edit|generate --batch REQUESTS`: every request of the file, one folder per id
+    under --out; every check before the model is loaded."""
+    if args.instruction is not None or getattr(args, "image", None) is not None:
+        raise CommandError("--batch takes the requests from its file: drop the text and --image")
+    if bool(args.width) != bool(args.height):
+        raise CommandError("give both --height and --width, or neither")
+    items = read_requests(args.batch, task)
+    shard = Shard.parse(args.shard) if args.shard is not None else None
+    size = (args.width, args.height) if args.width and args.height else None
+    out = output_dir(args.out)
+    check_writable(out)
+    RequestFolder(out, shard or Shard.from_env()).check()
+    pipe, overrides = load_configured_pipeline(args)
+    done = run_batch(
+        pipe, task, items, out, args.batch_size, overrides, size, shard, args.model, not args.quiet
+    )
+    if not args.quiet:
+        print(f"{len(done)} requests done in {out}")
+    return 0
+
+
+def add_batch_arguments(parser) -> None:
+    """The batch flags of `paradiff edit` / `paradiff generate`."""
+    group = parser.add_argument_group("batch inference", "many requests from a JSONL file")
+    group.add_argument(
+        "--batch", default=None, metavar="REQUESTS", help="JSONL requests file (see docs)"
+    )
+    group.add_argument("--batch-size", type=int, default=8, help="requests per sampler run")
+    group.add_argument("--shard", default=None, help="i/n: this process's share of the requests")
