@@ -91,7 +91,7 @@ def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict
         ):
             hidden = model.hidden_states(masked_ids.to(device), batch.attention_mask.to(device))
             if probe == "location":
-                positions, vocab = where, (0, space.image_offset)
+                positions, vocab = where, space.text_vocab
             else:
                 length = batch.ids.shape[1]  # left padding shifts each row's input image
                 inputs = torch.stack(
@@ -103,7 +103,7 @@ def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict
                 targets = batch.ids[:, batch.output_image]
                 positions = torch.zeros_like(where)
                 positions[:, batch.output_image] = inputs != targets
-                vocab = (space.image_offset, space.vocab_size)
+                vocab = space.image_vocab
             logits = model.logits(hidden[positions.to(device)][None], vocab_range=vocab)[0]
             predicted = logits.argmax(-1).cpu() + vocab[0]
             hits[probe][0] += int((predicted == batch.ids[positions]).sum())
