@@ -44,6 +44,21 @@ SPACE = FAMILY_A
 ANSWER_END_ID = 126355  # </answer>
 
 
+def sampler_config(args: argparse.Namespace) -> SamplerConfig:
+    """The exact-mode settings of the command line (greedy text)."""
+    return SamplerConfig(
+        text_steps=args.text_steps,
+        image_steps=args.timesteps,
+        text_gen_length=args.text_gen_length,
+        text_block_length=args.text_block_length,
+        text_temperature=0.0,
+        image_temperature=args.temperature,
+        cfg_text=args.cfg_scale,
+        cfg_image=args.cfg_img,
+        seed=args.seed,
+    )
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--d-model", type=int, default=256, help="model width (default 256)")
@@ -229,17 +244,7 @@ def main() -> None:
     batch, uncond_prefix = build_batch(args)
     batch = batch.to(args.device)
     uncond_prefix = uncond_prefix.to(args.device)
-    config = SamplerConfig(
-        text_steps=args.text_steps,
-        image_steps=args.timesteps,
-        text_gen_length=args.text_gen_length,
-        text_block_length=args.text_block_length,
-        text_temperature=0.0,
-        image_temperature=args.temperature,
-        cfg_text=args.cfg_scale,
-        cfg_image=args.cfg_img,
-        seed=args.seed,
-    )
+    config = sampler_config(args)
     speeds = args.speeds.split(",")
     samplers = {
         speed: ParallelSampler(model, SPACE, config.replace(speed=speed)) for speed in speeds
@@ -409,17 +414,7 @@ def project(args: argparse.Namespace, speeds: list[str]) -> dict:
         pairs=forwards * length**2,
         head=forwards * length * SPACE.vocab_size,
     )
-    config = SamplerConfig(
-        text_steps=args.text_steps,
-        image_steps=args.timesteps,
-        text_gen_length=args.text_gen_length,
-        text_block_length=args.text_block_length,
-        text_temperature=0.0,
-        image_temperature=args.temperature,
-        cfg_text=args.cfg_scale,
-        cfg_image=args.cfg_img,
-        seed=args.seed,
-    )
+    config = sampler_config(args)
     work = {"upstream": upstream}
     with torch.no_grad():
         for speed in speeds:
