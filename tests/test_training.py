@@ -13,6 +13,7 @@ from paradiff.pipeline import ParallelPipeline
 from paradiff.training.data import PretokenizedDataset, training_sequence
 from paradiff.training.masking import (
     MIN_MASK_PROB,
+    changed_output_codes,
     mask_probability,
     masked_diffusion_loss,
     noise_batch,
@@ -92,6 +93,30 @@ def test_noise_batch_masks_only_the_answer_with_the_drawn_ratios(pipe, dataset):
         assert torch.equal(uniform.weight[row], paper.masked[row].float())
         assert paper.weight[row].sum() > 0
     assert not paper.weight[~paper.masked].any()
+
+
+def test_changed_codes_weigh_more_and_only_in_edits(pipe, dataset):
+    edits = [e for e in (dataset[i] for i in range(len(dataset))) if e.input_codes is not None]
+    others = [e for e in (dataset[i] for i in range(len(dataset))) if e.input_codes is None]
+    examples = [edits[0], edits[1]] + others[:1]
+    batch = batch_of(pipe, examples)  # rows left-padded to the longest
+    changed = changed_output_codes(batch, pipe.space)
+    for row, example in enumerate(examples):
+        if example.input_codes is None:  # a generation: nothing to compare with
+            assert not changed[row].any()
+        else:  # by hand: the raster codes that differ between the clean input and output
+            by_hand = torch.as_tensor(example.input_codes != example.output_codes).flatten()
+            assert torch.equal(changed[row], by_hand)
+    assert changed.any()
+    plain = noise_batch(batch, pipe.space, generators(1, 2, 3), "paper")
+    heavy = noise_batch(batch, pipe.space, generators(1, 2, 3), "paper", changed_weight=4.0)
+    assert torch.equal(plain.masked, heavy.masked)
+    image = batch.output_image
+    expected = plain.weight[:, image] * torch.where(changed, 4.0, 1.0)
+    assert torch.equal(heavy.weight[:, image], expected)
+    assert torch.equal(heavy.weight[:, batch.text], plain.weight[:, batch.text])
+    with pytest.raises(ValueError, match="changed-token weight"):
+        noise_batch(batch, pipe.space, generators(1, 2, 3), "paper", changed_weight=0.0)
 
 
 def test_noise_batch_rejects_an_unknown_weighting(pipe, dataset):

@@ -9,6 +9,9 @@ p_T = (1 - eps) t_T + eps (eps keeps p > 0). The model sees x_t and predicts the
 with N the number of answer tokens in the (global) batch and
     paper:   w = 1 / p_T on text tokens (the masked-diffusion ELBO weight), w = 1 on image tokens;
     uniform: w = 1 on every masked token.
+An edit's output-image tokens that differ from the input image's token at the same place (the
+cells the edit changes) may weigh `changed_weight` times more: copying the rest is easy and would
+otherwise dominate the image loss (w = changed_weight there, 1 on copied tokens; 1 = the paper).
 Text positions are scored over the text ids without the mask id, image positions over the image
 codes: the candidate sets the sampler draws from (`TokenSpace.text_vocab`, `forbid_mask`,
 `image_vocab`).
@@ -53,15 +56,41 @@ def mask_probability(t: torch.Tensor, eps: float = MIN_MASK_PROB) -> torch.Tenso
     return (1 - eps) * t + eps
 
 
+def changed_output_codes(batch: Batch, space: TokenSpace) -> torch.Tensor:
+    """(B, h*w) bool: output-image codes that differ from the input image's code at the same
+    raster index; all False for rows without an input image of the output's size."""
+    prompt = batch.ids[:, : batch.answer_start]  # (B, P): system, input image, instruction
+    start, end = prompt == space.image_start_id, prompt == space.image_end_id
+    inside = (start.long().cumsum(-1) > end.long().cumsum(-1)) & ~start  # (B, P)
+    if space.row_break_id is not None:
+        inside &= prompt != space.row_break_id
+    output = batch.ids[:, batch.output_image]  # (B, h*w)
+    changed = torch.zeros_like(output, dtype=torch.bool)
+    for row in range(len(prompt)):
+        codes = prompt[row][inside[row]]  # the input image's codes in raster order
+        if codes.numel() == output.shape[1]:
+            changed[row] = codes != output[row]
+    return changed
+
+
 def noise_batch(
-    batch: Batch, space: TokenSpace, generators: list[torch.Generator], weighting: str = "paper"
+    batch: Batch,
+    space: TokenSpace,
+    generators: list[torch.Generator],
+    weighting: str = "paper",
+    changed_weight: float = 1.0,
 ) -> NoisedBatch:
     """Mask the answer of every row with its own generator (so a row's noise does not depend on
     which batch or process it lands in)."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"loss weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if not changed_weight > 0:
+        raise ValueError(f"the changed-token weight must be > 0, got {changed_weight}")
     B, L = batch.ids.shape
     image_pos, text_pos = batch.output_image, batch.text
+    image_weight = torch.ones(B, len(image_pos))  # (B, h*w)
+    if changed_weight != 1.0:
+        image_weight[changed_output_codes(batch, space)] = changed_weight
     masked = torch.zeros(B, L, dtype=torch.bool)
     weight = torch.zeros(B, L)
     for row, gen in enumerate(generators):
@@ -69,7 +98,7 @@ def noise_batch(
         p_image, p_text = mask_probability(t_image), mask_probability(t_text)
         masked[row, image_pos] = torch.rand(len(image_pos), generator=gen) < p_image
         masked[row, text_pos] = torch.rand(len(text_pos), generator=gen) < p_text
-        weight[row, image_pos] = 1.0
+        weight[row, image_pos] = image_weight[row]
         weight[row, text_pos] = 1.0 / p_text if weighting == "paper" else 1.0
     weight = weight * masked
     is_text = torch.zeros(B, L, dtype=torch.bool)

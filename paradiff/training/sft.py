@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "betas": [0.9, 0.95],
         "grad_clip": 1.0,
         "loss_weighting": "paper",  # paper (text 1/t, image 1) or uniform
+        "changed_image_weight": 1.0,  # weight of the output codes an edit changes (1 = paper)
         "seed": 0,
         "precision": "auto",  # auto (bf16 where the device supports it), fp32, bf16
         "threads": None,  # CPU threads (torch.set_num_threads)
@@ -108,6 +109,10 @@ def check_config(config: dict[str, Any]) -> None:
         raise RecipeError("data.pretokenized is not set (run `paradiff pretokenize` first)")
     if train["loss_weighting"] not in WEIGHTINGS:
         raise RecipeError(f"train.loss_weighting must be one of {WEIGHTINGS}")
+    if not float(train["changed_image_weight"]) > 0:
+        raise RecipeError(
+            f"train.changed_image_weight must be > 0, got {train['changed_image_weight']}"
+        )
     for key in ("steps", "batch_size", "warmup_steps"):
         if int(train[key]) < (0 if key == "warmup_steps" else 1):
             raise RecipeError(f"train.{key} is out of range: {train[key]}")
@@ -257,7 +262,13 @@ class SFTRun:
         loss_sum = 0.0
         device = self.accelerator.device
         for i, (batch, gens) in enumerate(batches):
-            noised = noise_batch(batch, self.pipe.space, gens, train["loss_weighting"]).to(device)
+            noised = noise_batch(
+                batch,
+                self.pipe.space,
+                gens,
+                train["loss_weighting"],
+                float(train["changed_image_weight"]),
+            ).to(device)
             last = i == len(batches) - 1
             sync = nullcontext() if last else self.accelerator.no_sync(self.objective)
             with sync:
