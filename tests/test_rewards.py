@@ -76,20 +76,44 @@ def test_scene_agreement_exact_on_partial_states():
         return reward.score([state(sample, text, codes)]).item()
 
     assert score(sample.reasoning, target) == 1.0
-    hidden_cell = target.clone()
-    hidden_cell[row, col + 1] = -1  # one quadrant of the changed cell still masked
-    assert score(sample.reasoning, hidden_cell) == 0.0
+    hidden_quadrant = target.clone()
+    hidden_quadrant[row, col + 1] = -1  # one quadrant of the changed cell still masked:
+    assert score(sample.reasoning, hidden_quadrant) == 1.0  # the three shown agree
     other = target.clone()
     other[0 if row else 2, 0 if col else 2] = -1  # an untouched cell still masked
     assert score(sample.reasoning, other) == 1.0
+    hidden_cell = target.clone()
+    hidden_cell[row : row + 2, col : col + 2] = -1  # the changed cell not shown yet
+    assert score(sample.reasoning, hidden_cell) == 0.0
     assert score("", target) == 0.0  # nothing claimed
     unchanged = tokenizer.scene_to_codes(sample.scene_in)  # the image shows no change
     assert score(sample.reasoning, unchanged) == 0.0
     wrong = tokenizer.scene_to_codes(sample.scene_out.with_cells({cell: Obj(new.shape, "pink")}))
     assert score(sample.reasoning, wrong) == 0.0  # the text says orange, the image pink
     broken = target.clone()
-    broken[row, col] = 0  # quadrants of the changed cell disagree: a broken cell
-    assert score(sample.reasoning, broken) == 0.0
+    broken[row, col] = 0  # one quadrant of the changed cell empty: a broken cell
+    # by hand: 4 claimed quadrants, 4 changed ones shown, 3 of them agree: F1 = 3/4
+    assert score(sample.reasoning, broken) == pytest.approx(0.75)
+
+
+def test_scene_agreement_gives_signal_at_intermediate_steps():
+    """A hand-made trajectory of one edit: half the changed cell's quadrants shown, the
+    reasoning's locating sentence written but not its change, then the whole answer."""
+    tokenizer = shapes_tokenizer()
+    sample = make_sample("recolour", 5, 1)
+    (cell, _new) = next(iter(sample.required_changes().items()))
+    row, col = 2 * cell[0], 2 * cell[1]
+    target = tokenizer.scene_to_codes(sample.scene_out)
+    early = torch.full_like(target, -1)
+    early[row, col : col + 2] = target[row, col : col + 2]  # the cell's top two quadrants
+    early[0:2, 0:2] = target[0:2, 0:2]
+    reward = SceneAgreementReward()
+    first_sentence = sample.reasoning.split(".")[0] + "."  # locates, claims no change yet
+    steps = [(first_sentence, early), (sample.reasoning, early), (sample.reasoning, target)]
+    scores = [reward.score([state(sample, text, codes)]).item() for text, codes in steps]
+    assert scores[0] == 0.0  # the image shows a change the text has not claimed yet
+    assert scores[1] == 1.0  # both sides agree on the two quadrants shown
+    assert scores[2] == 1.0
 
 
 def test_scene_agreement_partial_text_and_errors():
