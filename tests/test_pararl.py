@@ -14,7 +14,13 @@ from safetensors.torch import load_file
 import paradiff.sampling.sampler as sampler_module
 from paradiff import cli
 from paradiff.pipeline import ParallelPipeline
-from paradiff.training.grpo import group_advantages, grpo_terms, replay_log_probs, select_steps
+from paradiff.training.grpo import (
+    group_advantages,
+    grpo_terms,
+    replay_log_probs,
+    select_steps,
+    step_window,
+)
 from paradiff.training.pararl import DEFAULTS, STATS_FILE, ParaRLRun
 from paradiff.training.recipe import load_recipe
 from paradiff.training.rewards import PartialState, RewardNormaliser
@@ -82,6 +88,19 @@ def test_select_steps_are_distinct_sorted_and_seeded():
     assert len(set(steps)) == 3 and steps == sorted(steps) and 0 <= min(steps) <= max(steps) < 10
     assert steps == select_steps(10, 3, torch.Generator().manual_seed(5))
     assert select_steps(4, 4, torch.Generator()) == [0, 1, 2, 3]
+
+
+def test_scored_steps_come_from_the_window():
+    assert step_window(24) == range(0, 24)
+    assert step_window(24, 0.5) == range(12, 24)  # the later half
+    assert step_window(10, 0.25, 0.5) == range(2, 5)  # floor(2.5), ceil(5)
+    assert step_window(4, 0.9, 0.95) == range(3, 4)  # never empty
+    for seed in range(20):
+        steps = select_steps(24, 3, torch.Generator().manual_seed(seed), step_window(24, 0.5))
+        assert len(set(steps)) == 3 and min(steps) >= 12
+    for start, stop in ((0.5, 0.5), (-0.1, 1.0), (0.2, 1.5)):
+        with pytest.raises(ValueError, match="window"):
+            step_window(24, start, stop)
 
 
 # -- replay against the sampler ----------------------------------------------------------------
@@ -297,6 +316,8 @@ def test_command_trains_with_the_shipped_recipe(
     assert [line["step"] for line in lines] == [1, 2]
     for line in lines:
         assert len(line["scored_steps"]) == 3 and 0 <= line["reward"] <= 1
+        assert len(line["reward_by_step"]) == 3
+        assert sum(line["reward_by_step"]) / 3 == pytest.approx(line["reward"], abs=1e-4)
     # partial answers score differently from the final ones
     assert any(line["reward_raw"] != line["final_raw"] for line in lines)
 
@@ -321,6 +342,8 @@ def test_reward_at_final_scores_the_answer_at_every_scored_step(
         ("reward.at=middle", "reward.at must be one of ('trajectory', 'final'), got 'middle'"),
         ("train.kl=0.1", "unknown recipe key 'train.kl'"),
         ("reward.steps=50", "reward.steps 50 exceeds the 6 sampler steps"),
+        ("reward.window=[0.9,0.95]", "reward.steps 3 exceeds the 1 sampler steps"),
+        ("reward.window=[0.5,0.2]", "reward.window: the scored-step window needs"),
         ("data.records=missing.jsonl", "records file missing.jsonl does not exist"),
         ("reward.clip_dir=nowhere", "nowhere is not a CLIP directory"),
     ],

@@ -15,6 +15,7 @@ it), or the image codebook. Rollouts are unguided, so l is the conditional model
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -125,6 +126,22 @@ def replay_log_probs(
     return log_probs, decoded
 
 
-def select_steps(n_steps: int, count: int, generator: torch.Generator) -> list[int]:
-    """`count` distinct step indices of [0, n_steps), drawn with `generator`, in order."""
-    return sorted(torch.randperm(n_steps, generator=generator)[:count].tolist())
+def step_window(n_steps: int, start: float = 0.0, stop: float = 1.0) -> range:
+    """The step indices a fraction window [start, stop] of the timeline covers: [floor(start n),
+    ceil(stop n)), at least one step (start 0.5 = the later half of the sampling steps)."""
+    if not 0 <= start < stop <= 1:
+        raise ValueError(
+            f"the scored-step window needs 0 <= start < stop <= 1, got {start}, {stop}"
+        )
+    first = min(math.floor(start * n_steps), n_steps - 1)
+    return range(first, max(first + 1, math.ceil(stop * n_steps)))
+
+
+def select_steps(
+    n_steps: int, count: int, generator: torch.Generator, window: range | None = None
+) -> list[int]:
+    """`count` distinct step indices of `window` (default: all of [0, n_steps)), drawn with
+    `generator`, in order."""
+    window = range(n_steps) if window is None else window
+    picks = torch.randperm(len(window), generator=generator)[:count].tolist()
+    return sorted(window[i] for i in picks)

@@ -38,7 +38,13 @@ from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
 from paradiff.sampling.config import SamplerConfigError
 from paradiff.sampling.sampler import make_plan
-from paradiff.training.grpo import group_advantages, grpo_terms, replay_log_probs, select_steps
+from paradiff.training.grpo import (
+    group_advantages,
+    grpo_terms,
+    replay_log_probs,
+    select_steps,
+    step_window,
+)
 from paradiff.training.recipe import RecipeError
 from paradiff.training.rewards import Reward, RewardNormaliser, build_reward, stats_prompt_count
 from paradiff.training.rollouts import Rollouts, RolloutSampler, load_records
@@ -74,6 +80,10 @@ DEFAULTS: dict[str, Any] = {
         "clip_dir": None,  # the CLIP directory of kind: clip
         "at": "trajectory",  # trajectory (ParaRL) or final (output-level RL)
         "steps": 3,  # s: scored steps per rollout batch
+        "window": [
+            0.0,
+            1.0,
+        ],  # the share of the timeline they are drawn from ([0.5, 1]: later half)
         "clip_range": 3.0,  # c: standardised rewards clipped to [-c, c]
         "stats_fraction": 0.01,  # share of the prompts that estimates the statistics
         "stats_min_prompts": 32,
@@ -141,6 +151,13 @@ def check_config(config: dict[str, Any]) -> None:
             raise RecipeError(f"{name} must be a positive number, got {value!r}")
     if not isinstance(train["kl_beta"], int | float) or train["kl_beta"] < 0:
         raise RecipeError(f"train.kl_beta must be a non-negative number, got {train['kl_beta']!r}")
+    window = reward["window"]
+    if not isinstance(window, list | tuple) or len(window) != 2:
+        raise RecipeError(f"reward.window must be [start, stop], got {window!r}")
+    try:
+        step_window(1, float(window[0]), float(window[1]))
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"reward.window: {err}") from None
     check_output_settings(config["output"])
 
 
@@ -192,9 +209,12 @@ class ParaRLRun:
         self.pipe = ParallelPipeline.from_pretrained(str(start_from or init), "float32", device)
         self.sampler_config = rollout_sampler_config(self.pipe.sampler_defaults, config["rollout"])
         self.n_steps = len(make_plan(self.sampler_config))
-        if int(config["reward"]["steps"]) > self.n_steps:
+        start, stop = config["reward"]["window"]
+        self.window = step_window(self.n_steps, float(start), float(stop))
+        if int(config["reward"]["steps"]) > len(self.window):
             raise RecipeError(
-                f"reward.steps {config['reward']['steps']} exceeds the {self.n_steps} sampler steps"
+                f"reward.steps {config['reward']['steps']} exceeds the {len(self.window)} sampler"
+                f" steps of reward.window {config['reward']['window']}"
             )
         self.records, image_root = load_records(config["data"]["records"], config["data"]["limit"])
         self.rollouts = RolloutSampler(self.pipe, self.sampler_config, image_root)
@@ -222,7 +242,7 @@ class ParaRLRun:
         prompts = torch.randperm(len(self.records), generator=gen)[: int(rollout["prompts"])]
         rows = [self.records[int(i)] for i in prompts for _ in range(int(rollout["group"]))]
         seeds = torch.randint(2**31 - 1, (len(rows),), generator=gen).tolist()
-        steps = select_steps(self.n_steps, int(self.config["reward"]["steps"]), gen)
+        steps = select_steps(self.n_steps, int(self.config["reward"]["steps"]), gen, self.window)
         return self.rollouts.sample(rows, seeds, steps)
 
     def estimate_statistics(self) -> RewardNormaliser:
@@ -243,7 +263,7 @@ class ParaRLRun:
         ):
             rows = [self.records[i] for i in chosen[start : start + chunk]]
             seeds = torch.randint(2**31 - 1, (len(rows),), generator=gen).tolist()
-            steps = select_steps(self.n_steps, int(reward_cfg["steps"]), gen)
+            steps = select_steps(self.n_steps, int(reward_cfg["steps"]), gen, self.window)
             rollouts = self.rollouts.sample(rows, seeds, steps)
             raw, _ = self.rollouts.raw_scores(self.reward, rollouts, reward_cfg["at"])
             scores.append(raw.flatten())
@@ -310,6 +330,7 @@ class ParaRLRun:
             "clip_frac": round(clipped_sum / updates, 4),
             "lr": lr,
             "scored_steps": rollouts.steps,
+            "reward_by_step": [round(float(r), 5) for r in rewards.mean(0)],  # (S,)
             "rollout_s": round(sampled - started, 2),
             "step_s": round(time.perf_counter() - started, 2),
         }
