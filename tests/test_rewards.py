@@ -202,6 +202,51 @@ def test_the_shapes_world_registers_its_reward_by_kind():
     assert isinstance(build_reward("scene_agreement"), SceneAgreementReward)
 
 
+def test_near_misses_change_one_named_cell():
+    import random
+
+    from paradiff.shapes.clip import near_miss
+    from paradiff.shapes.scene import Scene
+
+    scene = Scene(4, 4, {(0, 0): Obj("star", "blue"), (2, 3): Obj("circle", "red")})
+    rng = random.Random(0)
+    kinds = set()
+    for _ in range(200):
+        miss = near_miss(scene, [(0, 0)], rng)
+        changed = scene.diff(miss)
+        assert changed and (0, 0) in changed  # the named cell always changes
+        new = miss.get((0, 0))
+        if new is None:
+            kinds.add("move")
+            assert len(changed) == 2 and Obj("star", "blue") in changed.values()
+        elif new == Obj("circle", "red"):
+            kinds.add("swap")
+            assert changed[(2, 3)] == Obj("star", "blue")
+        else:
+            assert len(changed) == 1
+            kinds.add("recolour" if new.shape == "star" else "replace")
+            assert (new.shape == "star") != (new.colour == "blue")
+    assert kinds == {"move", "swap", "recolour", "replace"}
+    assert near_miss(scene, [(1, 1)], rng).get((1, 1)) is not None  # an empty cell gets filled
+
+
+def test_contrastive_loss_by_hand():
+    from paradiff.shapes.clip import contrastive_loss
+
+    class Scale(torch.nn.Module):
+        logit_scale = torch.nn.Parameter(torch.tensor(math.log(2.0)))
+
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    image = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])  # 2 own images + 1 near miss
+    loss = contrastive_loss(Scale(), text, image)
+    # by hand: logits = 2 t V^T; text->image over 3 images, image->text over 2 texts
+    lt = 2 * text @ image.T
+    t2i = -(torch.log_softmax(lt, 1)[0, 0] + torch.log_softmax(lt, 1)[1, 1]) / 2
+    li = lt[:, :2].T
+    i2t = -(torch.log_softmax(li, 1)[0, 0] + torch.log_softmax(li, 1)[1, 1]) / 2
+    assert loss.item() == pytest.approx(float(t2i + i2t) / 2, abs=1e-6)
+
+
 def test_train_clip_command_writes_a_small_loadable_clip(tmp_path, capsys):
     from paradiff.cli import main
 
@@ -215,6 +260,7 @@ def test_train_clip_command_writes_a_small_loadable_clip(tmp_path, capsys):
     assert size <= 5 * 2**20
     summary = json.loads((out / "clip_training.json").read_text())
     assert summary["steps"] == 2 and 0 <= summary["retrieval_full_of_8"] <= 1
+    assert summary["hard_negatives"] and 0 <= summary["near_miss_partial"] <= 1
     sample = make_sample("add", 3, 1)
     codes = shapes_tokenizer().scene_to_codes(sample.scene_out)
     image = shapes_tokenizer().decode(codes[None])[0]

@@ -69,6 +69,7 @@ def _train_clip(args: argparse.Namespace) -> int:
             n_pairs=args.pairs,
             seed=args.seed,
             progress=not args.quiet,
+            hard_negatives=not args.no_hard_negatives,
         )
     except ValueError as err:
         print(f"paradiff shapes train-clip: {err}", file=sys.stderr)
@@ -159,6 +160,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     clip.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     clip.add_argument("--pairs", type=int, default=20000, help="samples drawn (5%% held out)")
     clip.add_argument("--seed", type=int, default=0, help="pair and initialisation seed")
+    clip.add_argument(
+        "--no-hard-negatives",
+        action="store_true",
+        help="train without near-miss images (one cell moved, recoloured, replaced or swapped)",
+    )
     clip.add_argument("--quiet", action="store_true", help="no progress bar")
     clip.set_defaults(func=_train_clip)
     return shapes

@@ -142,12 +142,14 @@ class ClipReward:
         features = self.model.get_text_features(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
         )
-        return F.normalize(_as_tensor(features), dim=-1)
+        return F.normalize(feature_tensor(features), dim=-1)
 
     def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         """(N, D) unit-norm image embeddings of images (N, 3, H, W) in [0, 1]."""
         pixels = clip_pixel_inputs(images.to(self.device), self.image_size, self.mean, self.std)
-        return F.normalize(_as_tensor(self.model.get_image_features(pixel_values=pixels)), dim=-1)
+        return F.normalize(
+            feature_tensor(self.model.get_image_features(pixel_values=pixels)), dim=-1
+        )
 
     @torch.no_grad()
     def score(self, states: Sequence[PartialState]) -> torch.Tensor:
@@ -156,7 +158,7 @@ class ClipReward:
         return (texts * images).sum(-1).float().cpu()
 
 
-def _as_tensor(features) -> torch.Tensor:
+def feature_tensor(features) -> torch.Tensor:
     """`get_*_features` returns a tensor (transformers 4) or an output with `pooler_output` (5)."""
     return features if isinstance(features, torch.Tensor) else features.pooler_output
 
