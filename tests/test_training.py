@@ -225,6 +225,30 @@ def test_about_a_tenth_of_the_examples_drop_their_condition(
     assert 0.05 * len(dropped) < sum(dropped) < 0.15 * len(dropped)
 
 
+def test_without_reasoning_the_answer_text_is_all_fill(
+    pipe, tiny_shapes_model, pretokenized, tmp_path
+):
+    overrides = [
+        f"model.init={tiny_shapes_model}",
+        f"data.pretokenized={pretokenized}",
+        f"output.dir={tmp_path}",
+        "data.cond_dropout=0",
+    ]
+    thinking = SFTRun(load_recipe(TINY_RECIPE, overrides, DEFAULTS), progress=False)
+    silent = SFTRun(
+        load_recipe(TINY_RECIPE, [*overrides, "data.reasoning=false"], DEFAULTS), progress=False
+    )
+    (with_text, _), *_ = thinking.micro_batches(0)[0]
+    (without, _), *_ = silent.micro_batches(0)[0]
+    fill = pipe.space.text_fill_id
+    assert (with_text.ids[:, with_text.text] != fill).any()  # the reasoning is there
+    assert (without.ids[:, without.text] == fill).all()  # ... and gone
+    image = without.output_image
+    assert torch.equal(without.ids[:, image], with_text.ids[:, with_text.output_image])
+    with pytest.raises(RecipeError, match="data.reasoning"):
+        SFTRun(load_recipe(TINY_RECIPE, [*overrides, "data.reasoning=maybe"], DEFAULTS))
+
+
 def test_recipe_overrides_are_yaml_values_over_the_file_over_the_defaults():
     assert parse_override("train.lr=1e-4") == {"train": {"lr": 1e-4}}
     assert parse_override("train.betas=[0.9, 0.99]") == {"train": {"betas": [0.9, 0.99]}}

@@ -11,6 +11,7 @@ continues from the latest one and reproduces an uninterrupted run exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import random
 import time
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
         "pretokenized": None,  # folder written by `paradiff pretokenize`
         "text_length": None,  # default: the checkpoint's sampler text_gen_length
         "cond_dropout": 0.1,  # share of examples trained without their condition (CFG)
+        "reasoning": True,  # false: the answer's text is all fill (a model that does not think)
     },
     "train": {
         "steps": 1000,
@@ -116,6 +118,8 @@ def check_config(config: dict[str, Any]) -> None:
     for key in ("steps", "batch_size", "warmup_steps"):
         if int(train[key]) < (0 if key == "warmup_steps" else 1):
             raise RecipeError(f"train.{key} is out of range: {train[key]}")
+    if not isinstance(data["reasoning"], bool):
+        raise RecipeError(f"data.reasoning must be true or false, got {data['reasoning']!r}")
     if not 0 <= float(data["cond_dropout"]) < 1:
         raise RecipeError("data.cond_dropout must be in [0, 1)")
     check_output_settings(config["output"])
@@ -240,6 +244,8 @@ class SFTRun:
         for position in mine:
             gen = example_generator(int(train["seed"]), step, position)
             example = self.dataset[indices[position]]
+            if not self.config["data"]["reasoning"]:
+                example = dataclasses.replace(example, text=example.text[:0])
             dropped = torch.rand(1, generator=gen).item() < float(
                 self.config["data"]["cond_dropout"]
             )
