@@ -1,0 +1,436 @@
+"""`paradiff shapes study`: the paper's claims tested on the shapes world, with seeds and intervals.
+
+One command trains and evaluates every arm of four comparisons and writes a Markdown report:
+
+- decoding (the paper's Table 3): parallel against sequential decoding of one model, same steps;
+- RL (Table 4): SFT against output-level RL against ParaRL, for each reward, same compute,
+  prompts and seeds;
+- scored steps (Table 5): ParaRL with s scored steps per rollout batch;
+- thinking: the SFT recipe trained with and without reasoning text.
+
+Every arm is evaluated on ShapeBench greedy and with image temperature 1: decoding arms over
+sampling seeds, trained arms over training seeds (each evaluated at temperature 1 with its own
+seed). An arm's score on a metric is the mean over its runs and prompts; its 95% interval is the
+bootstrap interval over prompts of the per-prompt mean over runs. A claim "A beats B on m" is
+judged on the paired per-prompt difference A - B: reproduced when its interval lies above 0,
+reversed when below, not reproduced otherwise.
+
+Work is kept in `--out` unit by unit (an RL or SFT run folder, a ShapeBench run folder); a re-run
+skips finished units and resumes interrupted ones, so the full setting can run unattended for hours
+and be restarted at will.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from paradiff.bench.data import METRICS
+from paradiff.bench.generate import pipeline_answerer
+from paradiff.bench.report import bootstrap_interval
+from paradiff.bench.runner import RunFolder as BenchFolder
+from paradiff.pipeline import ParallelPipeline
+from paradiff.shapes.bench import run_shapebench, select_samples
+from paradiff.training import pararl, sft
+from paradiff.training.recipe import load_recipe
+from paradiff.training.runs import FINAL_DIR
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TEMPERATURES = {"greedy": 0.0, "t1": 1.0}  # image temperature of the evaluations
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """How big a study is: prompts, seeds, and the RL and SFT recipes' overrides."""
+
+    limit: int | None  # ShapeBench prompts (None: all 300)
+    train_seeds: tuple[int, ...]  # RL runs per arm
+    sampling_seeds: tuple[int, ...]  # evaluations at temperature 1 of a decoding arm
+    sft_seeds: tuple[int, ...]  # SFT runs per thinking arm
+    scored_steps: tuple[int, ...]  # s of Table 5 (the reference value is the recipe's)
+    rewards: tuple[str, ...]  # reward kinds of Table 4 (the first is the reference)
+    rl_overrides: tuple[str, ...] = ()
+    sft_overrides: tuple[str, ...] = ()
+    batch_size: int = 50  # ShapeBench samples per sampler run
+
+
+SETTINGS: dict[str, StudySettings] = {
+    # minutes on a laptop: the whole pipeline, tiny runs (the numbers mean nothing)
+    "quick": StudySettings(
+        limit=4,
+        train_seeds=(0, 1, 2),
+        sampling_seeds=(0, 1, 2),
+        sft_seeds=(0,),
+        scored_steps=(1, 3),
+        rewards=("clip", "scene_agreement"),
+        rl_overrides=(
+            "train.steps=1",
+            "rollout.prompts=2",
+            "rollout.group=2",
+            "reward.stats_min_prompts=2",
+            "data.limit=20",
+        ),
+        sft_overrides=("train.steps=2", "train.batch_size=4", "eval.call="),
+        batch_size=4,
+    ),
+    # hours on the 2-core CPU: the shipped recipes, all of ShapeBench
+    "full": StudySettings(
+        limit=None,
+        train_seeds=(0, 1, 2),
+        sampling_seeds=(0, 1, 2),
+        sft_seeds=(0,),
+        scored_steps=(1, 2, 3, 5),
+        rewards=("clip", "scene_agreement"),
+    ),
+}
+
+
+class StudyError(ValueError):
+    """A study that cannot run with the inputs given."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """'`better` beats `worse` on `metric`', and the arms shown beside them in its table."""
+
+    title: str
+    statement: str
+    better: str
+    worse: str
+    metric: str
+    arms: tuple[str, ...]
+
+
+@dataclass
+class Inputs:
+    """What a study starts from: the model under test, training data and the recipes."""
+
+    model: str  # the SFT model (decoding arms, RL start and reference)
+    records: str  # training records JSONL (RL prompts)
+    pretokenized: str | None = None  # SFT data (the thinking comparison; skipped when None)
+    sft_init: str | None = None  # the untrained model SFT starts from
+    rl_recipe: str = str(CONFIGS / "shapes-pararl.yaml")
+    sft_recipe: str = str(CONFIGS / "shapes-sft.yaml")
+    clip_dir: str | None = None  # the CLIP reward's directory (default: the recipe's)
+
+
+class Study:
+    """Runs the units of a study in `out` and reports them (see the module docstring)."""
+
+    def __init__(
+        self,
+        inputs: Inputs,
+        out: str | os.PathLike,
+        settings: StudySettings,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        if settings.sft_seeds and bool(inputs.pretokenized) != bool(inputs.sft_init):
+            raise StudyError("the thinking comparison needs both the pre-tokenized data and init")
+        self.inputs, self.settings, self.progress, self.log = inputs, settings, progress, log
+        self.out = Path(out)
+        self.samples = select_samples(settings.limit)
+        self.reference_steps = int(self._rl_config("ref", 0, [])["reward"]["steps"])
+
+    # -- evaluation units ----------------------------------------------------------------------
+    def evaluate(self, model: str, name: str, temperature: str, seed: int, mode: str) -> Path:
+        """ShapeBench of `model` into eval/<name>-<temperature>-seed<seed>-<mode> (resumed)."""
+        folder = self.out / "eval" / f"{name}-{temperature}-seed{seed}-{mode}"
+        if (folder / "summary.json").is_file():
+            return folder
+        self.log(f"evaluating {folder.name}")
+        pipe = ParallelPipeline.from_pretrained(model)
+        overrides = {"mode": mode, "image_temperature": TEMPERATURES[temperature], "seed": seed}
+        settings = {"benchmark": "shapebench", "model": model, "sampler": overrides}
+        answer = pipeline_answerer(pipe, self.settings.batch_size, overrides, pipe.image_size)
+        run_shapebench(
+            answer=answer, settings=settings, samples=self.samples, out=folder, mode=mode
+        )
+        return folder
+
+    def evaluations(self, model: str, name: str, seeds: Sequence[int], mode="parallel"):
+        """{temperature: [run folders]}: one greedy run (seed-free), one per seed at T = 1."""
+        return {
+            "greedy": [self.evaluate(model, name, "greedy", seeds[0], mode)],
+            "t1": [self.evaluate(model, name, "t1", seed, mode) for seed in seeds],
+        }
+
+    # -- training units ------------------------------------------------------------------------
+    def _rl_config(self, name: str, seed: int, overrides: list[str]) -> dict[str, Any]:
+        paths = [
+            f"model.init={self.inputs.model}",
+            f"data.records={self.inputs.records}",
+            f"output.dir={self.out / 'rl' / name}",
+            f"train.seed={seed}",
+        ]
+        if self.inputs.clip_dir:
+            paths.append(f"reward.clip_dir={self.inputs.clip_dir}")
+        changes = [*paths, *self.settings.rl_overrides, *overrides]
+        return load_recipe(self.inputs.rl_recipe, changes, pararl.DEFAULTS)
+
+    def rl_model(self, at: str, reward: str, steps: int, seed: int) -> str:
+        """The final model of one RL run (trained, or resumed, first)."""
+        name = f"{'pararl' if at == 'trajectory' else 'output-rl'}-{reward}-s{steps}-seed{seed}"
+        config = self._rl_config(name, seed, [f"reward.at={at}", f"reward.kind={reward}"])
+        config["reward"]["steps"] = steps
+        return self._trained(pararl.ParaRLRun, config, name)
+
+    def sft_model(self, reasoning: bool, seed: int) -> str:
+        name = f"sft-{'thinking' if reasoning else 'no-thinking'}-seed{seed}"
+        changes = [
+            f"model.init={self.inputs.sft_init}",
+            f"data.pretokenized={self.inputs.pretokenized}",
+            f"data.reasoning={str(reasoning).lower()}",
+            f"train.seed={seed}",
+            f"output.dir={self.out / 'sft' / name}",
+            *self.settings.sft_overrides,
+        ]
+        config = load_recipe(self.inputs.sft_recipe, changes, sft.DEFAULTS)
+        return self._trained(sft.SFTRun, config, name)
+
+    def _trained(self, run_class, config: dict[str, Any], name: str) -> str:
+        final = Path(config["output"]["dir"]) / FINAL_DIR
+        if not (final / "config.json").is_file():
+            self.log(f"training {name}")
+            run_class(config, resume=True, progress=self.progress).run()  # or resume it
+        return str(final)
+
+    # -- the study -----------------------------------------------------------------------------
+    def arms(self) -> dict[str, dict[str, list[Path]]]:
+        """Every arm's evaluation folders by temperature, running what is missing."""
+        s = self.settings
+        model = self.inputs.model
+        arms = {
+            "parallel": self.evaluations(model, "sft", s.sampling_seeds),
+            "sequential": self.evaluations(model, "sft", s.sampling_seeds, "sequential"),
+        }
+        arms["SFT"] = arms["parallel"]
+        for reward in s.rewards:
+            for at, label in (("final", "output-level RL"), ("trajectory", "ParaRL")):
+                arms[f"{label} ({reward})"] = self.trained_arm(at, reward, self.reference_steps)
+        for steps in s.scored_steps:
+            arms[f"ParaRL s={steps}"] = self.trained_arm("trajectory", s.rewards[0], steps)
+        for reasoning, label in ((True, "thinking"), (False, "no thinking")):
+            if s.sft_seeds and self.inputs.pretokenized:
+                runs = [self.sft_model(reasoning, seed) for seed in s.sft_seeds]
+                arms[label] = self.merged(
+                    self.evaluations(run, Path(run).parent.name, s.sampling_seeds) for run in runs
+                )
+        return arms
+
+    def trained_arm(self, at: str, reward: str, steps: int) -> dict[str, list[Path]]:
+        """Per training seed: its model evaluated greedy and at T = 1 (with that seed)."""
+        per_seed = []
+        for seed in self.settings.train_seeds:
+            model = self.rl_model(at, reward, steps, seed)
+            per_seed.append(self.evaluations(model, Path(model).parent.name, [seed]))
+        return self.merged(per_seed)
+
+    @staticmethod
+    def merged(parts) -> dict[str, list[Path]]:
+        merged: dict[str, list[Path]] = {name: [] for name in TEMPERATURES}
+        for part in parts:
+            for name, folders in part.items():
+                merged[name] += folders
+        return merged
+
+    def claims(self) -> list[Claim]:
+        s = self.settings
+        reference = s.rewards[0]
+        claims = [
+            Claim(
+                "Parallel against sequential decoding (Table 3)",
+                "parallel decoding gives higher output alignment than sequential decoding",
+                "parallel",
+                "sequential",
+                "output_alignment",
+                ("parallel", "sequential"),
+            )
+        ]
+        for reward in s.rewards:
+            arms = ("SFT", f"output-level RL ({reward})", f"ParaRL ({reward})")
+            claims += [
+                Claim(
+                    f"SFT, output-level RL and ParaRL, reward {reward} (Table 4)",
+                    f"ParaRL ({reward}) gives higher output alignment than output-level RL",
+                    arms[2],
+                    arms[1],
+                    "output_alignment",
+                    arms,
+                ),
+                Claim(
+                    f"ParaRL against SFT, reward {reward}",
+                    f"ParaRL ({reward}) gives higher output alignment than SFT",
+                    arms[2],
+                    arms[0],
+                    "output_alignment",
+                    arms,
+                ),
+            ]
+        steps = tuple(f"ParaRL s={n}" for n in s.scored_steps)
+        if len(steps) > 1:
+            claims.append(
+                Claim(
+                    f"Scored steps per rollout batch, reward {reference} (Table 5)",
+                    f"ParaRL with s={self.reference_steps} beats s={s.scored_steps[0]} on output"
+                    " alignment",
+                    f"ParaRL s={self.reference_steps}",
+                    steps[0],
+                    "output_alignment",
+                    steps,
+                )
+            )
+        if s.sft_seeds and self.inputs.pretokenized:
+            claims.append(
+                Claim(
+                    "Thinking against no thinking (same SFT recipe)",
+                    "training with reasoning text raises image alignment",
+                    "thinking",
+                    "no thinking",
+                    "image_alignment",
+                    ("thinking", "no thinking"),
+                )
+            )
+        return claims
+
+    def run(self, report: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Run (or resume) every unit, judge every claim; write `report` (Markdown) if given."""
+        if self.reference_steps not in self.settings.scored_steps:
+            raise StudyError(
+                f"the recipe's reward.steps {self.reference_steps} is not among the scored steps"
+                f" {self.settings.scored_steps}"
+            )
+        arms = self.arms()
+        results = {"settings": dataclasses.asdict(self.settings), "claims": []}
+        for claim in self.claims():
+            for temperature in TEMPERATURES:
+                folders = {arm: arms[arm][temperature] for arm in claim.arms}
+                results["claims"].append(judge(claim, temperature, folders))
+        (self.out / "study.json").write_text(json.dumps(results, indent=1) + "\n")
+        if report is not None:
+            write_report(results, Path(report), self.settings)
+        return results
+
+
+# -- statistics -------------------------------------------------------------------------------
+def per_prompt(folders: Sequence[Path], metric: str) -> dict[str, float]:
+    """Prompt id -> the metric's mean over the runs in `folders` (prompts every run scored)."""
+    runs = [BenchFolder(folder).scored() for folder in folders]
+    ids = sorted(set.intersection(*(set(run) for run in runs)))
+    values = {}
+    for item in ids:
+        scores = [run[item].get(metric) for run in runs]
+        if all(score is not None for score in scores):
+            values[item] = float(np.mean(scores))
+    return values
+
+
+def arm_summary(folders: Sequence[Path]) -> dict[str, Any]:
+    """{metric: {"mean", "ci95"}} of an arm (mean over runs and prompts, interval over prompts)
+    and the run means' range over seeds."""
+    summary = {"runs": len(folders)}
+    for metric in METRICS:
+        values = per_prompt(folders, metric)
+        if values:
+            x = list(values.values())
+            run_means = [np.mean(list(per_prompt([f], metric).values())) for f in folders]
+            summary[metric] = {
+                "mean": float(np.mean(x)),
+                "ci95": list(bootstrap_interval(x)),
+                "n": len(x),
+                "seed_range": [float(min(run_means)), float(max(run_means))],
+            }
+    return summary
+
+
+def judge(claim: Claim, temperature: str, folders: dict[str, list[Path]]) -> dict[str, Any]:
+    """The arms' summaries and the verdict on the paired difference better - worse."""
+    better = per_prompt(folders[claim.better], claim.metric)
+    worse = per_prompt(folders[claim.worse], claim.metric)
+    shared = sorted(set(better) & set(worse))
+    diff = [better[i] - worse[i] for i in shared]
+    low, high = bootstrap_interval(diff) if diff else (0.0, 0.0)
+    verdict = "reproduced" if low > 0 else "reversed" if high < 0 else "not reproduced"
+    return {
+        "title": claim.title,
+        "statement": claim.statement,
+        "metric": claim.metric,
+        "temperature": temperature,
+        "better": claim.better,
+        "worse": claim.worse,
+        "difference": {"mean": float(np.mean(diff)) if diff else 0.0, "ci95": [low, high]},
+        "n": len(diff),
+        "verdict": verdict,
+        "arms": {arm: arm_summary(runs) for arm, runs in folders.items()},
+    }
+
+
+# -- the report -------------------------------------------------------------------------------
+def _cell(value: dict[str, Any] | None) -> str:
+    if value is None:
+        return ""
+    low, high = value["ci95"]
+    return f"{value['mean']:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def sentence(result: dict[str, Any]) -> str:
+    d = result["difference"]
+    low, high = d["ci95"]
+    return (
+        f"**{result['verdict'].capitalize()}** ({result['temperature']}): {result['statement']}"
+        f" — {result['better']} minus {result['worse']} on {result['metric']}: "
+        f"{d['mean']:+.1f} [{low:+.1f}, {high:+.1f}] over {result['n']} prompts."
+    )
+
+
+def write_report(results: dict[str, Any], path: Path, settings: StudySettings) -> None:
+    """Markdown: per claim and temperature a table of its arms and the verdict sentence, and a
+    figure of the claim's metric per arm (matplotlib) beside the report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# The paper's claims on the shapes world",
+        "",
+        f"Settings: {json.dumps(dataclasses.asdict(settings))}",
+        "",
+        "Each cell: mean over runs and prompts [95% bootstrap interval over prompts]. A verdict"
+        " is read off the paired per-prompt difference: reproduced when its interval lies above"
+        " 0, reversed when below, not reproduced otherwise.",
+    ]
+    claims = results["claims"]
+    figure, axes = plt.subplots(1, len(claims), figsize=(3.2 * len(claims), 3.2), squeeze=False)
+    for index, result in enumerate(claims):
+        lines += ["", f"## {result['title']}, {result['temperature']}", ""]
+        lines.append("| arm | runs | " + " | ".join(METRICS) + " |")
+        lines.append("|---|---|" + "---|" * len(METRICS))
+        for arm, summary in result["arms"].items():
+            cells = [_cell(summary.get(metric)) for metric in METRICS]
+            lines.append(f"| {arm} | {summary['runs']} | " + " | ".join(cells) + " |")
+        lines += ["", sentence(result)]
+        ax = axes[0][index]
+        names = list(result["arms"])
+        values = [result["arms"][a].get(result["metric"]) for a in names]
+        means = [v["mean"] if v else 0.0 for v in values]
+        errors = np.array(
+            [[v["mean"] - v["ci95"][0], v["ci95"][1] - v["mean"]] if v else [0, 0] for v in values]
+        ).T
+        ax.bar(range(len(names)), means, yerr=errors, capsize=3, color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=7)
+        ax.set_title(f"{result['metric']} ({result['temperature']})", fontsize=8)
+    figure.tight_layout()
+    figure_path = path.with_suffix(".png")
+    figure.savefig(figure_path, dpi=110)
+    plt.close(figure)
+    lines += ["", f"![the claims' metric per arm]({figure_path.name})", ""]
+    path.write_text("\n".join(lines))

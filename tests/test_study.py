@@ -1,0 +1,90 @@
+"""The study command's quick setting end to end (tiny model, tiny runs), its resumption and its
+statistics on hand-made runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from paradiff.bench.runner import RunFolder
+from paradiff.cli import main
+from paradiff.pipeline import BUNDLED_MODELS
+from paradiff.shapes.study import SETTINGS, Claim, Inputs, Study, judge
+
+CLIP = BUNDLED_MODELS / "rewards" / "shapes-clip"
+SMALL = ("rollout.text_steps=6", "rollout.image_steps=4")
+
+
+def test_quick_study_runs_every_arm_and_resumes(
+    tmp_path, tiny_shapes_model, shapes_records, pretokenized
+):
+    inputs = Inputs(
+        model=str(tiny_shapes_model),
+        records=str(shapes_records),
+        pretokenized=str(pretokenized),
+        sft_init=str(tiny_shapes_model),
+        clip_dir=str(CLIP),
+    )
+    quick = SETTINGS["quick"]
+    settings = dataclasses.replace(quick, rl_overrides=quick.rl_overrides + SMALL)
+    messages: list[str] = []
+    report = tmp_path / "docs" / "study.md"
+    study = Study(inputs, tmp_path / "study", settings, progress=False, log=messages.append)
+    results = study.run(report)
+    trained = [m for m in messages if m.startswith("training")]
+    # 2 rewards x (output-level, ParaRL) x 3 seeds, s=1 x 3 seeds (s=3 is ParaRL's own), 2 SFT
+    assert len(trained) == 12 + 3 + 2
+    titles = {c["title"] for c in results["claims"]}
+    assert any("Table 3" in t for t in titles) and any("Table 5" in t for t in titles)
+    assert any("Thinking" in t for t in titles)
+    for claim in results["claims"]:
+        assert claim["verdict"] in ("reproduced", "not reproduced", "reversed")
+        assert claim["temperature"] in ("greedy", "t1")
+        runs = {arm: summary["runs"] for arm, summary in claim["arms"].items()}
+        if claim["temperature"] == "t1" and "ParaRL" in claim["better"]:
+            assert runs[claim["better"]] == 3  # one evaluation per training seed
+    text = report.read_text()
+    assert text.count("## ") == len(results["claims"]) and report.with_suffix(".png").is_file()
+    assert "Reproduced" in text or "Not reproduced" in text or "Reversed" in text
+    # a second run finds every unit done: nothing trained or evaluated again
+    messages.clear()
+    again = Study(inputs, tmp_path / "study", settings, progress=False, log=messages.append)
+    assert again.run()["claims"] == results["claims"]
+    assert messages == []
+
+
+def _fake_run(folder, scores):
+    """A ShapeBench run folder holding only the score records `scores` (id -> output alignment)."""
+    folder.mkdir(parents=True)
+    lines = [
+        json.dumps({"id": i, "task": "edit", "category": "c", "output_alignment": v})
+        for i, v in scores.items()
+    ]
+    (folder / "scores.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_verdicts_on_hand_made_runs(tmp_path):
+    ids = [f"p{i}" for i in range(40)]
+    low = _fake_run(tmp_path / "low", dict.fromkeys(ids, 10.0))
+    high_a = _fake_run(tmp_path / "a", {i: 30.0 for i in ids})
+    high_b = _fake_run(tmp_path / "b", {i: 50.0 for i in ids})
+    assert len(RunFolder(low).scored()) == 40
+    claim = Claim("t", "A beats B", "A", "B", "output_alignment", ("A", "B"))
+    better = judge(claim, "t1", {"A": [high_a, high_b], "B": [low]})
+    assert better["verdict"] == "reproduced"
+    assert better["difference"]["mean"] == pytest.approx(30.0)  # (30 + 50) / 2 - 10
+    arm = better["arms"]["A"]["output_alignment"]
+    assert arm["mean"] == pytest.approx(40.0) and arm["seed_range"] == [30.0, 50.0]
+    assert judge(claim, "t1", {"A": [low], "B": [high_a]})["verdict"] == "reversed"
+    noisy = _fake_run(tmp_path / "noisy", {i: (0.0 if n % 2 else 20.0) for n, i in enumerate(ids)})
+    assert judge(claim, "t1", {"A": [noisy], "B": [low]})["verdict"] == "not reproduced"
+
+
+def test_study_command_errors_are_one_line(tmp_path, capsys):
+    code = main(["shapes", "study", "--out", str(tmp_path / "s"), "--records", "nowhere.jsonl"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--records nowhere.jsonl does not exist" in err
