@@ -169,6 +169,16 @@ def token_space_from_config(config: Any) -> TokenSpace:
     return space
 
 
+def image_code_mask(ids: torch.Tensor, space: TokenSpace) -> torch.Tensor:
+    """ids (B, L) -> bool (B, L): True at the code (and mask) positions of every `<image> …
+    </image>` span; its markers and row-breaks, text and padding are False."""
+    start, end = ids == space.image_start_id, ids == space.image_end_id
+    inside = (start.long().cumsum(-1) > end.long().cumsum(-1)) & ~start
+    if space.row_break_id is not None:
+        inside &= ids != space.row_break_id
+    return inside
+
+
 def image_grid_positions(
     ids: torch.Tensor, space: TokenSpace
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,9 +191,9 @@ def image_grid_positions(
     """
     if space.row_break_id is None:
         raise LayoutError(f"family {space.family} has no row-breaks to count image rows by")
-    start, end = ids == space.image_start_id, ids == space.image_end_id
+    start = ids == space.image_start_id
     brk = ids == space.row_break_id
-    inside = (start.long().cumsum(-1) > end.long().cumsum(-1)) & ~start & ~brk
+    inside = image_code_mask(ids, space)
     index = torch.arange(ids.shape[-1], device=ids.device).expand_as(ids)  # (B, L)
     breaks = brk.long().cumsum(-1)  # row-breaks up to here
     breaks_at_start = torch.where(start, breaks, 0).cummax(-1).values  # ... up to the last <image>

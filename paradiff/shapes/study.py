@@ -138,6 +138,7 @@ class Study:
         self.out = Path(out)
         self.samples = select_samples(settings.limit)
         self.reference_steps = int(self._rl_config("ref", 0, [])["reward"]["steps"])
+        self.thinking = bool(settings.sft_seeds and inputs.pretokenized)  # that comparison runs
 
     # -- evaluation units ----------------------------------------------------------------------
     def evaluate(self, model: str, name: str, temperature: str, seed: int, mode: str) -> Path:
@@ -217,12 +218,12 @@ class Study:
                 arms[f"{label} ({reward})"] = self.trained_arm(at, reward, self.reference_steps)
         for steps in s.scored_steps:
             arms[f"ParaRL s={steps}"] = self.trained_arm("trajectory", s.rewards[0], steps)
-        for reasoning, label in ((True, "thinking"), (False, "no thinking")):
-            if s.sft_seeds and self.inputs.pretokenized:
-                runs = [self.sft_model(reasoning, seed) for seed in s.sft_seeds]
-                arms[label] = self.merged(
-                    self.evaluations(run, Path(run).parent.name, s.sampling_seeds) for run in runs
-                )
+        labels = {True: "thinking", False: "no thinking"} if self.thinking else {}
+        for reasoning, label in labels.items():
+            runs = [self.sft_model(reasoning, seed) for seed in s.sft_seeds]
+            arms[label] = self.merged(
+                self.evaluations(run, Path(run).parent.name, s.sampling_seeds) for run in runs
+            )
         return arms
 
     def trained_arm(self, at: str, reward: str, steps: int) -> dict[str, list[Path]]:
@@ -287,7 +288,7 @@ class Study:
                     steps,
                 )
             )
-        if s.sft_seeds and self.inputs.pretokenized:
+        if self.thinking:
             claims.append(
                 Claim(
                     "Thinking against no thinking (same SFT recipe)",
@@ -320,9 +321,16 @@ class Study:
 
 
 # -- statistics -------------------------------------------------------------------------------
-def per_prompt(folders: Sequence[Path], metric: str) -> dict[str, float]:
-    """Prompt id -> the metric's mean over the runs in `folders` (prompts every run scored)."""
-    runs = [BenchFolder(folder).scored() for folder in folders]
+Scores = dict[str, dict[str, Any]]  # one run's score records by prompt id
+
+
+def load_scores(folders: Sequence[Path]) -> list[Scores]:
+    """Each ShapeBench run folder's score records, read once."""
+    return [BenchFolder(folder).scored() for folder in folders]
+
+
+def per_prompt(runs: Sequence[Scores], metric: str) -> dict[str, float]:
+    """Prompt id -> the metric's mean over `runs` (prompts every run scored)."""
     ids = sorted(set.intersection(*(set(run) for run in runs)))
     values = {}
     for item in ids:
@@ -332,15 +340,15 @@ def per_prompt(folders: Sequence[Path], metric: str) -> dict[str, float]:
     return values
 
 
-def arm_summary(folders: Sequence[Path]) -> dict[str, Any]:
+def arm_summary(runs: Sequence[Scores]) -> dict[str, Any]:
     """{metric: {"mean", "ci95"}} of an arm (mean over runs and prompts, interval over prompts)
     and the run means' range over seeds."""
-    summary = {"runs": len(folders)}
+    summary = {"runs": len(runs)}
     for metric in METRICS:
-        values = per_prompt(folders, metric)
+        values = per_prompt(runs, metric)
         if values:
             x = list(values.values())
-            run_means = [np.mean(list(per_prompt([f], metric).values())) for f in folders]
+            run_means = [np.mean(list(per_prompt([run], metric).values())) for run in runs]
             summary[metric] = {
                 "mean": float(np.mean(x)),
                 "ci95": list(bootstrap_interval(x)),
@@ -352,8 +360,9 @@ def arm_summary(folders: Sequence[Path]) -> dict[str, Any]:
 
 def judge(claim: Claim, temperature: str, folders: dict[str, list[Path]]) -> dict[str, Any]:
     """The arms' summaries and the verdict on the paired difference better - worse."""
-    better = per_prompt(folders[claim.better], claim.metric)
-    worse = per_prompt(folders[claim.worse], claim.metric)
+    scores = {arm: load_scores(runs) for arm, runs in folders.items()}
+    better = per_prompt(scores[claim.better], claim.metric)
+    worse = per_prompt(scores[claim.worse], claim.metric)
     shared = sorted(set(better) & set(worse))
     diff = [better[i] - worse[i] for i in shared]
     low, high = bootstrap_interval(diff) if diff else (0.0, 0.0)
@@ -368,7 +377,7 @@ def judge(claim: Claim, temperature: str, folders: dict[str, list[Path]]) -> dic
         "difference": {"mean": float(np.mean(diff)) if diff else 0.0, "ci95": [low, high]},
         "n": len(diff),
         "verdict": verdict,
-        "arms": {arm: arm_summary(runs) for arm, runs in folders.items()},
+        "arms": {arm: arm_summary(runs) for arm, runs in scores.items()},
     }
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from paradiff.layout import Batch, TokenSpace
+from paradiff.layout import Batch, TokenSpace, image_code_mask
 from paradiff.model import MaskPredictor
 
 WEIGHTINGS = ("paper", "uniform")
@@ -60,10 +60,7 @@ def changed_output_codes(batch: Batch, space: TokenSpace) -> torch.Tensor:
     """(B, h*w) bool: output-image codes that differ from the input image's code at the same
     raster index; all False for rows without an input image of the output's size."""
     prompt = batch.ids[:, : batch.answer_start]  # (B, P): system, input image, instruction
-    start, end = prompt == space.image_start_id, prompt == space.image_end_id
-    inside = (start.long().cumsum(-1) > end.long().cumsum(-1)) & ~start  # (B, P)
-    if space.row_break_id is not None:
-        inside &= prompt != space.row_break_id
+    inside = image_code_mask(prompt, space)  # (B, P)
     output = batch.ids[:, batch.output_image]  # (B, h*w)
     changed = torch.zeros_like(output, dtype=torch.bool)
     for row in range(len(prompt)):
