@@ -30,7 +30,7 @@ from paradiff.demo import load_demo_pipeline
 from paradiff.image_tokenizers.base import MAX_IMAGE_PIXELS
 from paradiff.pipeline import ParallelPipeline, PartialAnswer, Request, bundled_model_dir
 from paradiff.sampling import SamplerConfig
-from paradiff.sampling.config import SAMPLER_FLAGS, SETTING_CHOICES
+from paradiff.sampling.config import OPTIONAL_SETTINGS, SAMPLER_FLAGS, SETTING_CHOICES
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.tasks import make_sample
 from paradiff.trajectory import save_gif
@@ -140,7 +140,7 @@ class DemoApp:
         overrides = {}
         for (field, kind, _), value in zip(SETTING_FIELDS, values, strict=True):
             if value is None or value == "":
-                if field != "seed":  # an empty seed draws a random one
+                if field not in OPTIONAL_SETTINGS:
                     raise refuse(f"the setting {field} is empty")
                 overrides[field] = None
                 continue
@@ -277,8 +277,8 @@ def setting_control(field: str, kind: type, text: str, value: Any) -> gr.compone
     """The advanced control of one SamplerConfig field, labelled with the field's name."""
     if field in SETTING_CHOICES:
         return gr.Dropdown(list(SETTING_CHOICES[field]), value=value, label=field, info=text)
-    if field == "seed":
-        text = f"{text}; empty draws a random one"
+    if field in OPTIONAL_SETTINGS:
+        text = f"{text}; empty {OPTIONAL_SETTINGS[field]}"
     return gr.Number(value=value, label=field, info=text, precision=0 if kind is int else None)
 
 

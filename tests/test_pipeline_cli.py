@@ -170,6 +170,8 @@ def _bad_inputs(model_dir, photo, tmp_path):
         "bad mode": ((*gen, "--mode", "diagonal"), "mode"),
         "size off the grid": ((*gen, "--height", 15, "--width", 16), "multiple of 2"),
         "empty prompt": (("generate", "  ", "--model", model_dir), "empty"),
+        "negative cache refresh": ((*gen, "--cache-refresh", -1), "cache_refresh must be"),
+        "threshold above one": ((*edit, "--text-threshold", 1.5), "text_threshold must be in"),
     }
 
 
@@ -187,6 +189,8 @@ def _bad_inputs(model_dir, photo, tmp_path):
         "bad mode",
         "size off the grid",
         "empty prompt",
+        "negative cache refresh",
+        "threshold above one",
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(case, model_dir, photo, tmp_path, capsys):

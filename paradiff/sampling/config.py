@@ -49,7 +49,26 @@ SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
     "--profile": ("profile", str, "default, or reference (upstream's rules step for step)"),
     "--seed": ("seed", int, "random seed (same seed, same output)"),
     "--speed": ("speed", str, "exact (default), fast or fastest: cached, fewer-step presets"),
+    "--cache-refresh": (
+        "cache_refresh",
+        int,
+        "approximate: a full forward every r steps, cached partial forwards between (0 = off)",
+    ),
+    "--guidance-reuse": (
+        "guidance_reuse",
+        int,
+        "approximate: unconditional rows every k-th guided step, their residual reused (0 = off)",
+    ),
+    "--text-threshold": (
+        "text_threshold",
+        float,
+        "approximate: also reveal text tokens whose confidence is at least tau in (0, 1]",
+    ),
 }
+
+# The settings whose empty value means something: no seed draws a random one, no threshold
+# turns confidence-threshold decoding off.
+OPTIONAL_SETTINGS: dict[str, str] = {"seed": "draws a random one", "text_threshold": "turns it off"}
 
 
 @dataclass
