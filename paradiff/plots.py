@@ -91,8 +91,9 @@ def bar_chart(
 def read_log(path: str | os.PathLike, keys: Sequence[str], x_key: str = "step") -> Series:
     """Series of a JSONL training log: one per key, (x_key, key) for the lines that have it.
 
-    A dotted key reads nested fields: "eval.overall.output_alignment"."""
-    series: dict[str, list[tuple[float, float]]] = {key: [] for key in keys}
+    A dotted key reads nested fields: "eval.overall.output_alignment". A resumed run logs the
+    steps after its checkpoint again: the later line of a step wins."""
+    points: dict[str, dict[float, float]] = {key: {} for key in keys}
     for line in Path(path).read_text().splitlines():
         if not line.strip():
             continue
@@ -102,5 +103,5 @@ def read_log(path: str | os.PathLike, keys: Sequence[str], x_key: str = "step") 
             for part in key.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
             if value is not None and x_key in record:
-                series[key].append((float(record[x_key]), float(value)))
-    return series
+                points[key][float(record[x_key])] = float(value)
+    return {key: sorted(values.items()) for key, values in points.items()}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from paradiff.plots import bar_chart, line_chart
+from paradiff.plots import bar_chart, line_chart, read_log
 
 BLUE, ORANGE = (31, 119, 180), (255, 127, 14)  # matplotlib's first two series colours
 
@@ -29,6 +31,21 @@ def test_line_chart_has_its_size_and_a_colour_per_series(tmp_path):
     assert pixels_of(path, BLUE) > 50 and pixels_of(path, ORANGE) > 50
     with pytest.raises(ValueError, match="nothing to plot"):
         line_chart({"loss": []}, tmp_path / "empty.png")
+
+
+def test_read_log_takes_nested_keys_and_the_later_line_of_a_step_logged_twice(tmp_path):
+    lines = [
+        {"step": 20, "loss": 0.5},
+        {"step": 40, "loss": 0.4, "eval": {"overall": {"output_alignment": 30.0}}},
+        {"step": 60, "loss": 0.9},  # the run stopped here and resumed from step 40
+        {"step": 60, "loss": 0.3},
+        {"step": 80, "loss": 0.2},
+    ]
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    series = read_log(path, ["loss", "eval.overall.output_alignment", "absent"])
+    assert series["loss"] == [(20.0, 0.5), (40.0, 0.4), (60.0, 0.3), (80.0, 0.2)]
+    assert series["eval.overall.output_alignment"] == [(40.0, 30.0)] and series["absent"] == []
 
 
 def test_bar_heights_are_to_scale_and_a_missing_value_draws_no_bar(tmp_path):
