@@ -88,3 +88,10 @@ def test_study_command_errors_are_one_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--records nowhere.jsonl does not exist" in err
+    records = tmp_path / "records.jsonl"
+    records.write_text("")
+    argv = ["shapes", "study", "--out", str(tmp_path / "s"), "--records", str(records)]
+    code = main([*argv, "--sft-recipe", str(tmp_path / "absent.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "absent.yaml does not exist" in err
+    assert not (tmp_path / "s").exists()

@@ -99,6 +99,9 @@ def _study(args: argparse.Namespace) -> int:
         inputs.rl_recipe = args.rl_recipe
     if args.sft_recipe:
         inputs.sft_recipe = args.sft_recipe
+    for flag, recipe in (("--rl-recipe", inputs.rl_recipe), ("--sft-recipe", inputs.sft_recipe)):
+        if not Path(recipe).is_file():  # the defaults live in a source checkout's configs/
+            raise StudyError(f"the recipe {recipe} does not exist (pass {flag})")
     settings = SETTINGS[args.setting]
     if not args.pretokenized:
         settings = dataclasses.replace(settings, sft_seeds=())
