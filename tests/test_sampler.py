@@ -354,10 +354,11 @@ def test_a_low_threshold_reveals_a_block_in_its_first_step(model):
 def test_speed_presets_scale_the_steps_and_keep_explicit_settings():
     base = SamplerConfig(text_steps=64, image_steps=32, text_gen_length=256, text_block_length=32)
     fast = base.replace(speed="fast").resolved()
-    assert (fast.text_steps, fast.image_steps) == (32, 16) and fast.speed == "exact"
+    assert (fast.text_steps, fast.image_steps) == (64, 32) and fast.speed == "exact"
     assert fast.cache_refresh == SPEED_PRESETS["fast"]["cache_refresh"]
     explicit = base.replace(speed="fastest", cache_refresh=2).resolved()
-    assert explicit.cache_refresh == 2 and explicit.text_steps == 16
+    assert explicit.cache_refresh == 2 and (explicit.text_steps, explicit.image_steps) == (32, 16)
+    assert explicit.guidance_reuse == SPEED_PRESETS["fastest"]["guidance_reuse"]
     few = base.replace(text_steps=8, speed="fastest").resolved()
     assert few.text_steps == 8  # never fewer steps than text blocks
     assert base.resolved() is base
