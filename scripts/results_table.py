@@ -4,7 +4,10 @@ python scripts/results_table.py runs/sb-sft runs/sb-pararl --labels SFT ParaRL -
 python scripts/results_table.py runs/sb-t1-s0 runs/sb-t1-s1 runs/sb-t1-s2 --ci --average "3 seeds"
 
 --ci writes each cell as `mean [95% interval over prompts]`; --average adds, per group, a row with
-the mean over the runs and [lowest, highest] of the runs (e.g. sampling seeds).
+the mean over the runs and [lowest, highest] of the runs (e.g. sampling seeds); --paired adds a
+table of each run's paired difference to the first run over the prompts both scored (mean [95%
+bootstrap interval]), e.g. an RL run on the first 100 prompts against its SFT model's full run:
+python scripts/results_table.py runs/eval/parallel runs/eval/rl --paired
 """
 
 from __future__ import annotations
@@ -13,8 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from paradiff.bench.data import METRICS
-from paradiff.bench.report import SUMMARY_JSON, groups_of
+from paradiff.bench.report import SUMMARY_JSON, bootstrap_interval, groups_of
+from paradiff.bench.runner import RunFolder
 
 
 def main() -> None:
@@ -24,6 +30,7 @@ def main() -> None:
     parser.add_argument("--groups", nargs="+", default=["overall"], help="overall, task, category")
     parser.add_argument("--ci", action="store_true", help="add the 95%% intervals over prompts")
     parser.add_argument("--average", default=None, help="label of a row averaging the runs")
+    parser.add_argument("--paired", action="store_true", help="differences to the first run")
     args = parser.parse_args()
     labels = args.labels or args.runs
     if len(labels) != len(args.runs):
@@ -48,6 +55,28 @@ def main() -> None:
                 cells.append(f"{sum(means) / len(means):.1f} [{min(means):.1f}, {max(means):.1f}]")
             count = "+".join(str(run["count"]) for run in runs)
             print(f"| {args.average} | {group} | {count} | " + " | ".join(cells) + " |")
+    if args.paired:
+        print_paired(args.runs, labels)
+
+
+def print_paired(runs: list[str], labels: list[str]) -> None:
+    """Each later run minus the first, per metric, over the prompts both runs scored."""
+    base = RunFolder(Path(runs[0])).scored()
+    print(f"\n| paired difference to {labels[0]} | n | " + " | ".join(METRICS) + " |")
+    print("|---|---|" + "---|" * len(METRICS))
+    for label, run in zip(labels[1:], runs[1:], strict=True):
+        scored = RunFolder(Path(run)).scored()
+        common = [i for i in scored if i in base]
+        cells = []
+        for metric in METRICS:
+            delta = [
+                scored[i][metric] - base[i][metric]
+                for i in common
+                if scored[i].get(metric) is not None and base[i].get(metric) is not None
+            ]
+            low, high = bootstrap_interval(delta)
+            cells.append(f"{np.mean(delta):+.1f} [{low:+.1f}, {high:+.1f}]")
+        print(f"| {label} | {len(common)} | " + " | ".join(cells) + " |")
 
 
 def cell(value: dict, ci: bool) -> str:
