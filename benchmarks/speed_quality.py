@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from paradiff.bench.report import bootstrap_interval
+from paradiff.bench.report import paired_differences
 from paradiff.bench.runner import RunFolder
 from paradiff.pipeline import ParallelPipeline, bundled_model_dir
 from paradiff.shapes.judge import METRICS
@@ -98,18 +98,7 @@ def main() -> None:
     exact = scored[speeds[0]]
     for speed in speeds[1:]:
         entry = results["presets"][speed]
-        differences = {}
-        for metric in METRICS:
-            pairs = [
-                (r[metric], exact[i][metric])
-                for i, r in scored[speed].items()
-                if r.get(metric) is not None and exact.get(i, {}).get(metric) is not None
-            ]
-            delta = [a - b for a, b in pairs]
-            if delta:
-                low, high = bootstrap_interval(delta)
-                differences[metric] = {"mean": float(np.mean(delta)), "ci95": [low, high]}
-        entry["difference_to_exact"] = differences
+        entry["difference_to_exact"] = paired_differences(scored[speed], exact)
         entry["same_as_exact"] = same_tokens(generated[speeds[0]], generated[speed], root, pipe)
     print(markdown(results, speeds))
     if args.json:

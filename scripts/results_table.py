@@ -16,10 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from paradiff.bench.data import METRICS
-from paradiff.bench.report import SUMMARY_JSON, bootstrap_interval, groups_of
+from paradiff.bench.report import SUMMARY_JSON, groups_of, paired_differences
 from paradiff.bench.runner import RunFolder
 
 
@@ -66,17 +64,14 @@ def print_paired(runs: list[str], labels: list[str]) -> None:
     print("|---|---|" + "---|" * len(METRICS))
     for label, run in zip(labels[1:], runs[1:], strict=True):
         scored = RunFolder(Path(run)).scored()
-        common = [i for i in scored if i in base]
+        differences = paired_differences(scored, base)
         cells = []
         for metric in METRICS:
-            delta = [
-                scored[i][metric] - base[i][metric]
-                for i in common
-                if scored[i].get(metric) is not None and base[i].get(metric) is not None
-            ]
-            low, high = bootstrap_interval(delta)
-            cells.append(f"{np.mean(delta):+.1f} [{low:+.1f}, {high:+.1f}]")
-        print(f"| {label} | {len(common)} | " + " | ".join(cells) + " |")
+            d = differences.get(metric)
+            cells.append(
+                f"{d['mean']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]" if d else "-"
+            )
+        print(f"| {label} | {sum(i in base for i in scored)} | " + " | ".join(cells) + " |")
 
 
 def cell(value: dict, ci: bool) -> str:

@@ -12,6 +12,7 @@ from paradiff.bench.report import (
     bootstrap_interval,
     compare_table,
     markdown_table,
+    paired_differences,
     summarise,
     write_report,
 )
@@ -62,6 +63,23 @@ def test_bootstrap_is_seeded_and_brackets_the_mean():
     assert bootstrap_interval([42.0] * 5) == (42.0, 42.0)
     with pytest.raises(RunError, match="no scored samples"):
         summarise([])
+
+
+def test_paired_differences_use_the_samples_both_runs_scored():
+    base = {
+        "a": {"text_quality": 50.0, "image_consistency": 80.0},
+        "b": {"text_quality": 70.0, "image_consistency": None},  # a generation
+        "c": {"text_quality": 10.0},  # only the base run has it
+    }
+    scored = {
+        "a": {"text_quality": 60.0, "image_consistency": 90.0},
+        "b": {"text_quality": 60.0, "image_consistency": 40.0},
+        "d": {"text_quality": 99.0},  # only the other run has it
+    }
+    differences = paired_differences(scored, base)
+    assert differences["text_quality"]["mean"] == 0.0  # (+10 - 10) / 2 over a and b
+    assert differences["image_consistency"] == {"mean": 10.0, "ci95": [10.0, 10.0]}  # a only
+    assert set(differences) == {"text_quality", "image_consistency"}  # nothing else paired
 
 
 def test_markdown_table_and_files(tmp_path):

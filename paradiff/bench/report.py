@@ -41,6 +41,24 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def paired_differences(
+    scored: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """{metric: {"mean", "ci95"}} of scored - base, per sample id both runs scored the
+    metric for (a run folder's `scored()` each); metrics without such a sample are left out."""
+    differences = {}
+    for metric in METRICS:
+        delta = [
+            record[metric] - base[i][metric]
+            for i, record in scored.items()
+            if record.get(metric) is not None and base.get(i, {}).get(metric) is not None
+        ]
+        if delta:
+            low, high = bootstrap_interval(delta)
+            differences[metric] = {"mean": float(np.mean(delta)), "ci95": [low, high]}
+    return differences
+
+
 def summarise_group(
     records: list[dict[str, Any]], seed: int = 0, resamples: int = RESAMPLES
 ) -> dict[str, Any]:
