@@ -96,9 +96,18 @@ class KVCache:
     the others from here; it writes the positions it computes, so the cache holds the newest
     values of each position."""
 
-    def __init__(self, config: ModelConfig, rows: int, length: int, device, dtype) -> None:
+    def __init__(self, store: torch.Tensor) -> None:
+        self.store = store  # (layers, 2, R, H_kv, L, D)
+
+    @classmethod
+    def empty(cls, config: ModelConfig, rows: int, length: int, device, dtype) -> KVCache:
         shape = (config.n_layers, 2, rows, config.kv_heads, length, config.head_dim)
-        self.store = torch.zeros(shape, device=device, dtype=dtype)
+        return cls(torch.zeros(shape, device=device, dtype=dtype))
+
+    def rows(self, start: int, stop: int) -> KVCache:
+        """Rows start..stop of this cache, sharing its storage (a partial forward on them writes
+        here)."""
+        return KVCache(self.store[:, :, start:stop])
 
     def layers(self, rows: int, at: torch.Tensor | None) -> list[LayerCache]:
         """Per-block views of the first `rows` rows, writing the positions `at` (B, P)."""
@@ -264,7 +273,7 @@ class MaskPredictor(nn.Module):
 
     def new_cache(self, rows: int, length: int) -> KVCache:
         """An empty key/value cache for `rows` sequences of `length` tokens."""
-        return KVCache(self.config, rows, length, self.device, self.dtype)
+        return KVCache.empty(self.config, rows, length, self.device, self.dtype)
 
     def partial_hidden_states(
         self,

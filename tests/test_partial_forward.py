@@ -103,3 +103,18 @@ def test_image_grid_positions_reach_the_partial_forward():
     partial = model.partial_hidden_states(ids, cache, at)
     full = model.hidden_states(ids).gather(1, at[..., None].expand_as(partial))
     torch.testing.assert_close(partial, full, **CLOSE)
+
+
+@torch.no_grad()
+def test_a_row_slice_of_the_cache_serves_and_takes_those_rows(model):
+    ids, mask = padded_batch()
+    cache = model.new_cache(2, ids.shape[1])
+    model.partial_hidden_states(ids, cache, None, mask)
+    at = torch.tensor([[5, 6, 9]])
+    changed = ids.scatter(1, torch.tensor([[0], [5]]), torch.tensor([[1], [2]]))
+    partial = model.partial_hidden_states(changed[1:], cache.rows(1, 2), at, mask[1:])
+    alone = model.new_cache(1, ids.shape[1])
+    model.partial_hidden_states(ids[1:], alone, None, mask[1:])
+    expected = model.partial_hidden_states(changed[1:], alone, at, mask[1:])
+    torch.testing.assert_close(partial, expected, **CLOSE)
+    torch.testing.assert_close(cache.store[:, :, 1:], alone.store, **CLOSE)  # written through

@@ -16,7 +16,9 @@ from paradiff.sampling.sampler import guide
 from paradiff.sampling.schedules import (
     block_text_plan,
     cosine_masked,
+    halton_order,
     linear_reveal_counts,
+    radical_inverse,
     spread_steps,
 )
 
@@ -130,6 +132,23 @@ def test_cosine_schedule_starts_full_ends_empty_and_decreases(n_tokens, a, b):
     assert 0 <= cosine_masked(n_tokens, high) <= cosine_masked(n_tokens, low) <= n_tokens
 
 
+def test_radical_inverse_mirrors_the_digits():
+    assert radical_inverse(0, 2) == 0.0
+    assert radical_inverse(1, 2) == 0.5 and radical_inverse(6, 2) == 0.375  # 110 -> 0.011
+    assert radical_inverse(5, 3) == pytest.approx(2 / 3 + 1 / 9)  # 12 -> 0.21
+
+
+@given(st.integers(1, 24), st.integers(1, 24))
+def test_halton_order_visits_every_cell_once(height, width):
+    assert sorted(halton_order(height, width)) == list(range(height * width))
+
+
+@pytest.mark.parametrize("side", [4, 8, 16])
+def test_halton_order_spreads_its_first_cells_over_every_row(side):
+    first = halton_order(side, side)[:side]
+    assert sorted(cell // side for cell in first) == list(range(side))  # base 2: one per row
+
+
 @given(st.integers(1, 300), st.data())
 def test_spread_steps_end_on_the_last_step_without_collapsing(timeline, data):
     first = data.draw(st.integers(0, timeline - 1))
@@ -207,6 +226,7 @@ def test_unconditional_rows_join_the_same_forward_only_when_guided(model, cfg_te
         {"mode": "sequential", "image_temperature": 0.5},
         {"cache_refresh": 3, "guidance_reuse": 2, "text_threshold": 0.5},
         {"speed": "fastest", "cfg_text": 1.5, "text_temperature": 0.8},
+        {"cache_refresh": 3, "image_recompute": "active", "uncond_recompute": "guided"},
     ],
 )
 def test_a_batch_of_two_equals_two_single_runs(model, changes):
@@ -249,6 +269,8 @@ def test_temperature_zero_is_deterministic_whatever_the_seed(model):
         {"cache_refresh": 4, "guidance_reuse": 3, "text_threshold": 0.3},
         {"speed": "fast", "mode": "sequential"},
         {"speed": "fastest", "cfg_text": 2.0},
+        {"cache_refresh": 5, "image_recompute": "active", "uncond_recompute": "guided"},
+        {"speed": "fast", "image_recompute": "active", "cfg_text": 2.0, "image_steps": 8},
     ],
 )
 def test_every_position_gets_an_id_of_its_modality_and_is_revealed(model, changes):
@@ -304,6 +326,7 @@ def test_sequential_mode_decodes_no_image_token_before_the_text_is_complete(mode
         {"guidance_reuse": 1},  # the unconditional rows on every guided step
         {"text_threshold": 1.0, "cfg_text": 1.0},  # no confidence reaches 1: the schedule only
         {"cache_refresh": 1, "guidance_reuse": 1, "text_temperature": 0.7, "cfg_text": 1.0},
+        {"cache_refresh": 1, "image_recompute": "active", "uncond_recompute": "guided"},
     ],
 )
 def test_fast_settings_at_their_exact_limits_give_exact_modes_tokens(model, changes):
@@ -333,6 +356,73 @@ def test_guidance_reuse_skips_unconditional_rows(model):
     n_steps = len(exact.plan)
     assert exact.forward_rows == n_steps + guided_steps
     assert reused.forward_rows == n_steps + -(-guided_steps // 3)  # every third guided step
+
+
+def record_partial_forwards(model, monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Record (ids (R, L), positions (R, P)) of every partial forward the sampler runs."""
+    calls = []
+    partial = model.partial_hidden_states
+
+    def recording(ids, cache, at=None, mask=None):
+        if at is not None:
+            calls.append((ids.clone(), at.clone()))
+        return partial(ids, cache, at, mask)
+
+    monkeypatch.setattr(model, "partial_hidden_states", recording)
+    return calls
+
+
+def test_active_image_recompute_computes_what_a_step_reads_and_what_was_just_revealed(
+    model, monkeypatch
+):
+    config = BASE.replace(cache_refresh=100, image_steps=8, cfg_image=0.0)
+    calls = record_partial_forwards(model, monkeypatch)
+    batch, out = sample(model, config.replace(image_recompute="active"), (4, 9), seeds=(1, 2))
+    image = batch.output_image
+    states = out.trajectory.long()  # (T + 1, B, A)
+    image_cols = image - out.answer_start
+    partial_image_steps = [s for s, p in enumerate(out.plan) if p.image is not None and s > 0]
+    assert len(calls) == len(out.plan) - 1  # one full forward, then partial ones
+    previous_image_step = 0  # step 0 is the first image step and the full forward
+    for s in partial_image_steps:
+        _, at = calls[s - 1]
+        for row in range(2):
+            computed = set(at[row].tolist())
+            before_previous = states[previous_image_step, row, image_cols] == SPACE.mask_id
+            needed = set(image[before_previous].tolist())  # still masked, or revealed since
+            assert needed <= computed
+        previous_image_step = s
+    _, every = sample(model, config, (4, 9), seeds=(1, 2))
+    assert out.forward_positions < every.forward_positions
+    assert not (states[-1] == SPACE.mask_id).any()
+
+
+def test_guided_uncond_recompute_runs_the_unconditional_rows_on_the_image_only(model, monkeypatch):
+    config = BASE.replace(cache_refresh=100, cfg_text=0.0, cfg_image=2.0)
+    calls = record_partial_forwards(model, monkeypatch)
+    batch, out = sample(model, config.replace(uncond_recompute="guided"), (6,))
+    image = set(batch.output_image.tolist())
+    uncond_calls = [at for ids, at in calls if (ids[0] == SPACE.uncondition_id).any()]
+    assert uncond_calls and all(set(at[0].tolist()) == image for at in uncond_calls)
+    cond_calls = [at for ids, at in calls if not (ids[0] == SPACE.uncondition_id).any()]
+    assert any(not set(at[0].tolist()) <= image for at in cond_calls)  # the text block too
+    _, every = sample(model, config, (6,))
+    assert out.forward_positions < every.forward_positions
+
+
+@pytest.mark.parametrize("changes", [{}, {"cache_refresh": 3, "image_temperature": 0.0}])
+def test_halton_order_reveals_the_image_in_the_order_of_the_sequence(model, changes):
+    config = BASE.replace(image_order="halton", image_steps=5, **changes)
+    batch, out = sample(model, config, (4, 9), seeds=(1, 2))
+    order = torch.tensor(halton_order(*GRID))
+    image = out.trajectory.long()[..., batch.output_image - out.answer_start]  # (T + 1, B, P)
+    revealed = (image != SPACE.mask_id)[:, :, order]  # in the Halton order
+    counts = revealed.sum(-1)  # (T + 1, B)
+    places = torch.arange(len(order))
+    assert torch.equal(revealed, places < counts[..., None])  # always a prefix of the order
+    assert (counts[-1] == len(order)).all()
+    _, confident = sample(model, config.replace(image_order="confidence"), (4, 9), seeds=(1, 2))
+    assert not torch.equal(confident.trajectory, out.trajectory)
 
 
 def test_a_low_threshold_reveals_a_block_in_its_first_step(model):
@@ -375,6 +465,10 @@ def test_speed_presets_scale_the_steps_and_keep_explicit_settings():
         ({"text_threshold": 0.9, "remasking": "random"}, "needs remasking 'low_confidence'"),
         ({"profile": "reference", "speed": "fast"}, "need the default profile"),
         ({"profile": "reference", "cache_refresh": 2}, "need the default profile"),
+        ({"image_recompute": "active"}, "image_recompute 'active' needs cache_refresh"),
+        ({"uncond_recompute": "guided"}, "uncond_recompute 'guided' needs cache_refresh"),
+        ({"image_recompute": "some", "cache_refresh": 2}, "image_recompute must be one of"),
+        ({"profile": "reference", "image_order": "halton"}, "needs the default profile"),
     ],
 )
 def test_out_of_range_fast_settings_are_refused(changes, message):

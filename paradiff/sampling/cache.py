@@ -6,11 +6,17 @@ Approximations of the exact step (a full forward of every row each step), each a
   image) against the cached keys/values of the rest: the prompt and input image (a prefix cache),
   the closed text blocks and the image on text steps (Fast-dLLM's dual cache), the text on image
   steps. The positions computed write their fresh keys/values into the cache.
+- `image_recompute` 'active': the image positions computed between full forwards are only those
+  still masked before the previous image step (the ML-Cache / dLLM-Cache pattern): the ones the
+  step reads, and the ones the previous image step revealed, whose cached keys/values are still
+  the mask token's; a code revealed earlier keeps its keys/values until the next full forward.
+- `uncond_recompute` 'guided': the unconditional rows' partial forwards compute only the positions
+  of the modalities they guide (the image, and the text block when text guidance is on).
 - `guidance_reuse` k: the unconditional rows run on every k-th guided step only; between, the
   guidance residual d = h_c - h_u of the last one stands in: h_u := h_c - d, so the guided
   hidden state l_u + (1 + w)(h_c - h_u) is h_c + w d.
-Everything stays on the device: the positions are fixed per step kind (no data-dependent shape),
-so the loop needs no host synchronisation.
+Everything stays on the device: the number of positions per step is fixed by the schedule (no
+data-dependent shape), so the loop needs no host synchronisation.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import torch
 from paradiff.layout import Batch
 from paradiff.model import MaskPredictor
 from paradiff.sampling.config import SamplerConfig
+from paradiff.sampling.schedules import cosine_masked
 
 
 class CachedForward:
@@ -40,10 +47,16 @@ class CachedForward:
         self.forward = forward
 
     def __call__(
-        self, step: int, ids: torch.Tensor, wants_uncond: bool, decoded: list[torch.Tensor]
+        self,
+        step: int,
+        ids: torch.Tensor,
+        wants_uncond: bool,
+        text_at: torch.Tensor | None,
+        image_at: torch.Tensor | None,
     ) -> tuple[torch.Tensor, int, int]:
-        """Hidden states for step `step` of `ids` (R, L); `decoded` are the sequence positions
-        (P,) the step reads. Returns (hidden (R, L, d), rows computed, positions computed)."""
+        """Hidden states for step `step` of `ids` (R, L); the step reads the open text block's
+        positions `text_at` (P,) and the output image's `image_at` (P,) or per row (B, P), or
+        None. Returns (hidden (R, L, d), rows computed, positions computed)."""
         cfg, n = self.config, self.n_cond
         run_uncond = wants_uncond and (
             cfg.guidance_reuse == 0 or self.guided_steps % cfg.guidance_reuse == 0
@@ -63,11 +76,67 @@ class CachedForward:
             self.filled_rows = max(self.filled_rows, rows)
             computed = rows * length
         else:
-            at = torch.cat(decoded)  # (P,)
-            self.hidden[:rows, at] = self.forward(ids[:rows], self.cache, at, mask)
-            computed = rows * len(at)
+            at = row_positions(n, text_at, image_at)  # (n, P)
+            if run_uncond and cfg.uncond_recompute == "guided":
+                guided = row_positions(
+                    n,
+                    text_at if cfg.cfg_text > 0 else None,
+                    image_at if cfg.cfg_image > 0 else None,
+                )
+                computed = self._partial(ids, 0, n, at) + self._partial(ids, n, 2 * n, guided)
+            else:  # the unconditional rows (if any) compute the same positions
+                computed = self._partial(ids, 0, rows, at.repeat(rows // n, 1))
         if run_uncond and cfg.guidance_reuse:
             self.residual = self.hidden[:n] - self.hidden[n:]
         elif wants_uncond and self.residual is not None:
             self.hidden[n:] = self.hidden[:n] - self.residual
         return self.hidden, rows, computed
+
+    def _partial(self, ids: torch.Tensor, start: int, stop: int, at: torch.Tensor) -> int:
+        """Compute positions `at` (stop - start, P) of rows start..stop against the cache; returns
+        the number of positions computed."""
+        if at.shape[1] == 0:
+            return 0
+        mask = self.batch.attention_mask[start:stop]
+        out = self.forward(ids[start:stop], self.cache.rows(start, stop), at, mask)  # (R', P, d)
+        self.hidden[start:stop].scatter_(1, at[..., None].expand_as(out), out)
+        return at.numel()
+
+
+def row_positions(
+    n_rows: int, text_at: torch.Tensor | None, image_at: torch.Tensor | None
+) -> torch.Tensor:
+    """The positions (n_rows, P) of each row a partial forward computes: the text block's `text_at`
+    (P_t,) and the image's `image_at` (P_i,) or (n_rows, P_i); either may be None."""
+    parts = [at.expand(n_rows, -1) for at in (text_at, image_at) if at is not None]
+    if not parts:
+        return torch.zeros(n_rows, 0, dtype=torch.long)
+    return torch.cat(parts, dim=1)
+
+
+class ActiveImage:
+    """The output-image positions (B, K) each image step computes with `image_recompute`
+    'active': those masked before the previous image step, i.e. still masked now or revealed by
+    it.
+
+    K is fixed by the schedule, so no count is read from the device: all masked positions for the
+    first two image steps, then the most the cosine schedule leaves masked after image step j - 2
+    in any row (an upper bound: a row with fewer active positions pads with others)."""
+
+    def __init__(self, image_pos: torch.Tensor, masked_at_start: list[int], progress: list[float]):
+        first = max(masked_at_start, default=0)
+        later = [max((cosine_masked(m, p) for m in masked_at_start), default=0) for p in progress]
+        self.counts = [first, first, *later[:-2]]  # per image step
+        self.image_pos = image_pos  # (P,)
+        self.previous: torch.Tensor | None = None  # (B, P) masked before the previous image step
+        self.image_step = 0
+
+    def positions(self, masked: torch.Tensor) -> torch.Tensor:
+        """The positions (B, K) this image step computes; `masked` (B, P) is its state before it
+        writes. Call on every image step, full forwards included, to follow the timeline."""
+        active = masked if self.previous is None else self.previous
+        self.previous = masked
+        count = self.counts[self.image_step]
+        self.image_step += 1
+        columns = active.int().argsort(dim=1, descending=True, stable=True)[:, :count]
+        return self.image_pos[columns]  # (B, K): the active ones first

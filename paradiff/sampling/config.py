@@ -18,6 +18,9 @@ SETTING_CHOICES: dict[str, tuple[str, ...]] = {
     "mode": ("parallel", "sequential"),
     "profile": ("default", "reference"),
     "speed": ("exact", "fast", "fastest"),
+    "image_recompute": ("all", "active"),
+    "uncond_recompute": ("all", "guided"),
+    "image_order": ("confidence", "halton"),
 }
 
 # The fast settings and their exact-mode values (each is approximate when set).
@@ -25,8 +28,13 @@ EXACT_FAST_SETTINGS: dict[str, Any] = {
     "cache_refresh": 0,
     "guidance_reuse": 0,
     "text_threshold": None,
+    "image_recompute": "all",
+    "uncond_recompute": "all",
     "compile": False,
 }
+
+# The fast settings that act only between the full forwards of `cache_refresh`.
+CACHE_STRATEGIES = ("image_recompute", "uncond_recompute")
 
 
 # Command-line flag -> (SamplerConfig field, type, help), shared by the CLI, the benchmarks and
@@ -45,6 +53,11 @@ SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
     "--temperature": ("image_temperature", float, "image sampling temperature (0 = greedy)"),
     "--text-temperature": ("text_temperature", float, "text sampling temperature (0 = greedy)"),
     "--remasking": ("remasking", str, "text reveal order: low_confidence or random"),
+    "--image-order": (
+        "image_order",
+        str,
+        "image reveal order: confidence (MaskGIT) or halton (spread over the grid)",
+    ),
     "--mode": ("mode", str, "parallel (one timeline) or sequential (text, then image)"),
     "--profile": ("profile", str, "default, or reference (upstream's rules step for step)"),
     "--seed": ("seed", int, "random seed (same seed, same output)"),
@@ -63,6 +76,18 @@ SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
         "text_threshold",
         float,
         "approximate: also reveal text tokens whose confidence is at least tau in (0, 1]",
+    ),
+    "--image-recompute": (
+        "image_recompute",
+        str,
+        "approximate, with a cache: image steps compute every output-image position (all) or "
+        "only those still masked or just revealed (active)",
+    ),
+    "--uncond-recompute": (
+        "uncond_recompute",
+        str,
+        "approximate, with a cache: unconditional rows compute what the conditional rows do "
+        "(all) or only the positions they guide (guided)",
     ),
 }
 
@@ -83,6 +108,9 @@ class SamplerConfig:
         Gumbel noise on MaskGIT confidences, annealed by (1 - progress).
     cfg_text / cfg_image: guidance weight w in  l = l_u + (1 + w)(l_c - l_u); 0 turns it off.
     remasking: 'low_confidence' reveals the most confident text tokens, 'random' random ones.
+    image_order: which masked image positions a step reveals, as many as the schedule says: the
+        most confident ('confidence', MaskGIT), or the next ones of a 2-D Halton sequence over the
+        code grid ('halton': spread out whatever the confidences; the Halton scheduler).
     mode: 'parallel' (one shared timeline) or 'sequential' (all text, then the image).
     profile: 'default' or 'reference' (upstream generate_ti2ti's rules, step for step).
     speed: 'exact' (these settings as they are), 'fast' or 'fastest': presets of the settings
@@ -94,6 +122,11 @@ class SamplerConfig:
         guidance residual h_c - h_u of the last one is reused (0: every guided step).
     text_threshold tau in (0, 1]: a text step reveals, beyond its scheduled count, every masked
         token of the open block whose confidence is at least tau (None: off).
+    image_recompute (with cache_refresh): 'all' output-image positions on an image step between
+        full forwards, or only the 'active' ones: still masked, or revealed by the previous image
+        step (their cached keys/values are still the mask token's).
+    uncond_recompute (with cache_refresh): the unconditional rows' partial forwards compute
+        'all' the conditional rows' positions, or only those of the modalities they 'guided'.
     compile: run the forward through torch.compile (CUDA only; ignored elsewhere).
     """
 
@@ -106,6 +139,7 @@ class SamplerConfig:
     cfg_text: float = 0.0
     cfg_image: float = 4.0
     remasking: str = "low_confidence"
+    image_order: str = "confidence"
     mode: str = "parallel"
     profile: str = "default"
     seed: int | None = 42
@@ -113,6 +147,8 @@ class SamplerConfig:
     cache_refresh: int = 0
     guidance_reuse: int = 0
     text_threshold: float | None = None
+    image_recompute: str = "all"
+    uncond_recompute: str = "all"
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -152,6 +188,14 @@ class SamplerConfig:
             raise SamplerConfigError(f"text_threshold must be in (0, 1], got {tau}")
         if tau is not None and self.remasking != "low_confidence":
             raise SamplerConfigError("text_threshold needs remasking 'low_confidence'")
+        for name in CACHE_STRATEGIES:  # every speed preset sets cache_refresh
+            on = getattr(self, name) != EXACT_FAST_SETTINGS[name]
+            if on and not self.cache_refresh and self.speed == "exact":
+                raise SamplerConfigError(
+                    f"{name} {getattr(self, name)!r} needs cache_refresh (at least 1)"
+                )
+        if self.profile != "default" and self.image_order != "confidence":
+            raise SamplerConfigError(f"image_order {self.image_order!r} needs the default profile")
         if self.profile != "default" and (self.fast or self.speed != "exact"):
             raise SamplerConfigError(
                 f"the fast settings and speed presets need the default profile, not {self.profile!r}"

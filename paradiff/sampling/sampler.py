@@ -19,11 +19,12 @@ import torch
 
 from paradiff.layout import Batch, TokenSpace
 from paradiff.model import MaskPredictor
-from paradiff.sampling.cache import CachedForward
+from paradiff.sampling.cache import ActiveImage, CachedForward
 from paradiff.sampling.config import SamplerConfig
 from paradiff.sampling.schedules import (
     block_text_plan,
     cosine_masked,
+    halton_order,
     spread_steps,
 )
 
@@ -192,6 +193,7 @@ class ParallelSampler:
         self.space = space
         self.config = config.resolved()
         self.plan = self.make_plan(self.config)
+        self.image_rank: torch.Tensor | None = None  # set per run with image_order 'halton'
 
     @staticmethod
     def for_profile(profile: str) -> type[ParallelSampler]:
@@ -239,7 +241,16 @@ class ParallelSampler:
             for p in self.plan
             if p.image is not None
         }
+        self.image_rank = None  # image_order 'halton': each position's place in the order (P,)
+        if cfg.image_order == "halton":
+            order = torch.tensor(halton_order(*batch.grid), device=device)
+            places = torch.arange(len(order), device=device)
+            self.image_rank = torch.empty_like(order).scatter_(0, order, places)
         cached = CachedForward(self.model, cfg, batch, n_cond) if cfg.fast else None
+        active = None
+        if cached is not None and cfg.cache_refresh and cfg.image_recompute == "active":
+            progress = [p.image for p in self.plan if p.image is not None]
+            active = ActiveImage(image_pos, masked_at_start, progress)
         trajectory = [ids[:n_cond, answer].to(torch.int32)]
         forward_rows = forward_positions = 0
         for step, plan in enumerate(self.plan):
@@ -254,9 +265,11 @@ class ParallelSampler:
                 hidden = self.model.hidden_states(ids[:rows], batch.attention_mask[:rows])
                 forward_positions += rows * ids.shape[1]
             else:
-                decoded = [self._text_positions(text_pos, plan.text)] if plan.text else []
-                decoded += [image_pos] if plan.image is not None else []
-                hidden, rows, positions = cached(step, ids, use_uncond, decoded)
+                text_at = self._text_positions(text_pos, plan.text) if plan.text else None
+                image_at = image_pos if plan.image is not None else None
+                if image_at is not None and active is not None:
+                    image_at = active.positions(ids[:n_cond, image_pos] == space.mask_id)
+                hidden, rows, positions = cached(step, ids, use_uncond, text_at, image_at)
                 forward_positions += positions
             forward_rows += rows
             writes = []
@@ -384,8 +397,9 @@ class ParallelSampler:
 
         A code is sampled at every still-masked position; its confidence is its log-probability
         plus Gumbel noise scaled by T * (1 - progress); all but the `_kept_masked` least confident
-        are revealed. The head runs only at the still-masked positions; random draws cover every
-        position, so a row's draws do not depend on its batch."""
+        are revealed (with image_order 'halton': the earliest in the Halton order). The head runs
+        only at the still-masked positions; random draws cover every position, so a row's draws
+        do not depend on its batch."""
         cfg, space = self.config, self.space
         vocab = space.image_vocab
         temperature = cfg.image_temperature
@@ -400,9 +414,12 @@ class ParallelSampler:
             return current, cols, None, None
         logits = self._logits(hidden, image_pos[cols], vocab, n_cond, cfg.cfg_image)
         codes, log_probs = sample_codes(logits, temperature, uniforms if temperature > 0 else None)
-        confidence = self._image_confidence(log_probs).double()
-        if temperature > 0:
-            confidence = confidence + temperature * (1 - plan.image) * noise
+        if self.image_rank is not None:  # the earliest in the Halton order go first
+            confidence = -self.image_rank[cols].double()
+        else:
+            confidence = self._image_confidence(log_probs).double()
+            if temperature > 0:
+                confidence = confidence + temperature * (1 - plan.image) * noise
         open_unknown = unknown.gather(1, cols)
         keep = self._kept_masked(keep, n_unknown, plan).clamp(min=0)
         reveal = reveal_most_confident(

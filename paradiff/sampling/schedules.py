@@ -7,6 +7,7 @@ training (ParaRL replays steps) without running a model.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 
 def linear_reveal_counts(n_tokens: int, steps: int) -> list[int]:
@@ -67,3 +68,30 @@ def spread_steps(timeline: int, count: int, first: int = 0) -> list[int]:
         return [timeline - 1]
     span = timeline - 1 - first
     return sorted({round(first + span * i / (count - 1)) for i in range(count)})
+
+
+def radical_inverse(i: int, base: int) -> float:
+    """The van der Corput radical inverse of i >= 0 in `base`: its digits mirrored after the point."""
+    value, scale = 0.0, 1.0 / base
+    while i:
+        i, digit = divmod(i, base)
+        value += digit * scale
+        scale /= base
+    return value
+
+
+@lru_cache(maxsize=32)
+def halton_order(height: int, width: int) -> tuple[int, ...]:
+    """The cells of a height x width grid (flat index r * width + c) in the order the 2-D Halton
+    sequence (bases 2 and 3) first lands in them, so that any run of consecutive cells is spread
+    over the grid (the Halton scheduler of masked image generation)."""
+    order: list[int] = []
+    seen: set[int] = set()
+    i = 0
+    while len(order) < height * width:
+        i += 1
+        cell = int(radical_inverse(i, 2) * height) * width + int(radical_inverse(i, 3) * width)
+        if cell not in seen:
+            seen.add(cell)
+            order.append(cell)
+    return tuple(order)
