@@ -287,6 +287,18 @@ def test_every_position_gets_an_id_of_its_modality_and_is_revealed(model, change
     assert (out.image_codes >= 0).all() and (out.image_codes < SPACE.codebook_size).all()
 
 
+@pytest.mark.parametrize("mode", ["parallel", "sequential"])
+def test_the_plan_knows_how_many_tokens_of_the_open_block_are_masked(model, mode):
+    config = BASE.replace(text_steps=7, text_block_length=4, mode=mode)
+    batch, out = sample(model, config)
+    text, _ = answer_spans(batch, out)
+    masked = out.trajectory[:, 0, text].long() == SPACE.mask_id  # (T + 1, N)
+    for s, plan in enumerate(out.plan):
+        if plan.text is not None:
+            block = plan.text[0]
+            assert plan.text_open == int(masked[s, 4 * block : 4 * block + 4].sum())
+
+
 def test_text_blocks_complete_in_order(model):
     batch, out = sample(model, BASE.replace(text_steps=8, text_block_length=2))
     text, _ = answer_spans(batch, out)

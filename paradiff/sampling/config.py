@@ -245,10 +245,17 @@ class SamplerConfig:
 # docs/speed.md: `fast` keeps every step and caches, within about a point of exact mode on
 # ShapeBench; `fastest` also halves the steps and trades quality for speed).
 SPEED_PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"step_fraction": 1.0, "cache_refresh": 4},
+    "fast": {
+        "step_fraction": 1.0,
+        "cache_refresh": 3,
+        "image_recompute": "active",
+        "uncond_recompute": "guided",
+    },
     "fastest": {
         "step_fraction": 0.5,
         "cache_refresh": 8,
+        "image_recompute": "active",
+        "uncond_recompute": "guided",
         "guidance_reuse": 2,
         "text_threshold": 0.9,
     },

@@ -33,7 +33,7 @@ class ReferenceSampler(ParallelSampler):
             for s in range(T)
         ]
 
-    def _text_step(self, ids, hidden, text_pos, text_plan, n_cond, gens):
+    def _text_step(self, ids, hidden, text_pos, text_plan, n_cond, gens, open_count=0):
         """Upstream's text step: every text position, the whole vocabulary, float64."""
         cfg = self.config
         current = ids[:n_cond, text_pos]

@@ -34,12 +34,15 @@ class StepPlan:
     """What one step of the timeline decodes.
 
     text: (block index, tokens to reveal) or None; image: the cosine progress reached after this
-    step (in (0, 1]) or None; last_image: whether this is the final image step.
+    step (in (0, 1]) or None; last_image: whether this is the final image step; text_open: the
+    most tokens of the open block still masked before this step (the schedule's count; fewer
+    when a confidence threshold revealed more).
     """
 
     text: tuple[int, int] | None
     image: float | None
     last_image: bool = False
+    text_open: int = 0
 
 
 def make_plan(config: SamplerConfig) -> list[StepPlan]:
@@ -53,21 +56,27 @@ def default_plan(config: SamplerConfig) -> list[StepPlan]:
     """The default profile's timeline: text blocks and image steps spread over one timeline
     (parallel), or all text steps before the image steps (sequential)."""
     text = block_text_plan(config.text_gen_length, config.text_block_length, config.text_steps)
+    revealed: dict[int, int] = {}  # block -> tokens the schedule revealed before this text step
+    text_open = []  # per text step
+    for block, count in text:
+        text_open.append(config.text_block_length - revealed.get(block, 0))
+        revealed[block] = revealed.get(block, 0) + count
     image_count = config.image_steps
     if config.mode == "sequential":
-        steps = [StepPlan(t, None) for t in text]
+        steps = [StepPlan(t, None, text_open=n) for t, n in zip(text, text_open, strict=True)]
         return steps + [
             StepPlan(None, (j + 1) / image_count, j == image_count - 1) for j in range(image_count)
         ]
     T = max(len(text), image_count)
-    text_at = dict(zip(spread_steps(T, len(text)), text, strict=True))
+    text_at = dict(zip(spread_steps(T, len(text)), zip(text, text_open), strict=True))
     image_at = {s: j for j, s in enumerate(spread_steps(T, image_count))}
     n_image = len(image_at)
     return [
         StepPlan(
-            text_at.get(s),
+            text_at[s][0] if s in text_at else None,
             (image_at[s] + 1) / n_image if s in image_at else None,
             image_at.get(s) == n_image - 1,
+            text_at[s][1] if s in text_at else 0,
         )
         for s in range(T)
     ]
@@ -274,7 +283,9 @@ class ParallelSampler:
             forward_rows += rows
             writes = []
             if plan.text is not None:
-                writes.append(self._text_step(ids, hidden, text_pos, plan.text, n_cond, gens))
+                writes.append(
+                    self._text_step(ids, hidden, text_pos, plan.text, n_cond, gens, plan.text_open)
+                )
             if plan.image is not None:
                 keep = keep_at[plan.image]
                 writes.append(self._image_step(ids, hidden, image_pos, plan, keep, n_cond, gens))
@@ -306,18 +317,19 @@ class ParallelSampler:
         return self.model.logits(guide(picked, n_cond, weight), None, vocab).float()
 
     # -- text: LLaDA's generate step inside the open semi-autoregressive block -------------------
-    def _text_step(self, ids, hidden, text_pos, text_plan, n_cond, gens):
+    def _text_step(self, ids, hidden, text_pos, text_plan, n_cond, gens, open_count=0):
         """Decide this step's text writes: (positions (P,), new values (B, P)).
 
         The head runs only at the still-masked positions of the open block, over the text ids
-        without the mask id; random draws cover the whole block, so a row's draws do not depend
+        without the mask id (with the fast settings: at the block's first `open_count` columns,
+        masked ones first); random draws cover the whole block, so a row's draws do not depend
         on its batch. Low-confidence remasking keeps the `count` most confident candidates
         (their softmax probability); at temperature 0 the candidate is the argmax."""
         cfg, space = self.config, self.space
         count = text_plan[1]
         positions = self._text_positions(text_pos, text_plan)
         current = ids[:n_cond, positions]
-        cols = self._columns(current == space.mask_id)  # (B, P')
+        cols = self._columns(current == space.mask_id, open_count)  # (B, P')
         if cols.shape[1] == 0:
             return positions, current
         vocab = space.text_vocab
@@ -343,11 +355,15 @@ class ParallelSampler:
         block_len = self.config.text_block_length
         return text_pos[text_plan[0] * block_len : (text_plan[0] + 1) * block_len]
 
-    def _columns(self, masked: torch.Tensor) -> torch.Tensor:
+    def _columns(self, masked: torch.Tensor, bound: int = 0) -> torch.Tensor:
         """The columns (B, P') of `masked` (B, P) a step computes: the masked ones (exact mode),
-        or all of them (fast settings: a fixed shape, nothing read back from the device)."""
+        or with the fast settings a fixed number of them, nothing read back from the device: the
+        first `bound` columns with the masked ones first (`bound` at least their count), or all
+        P without a bound."""
         if not self.config.fast:
             return open_columns(masked)
+        if bound and bound < masked.shape[1]:
+            return masked.int().argsort(dim=1, descending=True, stable=True)[:, :bound]
         return torch.arange(masked.shape[1], device=masked.device).expand_as(masked)
 
     def _text_noise(self, logits, cols, n_positions, gens, dtype) -> torch.Tensor:
