@@ -247,7 +247,7 @@ class SamplerConfig:
 SPEED_PRESETS: dict[str, dict[str, Any]] = {
     "fast": {
         "step_fraction": 1.0,
-        "cache_refresh": 3,
+        "cache_refresh": 4,
         "image_recompute": "active",
         "uncond_recompute": "guided",
     },
