@@ -114,6 +114,11 @@ def test_cli_scores_a_saved_model_and_resumes(tiny_model, tmp_path, capsys, monk
     )
     assert main([*argv, "--limit", "1", "--mode", "sequential", *out]) == 2
     assert "holds a run with other sampler" in capsys.readouterr().err
+    run = json.loads((tmp_path / "run.json").read_text())  # written before two settings existed
+    del run["sampler"]["image_order"], run["sampler"]["uncond_recompute"]
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    assert main([*argv, "--limit", "4", *out]) == 0  # their defaults: the same settings
+    assert json.loads(capsys.readouterr().out)["count"] == 4
 
 
 @pytest.mark.parametrize(

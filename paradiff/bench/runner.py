@@ -34,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from paradiff.bench.data import BenchItem
+from paradiff.sampling.config import SamplerConfig, SamplerConfigError
 
 RUN_FILE = "run.json"
 OUTPUTS_DIR = "outputs"
@@ -84,6 +85,18 @@ class Shard:
 
     def select(self, items: list[BenchItem]) -> list[BenchItem]:
         return items[self.index :: self.count]
+
+
+def with_sampler_defaults(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with its sampler settings completed by the defaults of the settings added since
+    they were written (a run recorded before a new setting existed ran with its default)."""
+    sampler = settings.get("sampler")
+    if not isinstance(sampler, dict):
+        return settings
+    try:
+        return {**settings, "sampler": SamplerConfig.from_dict(sampler).to_dict()}
+    except (SamplerConfigError, TypeError):  # a setting since removed: compared as it is
+        return settings
 
 
 def file_name(item_id: str) -> str:
@@ -158,7 +171,7 @@ class RunFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / RUN_FILE
         if path.is_file():
-            earlier = json.loads(path.read_text(encoding="utf-8"))
+            earlier = with_sampler_defaults(json.loads(path.read_text(encoding="utf-8")))
             changed = sorted(
                 k for k in settings.keys() | earlier.keys() if settings.get(k) != earlier.get(k)
             )

@@ -68,7 +68,8 @@ def default_plan(config: SamplerConfig) -> list[StepPlan]:
             StepPlan(None, (j + 1) / image_count, j == image_count - 1) for j in range(image_count)
         ]
     T = max(len(text), image_count)
-    text_at = dict(zip(spread_steps(T, len(text)), zip(text, text_open), strict=True))
+    text_steps = zip(text, text_open, strict=True)
+    text_at = dict(zip(spread_steps(T, len(text)), text_steps, strict=True))
     image_at = {s: j for j, s in enumerate(spread_steps(T, image_count))}
     n_image = len(image_at)
     return [
