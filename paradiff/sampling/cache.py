@@ -138,5 +138,10 @@ class ActiveImage:
         self.previous = masked
         count = self.counts[self.image_step]
         self.image_step += 1
-        columns = active.int().argsort(dim=1, descending=True, stable=True)[:, :count]
-        return self.image_pos[columns]  # (B, K): the active ones first
+        return self.image_pos[leading_columns(active, count)]  # (B, K): the active ones first
+
+
+def leading_columns(flags: torch.Tensor, count: int) -> torch.Tensor:
+    """(B, count) column indices of `flags` (B, P): each row's True columns first, then False
+    ones, each in order; a fixed shape, read from the device by no one."""
+    return flags.int().argsort(dim=1, descending=True, stable=True)[:, :count]

@@ -19,7 +19,7 @@ import torch
 
 from paradiff.layout import Batch, TokenSpace
 from paradiff.model import MaskPredictor
-from paradiff.sampling.cache import ActiveImage, CachedForward
+from paradiff.sampling.cache import ActiveImage, CachedForward, leading_columns
 from paradiff.sampling.config import SamplerConfig
 from paradiff.sampling.schedules import (
     block_text_plan,
@@ -257,8 +257,8 @@ class ParallelSampler:
             places = torch.arange(len(order), device=device)
             self.image_rank = torch.empty_like(order).scatter_(0, order, places)
         cached = CachedForward(self.model, cfg, batch, n_cond) if cfg.fast else None
-        active = None
-        if cached is not None and cfg.cache_refresh and cfg.image_recompute == "active":
+        active = None  # image_recompute 'active' (validated to come with cache_refresh)
+        if cfg.image_recompute == "active":
             progress = [p.image for p in self.plan if p.image is not None]
             active = ActiveImage(image_pos, masked_at_start, progress)
         trajectory = [ids[:n_cond, answer].to(torch.int32)]
@@ -364,7 +364,7 @@ class ParallelSampler:
         if not self.config.fast:
             return open_columns(masked)
         if bound and bound < masked.shape[1]:
-            return masked.int().argsort(dim=1, descending=True, stable=True)[:, :bound]
+            return leading_columns(masked, bound)
         return torch.arange(masked.shape[1], device=masked.device).expand_as(masked)
 
     def _text_noise(self, logits, cols, n_positions, gens, dtype) -> torch.Tensor:
