@@ -95,3 +95,30 @@ def test_study_command_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "absent.yaml does not exist" in err
     assert not (tmp_path / "s").exists()
+
+
+def test_medium_setting_applies_its_recipe_and_sampler_preset(tmp_path, monkeypatch):
+    from paradiff.shapes import study as study_module
+
+    inputs = Inputs(model="shapes", records="records.jsonl")
+    study = Study(inputs, tmp_path / "study", SETTINGS["medium"], progress=False)
+    config = study._rl_config("arm", 1, ["reward.kind=scene_agreement"])
+    assert config["train"]["steps"] == 40 and config["train"]["updates_per_batch"] == 2
+    assert config["reward"]["window"] == [0.5, 1.0] and config["train"]["seed"] == 1
+    assert len(study.samples) == 100
+    seen = {}
+
+    def fake_shapebench(answer, settings, samples, out, mode):
+        seen.update(settings["sampler"], samples=len(samples))
+        out.mkdir(parents=True)
+        (out / "summary.json").write_text("{}")
+
+    monkeypatch.setattr(study_module, "run_shapebench", fake_shapebench)
+    study.evaluate("shapes", "sft", "t1", 2, "sequential")
+    assert seen == {
+        "speed": "fast",
+        "mode": "sequential",
+        "image_temperature": 1.0,
+        "seed": 2,
+        "samples": 100,
+    }
