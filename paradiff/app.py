@@ -47,7 +47,7 @@ CSS = (  # small shapes-world images drawn large and crisp
     "#output-image img, .pixelated img "
     "{ image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
 )
-Outputs = tuple[Image.Image | None, str, str, str | None, dict[str, Any] | None]
+Outputs = tuple[str | None, str, str, str | None, dict[str, Any] | None]  # image as a file
 
 
 def image_upload(**options: Any) -> gr.Image:
@@ -186,6 +186,11 @@ class DemoApp:
 
         threading.Thread(target=work, name=f"paradiff-{task}", daemon=True).start()
         shown = 0
+        # Images leave as PNG files of this run's own folder: gradio copies a file into its
+        # cache under a temporary name and renames it, but it rewrites a PIL image's cached
+        # file in place, so two runs showing equal images could serve each other an empty file.
+        tmp = tempfile.TemporaryDirectory(prefix="paradiff-app-")
+        folder = Path(tmp.name)
         try:
             while True:
                 item = newest(events)
@@ -201,14 +206,21 @@ class DemoApp:
                 shown = done
                 progress((done, item.n_steps), desc="decoding", unit="steps")
                 status = f"Decoding: step {done} / {item.n_steps}"
-                yield item.image(), item.text(), status, None, None
+                yield (
+                    png_file(item.image(), folder / f"step{done}.png"),
+                    item.text(),
+                    status,
+                    None,
+                    None,
+                )
             result = item
-            with tempfile.TemporaryDirectory(prefix="paradiff-app-") as tmp:
-                gif = Path(tmp) / "trajectory.gif"  # gradio copies it into its cache on yield
-                save_gif(result.frames(), gif)
-                yield result.image, result.text, finished_status(result), str(gif), run_info(result)
+            gif = folder / "trajectory.gif"  # gradio copies it into its cache on yield
+            save_gif(result.frames(), gif)
+            image = png_file(result.image, folder / "image.png")
+            yield image, result.text, finished_status(result), str(gif), run_info(result)
         finally:
             cancelled.set()  # stops the sampler if the page left before the end
+            tmp.cleanup()
 
     # -- page ---------------------------------------------------------------------------------
     def build(self, concurrency: int = 2) -> gr.Blocks:
@@ -294,6 +306,12 @@ def setting_value(field: str, kind: type, value: Any) -> Any:
         what = "whole number" if kind is int else "finite number"
         raise refuse(f"the setting {field} must be a {what}, got {value!r}")
     return kind(number)
+
+
+def png_file(image: Image.Image, path: Path) -> str:
+    """`image` written as a PNG at `path`; the path, as the page's image components take it."""
+    image.save(path, format="png")
+    return str(path)
 
 
 def newest(events: queue.Queue) -> Any:

@@ -145,12 +145,21 @@ class PausedSteps:
         return self.pipe.run(*args, on_partial=paused, **options)
 
 
+def read_images(run):
+    """The updates of a run with each image file opened while it exists (its files live
+    until the generator moves on); the GIF's bytes beside each (None without one)."""
+    for image, *rest, gif, info in run:
+        if image is not None:
+            assert Path(image).parent.name.startswith("paradiff-app-")
+            with Image.open(image) as opened:
+                image = opened.convert("RGB")
+        yield (image, *rest, gif, info), gif and Path(gif).read_bytes()
+
+
 def test_generate_streams_partial_results_then_the_final_ones(app):
-    updates, gif_bytes = [], None
-    for update in DemoApp(PausedSteps(app.pipe)).generate(PROMPT, *settings(app)):
-        updates.append(update)
-        if update[3] is not None:  # the GIF lives until the generator moves on
-            gif_bytes = Path(update[3]).read_bytes()
+    run = DemoApp(PausedSteps(app.pipe)).generate(PROMPT, *settings(app))
+    updates, gifs = zip(*read_images(run), strict=True)
+    gif_bytes = gifs[-1]
     *partials, final = updates
     defaults = app.pipe.sampler_defaults
     n_steps = max(defaults.text_steps, defaults.image_steps)  # one parallel timeline
@@ -171,7 +180,8 @@ def test_generate_streams_partial_results_then_the_final_ones(app):
 
 
 def test_edit_streams_to_an_image_of_the_input_size(app):
-    *partials, final = list(app.edit(input_image(), INSTRUCTION, *settings(app, seed=None)))
+    run = app.edit(input_image(), INSTRUCTION, *settings(app, seed=None))
+    *partials, final = [update for update, _ in read_images(run)]
     assert partials and final[0].size == app.pipe.image_size
     assert final[4]["task"] == "edit" and isinstance(final[4]["settings"]["seed"], int)
 
