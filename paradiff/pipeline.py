@@ -428,7 +428,7 @@ def paint_grid(paint_mask, pixel_size: tuple[int, int], patch: int) -> torch.Ten
     pixel of its patch is."""
     if isinstance(paint_mask, Image.Image):
         paint_mask = np.asarray(paint_mask.convert("L"))
-    mask = torch.as_tensor(np.asarray(paint_mask)).bool()
+    mask = torch.from_numpy(np.array(paint_mask, dtype=bool))  # a copy: inputs may be read-only
     if tuple(mask.shape) != tuple(pixel_size):
         raise PipelineInputError(
             f"paint mask is {tuple(mask.shape)} but the image is {tuple(pixel_size)} (H, W)"
