@@ -189,38 +189,37 @@ class DemoApp:
         # Images leave as PNG files of this run's own folder: gradio copies a file into its
         # cache under a temporary name and renames it, but it rewrites a PIL image's cached
         # file in place, so two runs showing equal images could serve each other an empty file.
-        tmp = tempfile.TemporaryDirectory(prefix="paradiff-app-")
-        folder = Path(tmp.name)
-        try:
-            while True:
-                item = newest(events)
-                if isinstance(item, ValueError | OSError):  # input errors raised by the library
-                    raise refuse(one_line(item))
-                if isinstance(item, Exception):
-                    raise item
-                if not isinstance(item, PartialAnswer):
-                    break
-                done = item.step + 1
-                if done - shown < max(1, item.n_steps // LIVE_UPDATES) and done < item.n_steps:
-                    continue
-                shown = done
-                progress((done, item.n_steps), desc="decoding", unit="steps")
-                status = f"Decoding: step {done} / {item.n_steps}"
-                yield (
-                    png_file(item.image(), folder / f"step{done}.png"),
-                    item.text(),
-                    status,
-                    None,
-                    None,
-                )
-            result = item
-            gif = folder / "trajectory.gif"  # gradio copies it into its cache on yield
-            save_gif(result.frames(), gif)
-            image = png_file(result.image, folder / "image.png")
-            yield image, result.text, finished_status(result), str(gif), run_info(result)
-        finally:
-            cancelled.set()  # stops the sampler if the page left before the end
-            tmp.cleanup()
+        with tempfile.TemporaryDirectory(prefix="paradiff-app-") as tmp:
+            folder = Path(tmp)
+            try:
+                while True:
+                    item = newest(events)
+                    if isinstance(item, ValueError | OSError):  # input errors raised by the library
+                        raise refuse(one_line(item))
+                    if isinstance(item, Exception):
+                        raise item
+                    if not isinstance(item, PartialAnswer):
+                        break
+                    done = item.step + 1
+                    if done - shown < max(1, item.n_steps // LIVE_UPDATES) and done < item.n_steps:
+                        continue
+                    shown = done
+                    progress((done, item.n_steps), desc="decoding", unit="steps")
+                    status = f"Decoding: step {done} / {item.n_steps}"
+                    yield (
+                        png_file(item.image(), folder / f"step{done}.png"),
+                        item.text(),
+                        status,
+                        None,
+                        None,
+                    )
+                result = item
+                gif = folder / "trajectory.gif"  # gradio copies it into its cache on yield
+                save_gif(result.frames(), gif)
+                image = png_file(result.image, folder / "image.png")
+                yield image, result.text, finished_status(result), str(gif), run_info(result)
+            finally:
+                cancelled.set()  # stops the sampler if the page left before the end
 
     # -- page ---------------------------------------------------------------------------------
     def build(self, concurrency: int = 2) -> gr.Blocks:
