@@ -182,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_batch_arguments(sub)
         sub.set_defaults(func=lambda args, task=task: sample_and_save(args, task))
 
-    demo = commands.add_parser("demo", help="one generation and one edit on the bundled model")
+    demo = commands.add_parser(
+        "demo", help="three generations and three edits on the bundled model, scored"
+    )
     add_model_argument(demo)
     demo.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     demo.add_argument("--device", default=None, help="cpu, cuda … (default: best)")
