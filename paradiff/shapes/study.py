@@ -82,15 +82,16 @@ SETTINGS: dict[str, StudySettings] = {
         batch_size=4,
     ),
     # about two hours on the 2-core CPU: the RL claims with three seeds on the first 100
-    # prompts, the exact trajectory reward, the measured short recipe (docs/results.md, "Scored
-    # steps from the later half"), evaluations with the fast sampler preset; no SFT arms
+    # prompts, the exact trajectory reward (the reference here) and the shapes CLIP, the measured
+    # short recipe (docs/results.md, "Scored steps from the later half"), evaluations with the
+    # fast sampler preset; no SFT arms
     "medium": StudySettings(
         limit=100,
         train_seeds=(0, 1, 2),
         sampling_seeds=(0, 1, 2),
         sft_seeds=(),
         scored_steps=(1, 3),
-        rewards=("scene_agreement",),
+        rewards=("scene_agreement", "clip"),
         rl_overrides=(
             "train.steps=40",
             "train.lr=5e-5",
