@@ -81,7 +81,7 @@ SETTINGS: dict[str, StudySettings] = {
         sft_overrides=("train.steps=2", "train.batch_size=4", "eval.call="),
         batch_size=4,
     ),
-    # about two hours on the 2-core CPU: the RL claims with three seeds on the first 100
+    # 2 h 15 min on the 2-core CPU (measured): the RL claims with three seeds on the first 100
     # prompts, the exact trajectory reward (the reference here) and the shapes CLIP, the measured
     # short recipe (docs/results.md, "Scored steps from the later half"), evaluations with the
     # fast sampler preset; no SFT arms
