@@ -91,13 +91,13 @@ def load_demo_pipeline(model: str | None, device: str | None):
 def run_demo(out: Path, model: str | None = None, device: str | None = None) -> int:
     started = time.perf_counter()
     pipe = load_demo_pipeline(model, device)
-    examples = []  # (folder name, task, request, result, scores)
+    examples = []  # (folder name, request, result, scores)
     for task, samples in demo_samples().items():
         requests = [demo_request(sample) for sample in samples]
         results = pipe.run(task, requests)  # one batched sampler run per task
         for sample, request, result in zip(samples, requests, results, strict=True):
             scores = score_sample(sample, result.text, result.image)
-            examples.append((f"{task}-{sample.category}", task, request, result, scores))
+            examples.append((f"{task}-{sample.category}", request, result, scores))
     summary = summary_picture(
         [
             (
@@ -107,19 +107,19 @@ def run_demo(out: Path, model: str | None = None, device: str | None = None) -> 
                 request.instruction,
                 f"{result.text}  [{scores_line(scores)}]",
             )
-            for name, _, request, result, scores in examples
+            for name, request, result, scores in examples
         ]
     )
 
     def write(tmp: Path) -> None:
-        for name, _, request, result, _ in examples:
+        for name, request, result, _ in examples:
             result.save(tmp / name)
             if request.image is not None:
                 request.image.save(tmp / name / "input.png")
         summary.save(tmp / "summary.png")
 
     publish(write, out)
-    for name, _, request, result, scores in examples:
+    for name, request, result, scores in examples:
         print(f"[{name}] {request.instruction}")
         print(f"  reasoning: {result.text}")
         print(f"  exact judge: {scores_line(scores)}")
