@@ -12,6 +12,8 @@ from paradiff.bench.runner import RunFolder
 from paradiff.cli import main
 from paradiff.pipeline import BUNDLED_MODELS
 from paradiff.shapes.study import SETTINGS, Claim, Inputs, Study, judge
+from paradiff.training import sft
+from paradiff.training.recipe import load_recipe
 
 CLIP = BUNDLED_MODELS / "rewards" / "shapes-clip"
 SMALL = ("rollout.text_steps=6", "rollout.image_steps=4")
@@ -106,6 +108,10 @@ def test_medium_setting_applies_its_recipe_and_sampler_preset(tmp_path, monkeypa
     assert config["train"]["steps"] == 40 and config["train"]["updates_per_batch"] == 2
     assert config["reward"]["window"] == [0.5, 1.0] and config["train"]["seed"] == 1
     assert len(study.samples) == 100
+    sft_config = load_recipe(
+        study.inputs.sft_recipe, list(SETTINGS["medium"].sft_overrides), sft.DEFAULTS
+    )
+    assert sft_config["train"]["steps"] == 3500 and not sft_config["eval"]["call"]
     seen = {}
 
     def fake_shapebench(answer, settings, samples, out, mode):

@@ -214,9 +214,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--setting",
         choices=("quick", "medium", "full"),
         default="quick",
-        help="quick: tiny runs of the whole pipeline (minutes); medium: the RL claims with "
-        "three seeds on 100 prompts, two rewards, short RL runs, fast-preset evaluations "
-        "(2 h 15 min on 2 CPU cores); full: the shipped recipes on all of ShapeBench (a day)",
+        help="quick: tiny runs of the whole pipeline (minutes); medium: the four claims on 100 "
+        "prompts, RL with three seeds and two rewards, short RL and SFT runs, fast-preset "
+        "evaluations (hours on 2 CPU cores); full: the shipped recipes on all of ShapeBench "
+        "(a day)",
     )
     study.add_argument("--out", required=True, help="folder of the study's runs (resumed)")
     study.add_argument("--report", default=None, help="Markdown report to write (and its .png)")

@@ -81,16 +81,16 @@ SETTINGS: dict[str, StudySettings] = {
         sft_overrides=("train.steps=2", "train.batch_size=4", "eval.call="),
         batch_size=4,
     ),
-    # 2 h 15 min on the 2-core CPU (measured): the RL claims with three seeds on the first 100
-    # prompts, the exact trajectory reward (the reference here) and the shapes CLIP, the measured
-    # short recipe (docs/results.md, "Scored steps from the later half"), evaluations with the
-    # fast sampler preset; no SFT arms
+    # on the 2-core CPU: the four claims on the first 100 prompts with the fast sampler preset; RL
+    # with three seeds, the exact trajectory reward (the reference here) and the shapes CLIP, the
+    # measured short recipe (docs/results.md, "Scored steps from the later half"); one short SFT
+    # run (3500 steps, no training-time evaluations) per thinking arm
     "medium": StudySettings(
         limit=100,
         train_seeds=(0, 1, 2),
         sampling_seeds=(0, 1, 2),
-        sft_seeds=(),
-        scored_steps=(1, 3),
+        sft_seeds=(0,),
+        scored_steps=(1, 2, 3, 5),
         rewards=("scene_agreement", "clip"),
         rl_overrides=(
             "train.steps=40",
@@ -100,6 +100,7 @@ SETTINGS: dict[str, StudySettings] = {
             "train.threads=2",
             "output.save_every=10",
         ),
+        sft_overrides=("train.steps=3500", "eval.call=", "output.save_every=250"),
         speed="fast",
     ),
     # a day on the 2-core CPU: the shipped recipes, all of ShapeBench
