@@ -108,6 +108,10 @@ def test_medium_setting_applies_its_recipe_and_sampler_preset(tmp_path, monkeypa
     assert config["train"]["steps"] == 40 and config["train"]["updates_per_batch"] == 2
     assert config["reward"]["window"] == [0.5, 1.0] and config["train"]["seed"] == 1
     assert len(study.samples) == 100
+    table5 = [c for c in study.claims() if "Table 5" in c.title]
+    assert [(c.better, c.worse) for c in table5] == [
+        (f"ParaRL s={n}", "ParaRL s=1") for n in (2, 3, 5)
+    ]
     sft_config = load_recipe(
         study.inputs.sft_recipe, list(SETTINGS["medium"].sft_overrides), sft.DEFAULTS
     )

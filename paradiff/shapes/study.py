@@ -304,13 +304,13 @@ class Study:
                 ),
             ]
         steps = tuple(f"ParaRL s={n}" for n in s.scored_steps)
-        if len(steps) > 1:
+        for more in s.scored_steps[1:]:  # each s against the fewest scored steps
             claims.append(
                 Claim(
-                    f"Scored steps per rollout batch, reward {reference} (Table 5)",
-                    f"ParaRL with s={self.reference_steps} beats s={s.scored_steps[0]} on output"
-                    " alignment",
-                    f"ParaRL s={self.reference_steps}",
+                    f"Scored steps per rollout batch, s={more} against s={s.scored_steps[0]},"
+                    f" reward {reference} (Table 5)",
+                    f"ParaRL with s={more} beats s={s.scored_steps[0]} on output alignment",
+                    f"ParaRL s={more}",
                     steps[0],
                     "output_alignment",
                     steps,
@@ -446,7 +446,9 @@ def write_report(results: dict[str, Any], path: Path, settings: StudySettings) -
         " 0, reversed when below, not reproduced otherwise.",
     ]
     claims = results["claims"]
-    figure, axes = plt.subplots(1, len(claims), figsize=(3.2 * len(claims), 3.2), squeeze=False)
+    columns = min(2, len(claims))  # a claim's greedy and T = 1 panels side by side
+    rows = -(-len(claims) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), squeeze=False)
     for index, result in enumerate(claims):
         lines += ["", f"## {result['title']}, {result['temperature']}", ""]
         lines.append("| arm | runs | " + " | ".join(METRICS) + " |")
@@ -455,7 +457,7 @@ def write_report(results: dict[str, Any], path: Path, settings: StudySettings) -
             cells = [_cell(summary.get(metric)) for metric in METRICS]
             lines.append(f"| {arm} | {summary['runs']} | " + " | ".join(cells) + " |")
         lines += ["", sentence(result)]
-        ax = axes[0][index]
+        ax = axes[index // columns][index % columns]
         names = list(result["arms"])
         values = [result["arms"][a].get(result["metric"]) for a in names]
         means = [v["mean"] if v else 0.0 for v in values]
