@@ -84,7 +84,8 @@ SETTINGS: dict[str, StudySettings] = {
     # on the 2-core CPU: the four claims on the first 100 prompts with the fast sampler preset; RL
     # with three seeds, the exact trajectory reward (the reference here) and the shapes CLIP, the
     # measured short recipe (docs/results.md, "Scored steps from the later half"); one short SFT
-    # run (3500 steps, no training-time evaluations) per thinking arm
+    # run (3500 steps, no training-time evaluations) per thinking arm; about 4.4 hours in all
+    # (measured in three resumed parts, docs/results.md)
     "medium": StudySettings(
         limit=100,
         train_seeds=(0, 1, 2),
@@ -295,7 +296,7 @@ class Study:
                     arms,
                 ),
                 Claim(
-                    f"ParaRL against SFT, reward {reward}",
+                    f"SFT, output-level RL and ParaRL, reward {reward} (Table 4)",
                     f"ParaRL ({reward}) gives higher output alignment than SFT",
                     arms[2],
                     arms[0],
@@ -307,8 +308,7 @@ class Study:
         for more in s.scored_steps[1:]:  # each s against the fewest scored steps
             claims.append(
                 Claim(
-                    f"Scored steps per rollout batch, s={more} against s={s.scored_steps[0]},"
-                    f" reward {reference} (Table 5)",
+                    f"Scored steps per rollout batch, reward {reference} (Table 5)",
                     f"ParaRL with s={more} beats s={s.scored_steps[0]} on output alignment",
                     f"ParaRL s={more}",
                     steps[0],
@@ -428,8 +428,8 @@ def sentence(result: dict[str, Any]) -> str:
 
 
 def write_report(results: dict[str, Any], path: Path, settings: StudySettings) -> None:
-    """Markdown: per claim and temperature a table of its arms and the verdict sentence, and a
-    figure of the claim's metric per arm (matplotlib) beside the report."""
+    """Markdown: per claim title and temperature a table of its arms and one verdict sentence
+    per claim, and a figure of the claims' metric per arm (matplotlib) beside the report."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -445,28 +445,34 @@ def write_report(results: dict[str, Any], path: Path, settings: StudySettings) -
         " is read off the paired per-prompt difference: reproduced when its interval lies above"
         " 0, reversed when below, not reproduced otherwise.",
     ]
-    claims = results["claims"]
-    columns = min(2, len(claims))  # a claim's greedy and T = 1 panels side by side
-    rows = -(-len(claims) // columns)
+    tables: dict[tuple[str, str], list[dict[str, Any]]] = {}  # claims sharing arms share a title
+    for result in results["claims"]:
+        tables.setdefault((result["title"], result["temperature"]), []).append(result)
+    columns = min(2, len(tables))  # a table's greedy and T = 1 panels side by side
+    rows = -(-len(tables) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), squeeze=False)
-    for index, result in enumerate(claims):
-        lines += ["", f"## {result['title']}, {result['temperature']}", ""]
+    for index, ((title, temperature), verdicts) in enumerate(tables.items()):
+        arms, metric = verdicts[0]["arms"], verdicts[0]["metric"]
+        lines += ["", f"## {title}, {temperature}", ""]
         lines.append("| arm | runs | " + " | ".join(METRICS) + " |")
         lines.append("|---|---|" + "---|" * len(METRICS))
-        for arm, summary in result["arms"].items():
-            cells = [_cell(summary.get(metric)) for metric in METRICS]
+        for arm, summary in arms.items():
+            cells = [_cell(summary.get(m)) for m in METRICS]
             lines.append(f"| {arm} | {summary['runs']} | " + " | ".join(cells) + " |")
-        lines += ["", sentence(result)]
+        for result in verdicts:
+            lines += ["", sentence(result)]
         ax = axes[index // columns][index % columns]
-        names = list(result["arms"])
-        values = [result["arms"][a].get(result["metric"]) for a in names]
+        names = list(arms)
+        values = [arms[a].get(metric) for a in names]
         means = [v["mean"] if v else 0.0 for v in values]
         errors = np.array(
             [[v["mean"] - v["ci95"][0], v["ci95"][1] - v["mean"]] if v else [0, 0] for v in values]
         ).T
         ax.bar(range(len(names)), means, yerr=errors, capsize=3, color="tab:blue")
         ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=7)
-        ax.set_title(f"{result['metric']} ({result['temperature']})", fontsize=8)
+        ax.set_title(f"{title.split(' (')[0]}\n{metric} ({temperature})", fontsize=7)
+    for ax in axes.flat[len(tables) :]:
+        ax.axis("off")
     figure.tight_layout()
     figure_path = path.with_suffix(".png")
     figure.savefig(figure_path, dpi=110)
