@@ -21,6 +21,7 @@ from paradiff.training.rewards import (
     build_reward,
     clip_text_inputs,
     stats_prompt_count,
+    within_group_correlation,
 )
 
 
@@ -268,3 +269,19 @@ def test_train_clip_command_writes_a_small_loadable_clip(tmp_path, capsys):
     assert score.shape == (1,) and -1 <= score.item() <= 1
     assert main(["shapes", "train-clip", "--out", str(tmp_path / "x"), "--steps", "0"]) == 2
     assert "train-clip" in capsys.readouterr().err
+
+
+def test_within_group_correlation_by_hand():
+    # two groups of 3; deviations x: (-1, 0, 1), (-2, 0, 2); y: (-1, 1, 0), (0, -1, 1)
+    x = torch.tensor([1.0, 2.0, 3.0, 0.0, 2.0, 4.0])
+    y = torch.tensor([4.0, 6.0, 5.0, 1.0, 0.0, 2.0])
+    # sum dx dy = (1 + 0 + 0) + (0 + 0 + 2) = 3; sum dx^2 = 2 + 8 = 10; sum dy^2 = 2 + 2 = 4
+    assert within_group_correlation(x, y, 3) == pytest.approx(3 / math.sqrt(40))
+    # a shift of one group's scores changes nothing: only differences inside a group count
+    assert within_group_correlation(x, y + torch.tensor([0, 0, 0, 9.0, 9, 9]), 3) == (
+        pytest.approx(3 / math.sqrt(40))
+    )
+    assert within_group_correlation(x, x, 2) == pytest.approx(1.0)
+    assert math.isnan(within_group_correlation(x, torch.ones(6), 3))
+    with pytest.raises(ValueError, match="groups of 4"):
+        within_group_correlation(x, y, 4)

@@ -240,3 +240,20 @@ def stats_prompt_count(n_prompts: int, fraction: float = 0.01, minimum: int = 32
     """How many prompts estimate the statistics: ceil(fraction * n), at least `minimum`
     (never more than there are)."""
     return min(n_prompts, max(minimum, math.ceil(fraction * n_prompts)))
+
+
+def within_group_correlation(x: torch.Tensor, y: torch.Tensor, group: int) -> float:
+    """Pearson correlation of two rewards' scores after each group's mean is removed from each:
+    x, y (N,) with G = `group` consecutive rows per prompt, as ParaRL's advantages compare them.
+
+        r = sum(dx * dy) / sqrt(sum(dx^2) sum(dy^2)),  dx = x - mean of x over its group
+
+    NaN when either reward is constant within every group."""
+    if x.shape != y.shape or x.dim() != 1 or group < 2 or x.numel() % group:
+        raise ValueError(f"scores of shape {tuple(x.shape)} do not make groups of {group}")
+    dx = x.double().view(-1, group)
+    dy = y.double().view(-1, group)
+    dx = dx - dx.mean(1, keepdim=True)
+    dy = dy - dy.mean(1, keepdim=True)
+    denominator = math.sqrt(float((dx * dx).sum()) * float((dy * dy).sum()))
+    return float((dx * dy).sum()) / denominator if denominator > 0 else math.nan
