@@ -53,6 +53,9 @@ def test_quick_study_runs_every_arm_and_resumes(
     assert report.with_suffix(".png").is_file()
     verdicts = [line for line in text.splitlines() if line.startswith("**")]
     assert len(verdicts) == len(results["claims"])  # one sentence per claim and temperature
+    assert all(
+        v.startswith(("**Reproduced**", "**Not reproduced**", "**Reversed**")) for v in verdicts
+    )
     # a second run finds every unit done: nothing trained or evaluated again
     messages.clear()
     again = Study(inputs, tmp_path / "study", settings, progress=False, log=messages.append)

@@ -216,8 +216,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="quick",
         help="quick: tiny runs of the whole pipeline (minutes); medium: the four claims on 100 "
         "prompts, RL with three seeds and two rewards, short RL and SFT runs, fast-preset "
-        "evaluations (about 4.4 hours on 2 CPU cores); full: the shipped recipes on all of ShapeBench "
-        "(a day)",
+        "evaluations (about 4.4 hours on 2 CPU cores); full: the shipped recipes on all of "
+        "ShapeBench (a day)",
     )
     study.add_argument("--out", required=True, help="folder of the study's runs (resumed)")
     study.add_argument("--report", default=None, help="Markdown report to write (and its .png)")
