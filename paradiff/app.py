@@ -40,6 +40,7 @@ EDIT_EXAMPLES = (("recolour", 3), ("add", 1), ("remove", 2), ("move", 4))
 GENERATE_EXAMPLES = (("counting", 7), ("spatial", 1), ("negation", 2))
 SETTING_FIELDS = [(field, kind, text) for field, kind, text in SAMPLER_FLAGS.values()]
 MAX_STEPS = 1000  # per modality: longer runs would hold a shared server for minutes
+MAX_BEST_OF = 8  # candidates per request, for the same reason
 LIVE_UPDATES = 12  # partial results streamed per run (at most)
 QUEUE_SIZE = 32  # waiting requests beyond the concurrency limit
 MAX_UPLOAD = "8mb"
@@ -156,6 +157,8 @@ class DemoApp:
         for field in ("text_steps", "image_steps"):
             if getattr(config, field) > MAX_STEPS:
                 raise refuse(f"{field} is at most {MAX_STEPS} in the app")
+        if config.best_of > MAX_BEST_OF:
+            raise refuse(f"best_of is at most {MAX_BEST_OF} in the app")
         longest = self.pipe.model.config.max_sequence_length
         if config.text_gen_length > longest:
             raise refuse(

@@ -23,6 +23,7 @@ gr = pytest.importorskip("gradio", reason="the app needs gradio: pip install -e 
 from PIL import Image  # noqa: E402
 
 from paradiff.app import (  # noqa: E402
+    MAX_BEST_OF,
     MAX_STEPS,
     SETTING_FIELDS,
     DemoApp,
@@ -93,6 +94,11 @@ def test_prompt_over_the_model_length_is_refused(app):
         ({"remasking": "sideways"}, "remasking must be one of"),
         ({"text_block_length": 5}, "does not divide"),
         ({"image_steps": MAX_STEPS + 1}, f"image_steps is at most {MAX_STEPS}"),
+        (
+            {"best_of": MAX_BEST_OF + 1, "image_temperature": 1.0},
+            f"best_of is at most {MAX_BEST_OF}",
+        ),
+        ({"best_of": 0}, "best_of must be at least 1"),
         ({"text_gen_length": 16_000, "text_steps": 1000}, "the model's maximum sequence length"),
         ({"text_steps": 2.5}, "text_steps must be a whole number"),
         ({"text_steps": None}, "the setting text_steps is empty"),

@@ -11,6 +11,7 @@ from paradiff.config import tiny_config
 from paradiff.layout import Batch, Layout, TokenSpace
 from paradiff.model import MaskPredictor
 from paradiff.sampling import ParallelSampler, SamplerConfig, SamplerConfigError, make_plan
+from paradiff.sampling.best_of import image_given_text_score
 from paradiff.sampling.config import SPEED_PRESETS
 from paradiff.sampling.sampler import guide
 from paradiff.sampling.schedules import (
@@ -485,5 +486,66 @@ def test_speed_presets_scale_the_steps_and_keep_explicit_settings():
 )
 def test_out_of_range_fast_settings_are_refused(changes, message):
     with pytest.raises(SamplerConfigError, match=None) as err:
+        BASE.replace(**changes)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+# -- best of K ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_best_of_keeps_per_row_the_best_scored_of_the_seeded_runs(model, guided):
+    config = BASE.replace(text_temperature=1.0, cfg_image=2.0 if guided else 0.0)
+    seeds = (5, 11)
+    batch, best = sample(model, config.replace(best_of=3), (6, 9), seeds=seeds, guided=guided)
+    runs = [
+        sample(model, config, (6, 9), seeds=[s + k for s in seeds], guided=guided)[1]
+        for k in range(3)
+    ]
+    scores = torch.stack([image_given_text_score(model, SPACE, r.ids, batch) for r in runs])
+    assert not torch.equal(runs[0].image_codes, runs[1].image_codes)  # the candidates differ
+    for row, k in enumerate(scores.argmax(0).tolist()):
+        assert torch.equal(best.ids[row], runs[k].ids[row])
+        assert torch.equal(best.image_codes[row], runs[k].image_codes[row])
+        assert torch.equal(best.trajectory[:, row], runs[k].trajectory[:, row])
+    assert best.forward_rows > sum(r.forward_rows for r in runs)  # the scoring forwards count
+
+
+def test_best_of_one_is_a_single_run(model):
+    _, once = sample(model, BASE, seeds=(2,))
+    _, single = sample(model, BASE.replace(best_of=1), seeds=(2,))
+    assert torch.equal(once.trajectory, single.trajectory)
+
+
+def test_the_score_is_highest_for_the_codes_the_model_finds_likeliest(model):
+    # With the image masked, each code's distribution does not depend on the candidate's
+    # image, so the argmax codes beat any other codes under the same reasoning.
+    batch, out = sample(model, BASE, (7,), seeds=(1,), guided=False)
+    masked = out.ids.clone()
+    masked[:, batch.output_image] = SPACE.mask_id
+    hidden = model.hidden_states(masked, batch.attention_mask)
+    logits = model.logits(hidden[:, batch.output_image], vocab_range=SPACE.image_vocab)
+    likeliest = out.ids.clone()
+    likeliest[:, batch.output_image] = logits.argmax(-1) + SPACE.image_vocab[0]
+    expected = torch.log_softmax(logits.float(), -1).max(-1).values.sum()
+    best = image_given_text_score(model, SPACE, likeliest, batch)
+    assert torch.allclose(best, expected.reshape(1).to(best.dtype))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        other = likeliest.clone()
+        codes = torch.randint(*SPACE.image_vocab, (len(batch.output_image),), generator=generator)
+        other[0, batch.output_image] = codes
+        assert image_given_text_score(model, SPACE, other, batch) <= best
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"best_of": 0}, "best_of must be at least 1"),
+        ({"best_of": 2, "text_temperature": 0.0, "image_temperature": 0.0}, "needs a text or"),
+    ],
+)
+def test_best_of_out_of_range_is_refused(changes, message):
+    with pytest.raises(SamplerConfigError) as err:
         BASE.replace(**changes)
     assert message in str(err.value) and "\n" not in str(err.value)

@@ -96,13 +96,16 @@ def test_the_probe_masks_only_position_digits_and_the_output_image(pipe):
 
 
 class AnswerPipe:
-    """A pipeline stand-in answering each request with a fixed (text, image)."""
+    """A pipeline stand-in answering each request with a fixed (text, image); it records the
+    sampler overrides it was asked for."""
 
     def __init__(self, answers):
         self.answers = list(answers)
         self.model = torch.nn.Linear(1, 1)
+        self.overrides = []
 
-    def run(self, task, requests):
+    def run(self, task, requests, **overrides):
+        self.overrides.append(overrides)
         out = [self.answers.pop(0) for _ in requests]
         return [SimpleNamespace(text=t, image=i) for t, i in out]
 
@@ -118,6 +121,8 @@ def test_quick_evaluation_of_the_ground_truth_is_100():
     report = probe.quick_evaluation(fake, limit=12, batch_size=5)
     assert set(report) == {"overall", "edit", "generation"}
     assert all(value == 100.0 for value in report["overall"].values())
+    greedy = {"text_temperature": 0.0, "image_temperature": 0.0, "best_of": 1}
+    assert fake.overrides and all(o == greedy for o in fake.overrides)  # whatever the model ships
 
 
 def test_quick_evaluation_of_doing_nothing_scores_no_alignment():

@@ -61,6 +61,12 @@ SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
     "--mode": ("mode", str, "parallel (one timeline) or sequential (text, then image)"),
     "--profile": ("profile", str, "default, or reference (upstream's rules step for step)"),
     "--seed": ("seed", int, "random seed (same seed, same output)"),
+    "--best-of": (
+        "best_of",
+        int,
+        "sample K answers per prompt (seeds seed..seed+K-1) and keep the one whose image the "
+        "model finds likeliest given its reasoning (needs a temperature above 0; 1 = off)",
+    ),
     "--speed": ("speed", str, "exact (default), fast or fastest: cached, fewer-step presets"),
     "--cache-refresh": (
         "cache_refresh",
@@ -113,6 +119,9 @@ class SamplerConfig:
         code grid ('halton': spread out whatever the confidences; the Halton scheduler).
     mode: 'parallel' (one shared timeline) or 'sequential' (all text, then the image).
     profile: 'default' or 'reference' (upstream generate_ti2ti's rules, step for step).
+    best_of K: sample every prompt K times (candidate k with seed + k) and keep the answer whose
+        output image the model scores likeliest given its own reasoning (`sampling.best_of`);
+        1 is off. Needs a temperature above 0 (greedy candidates would all be the same).
     speed: 'exact' (these settings as they are), 'fast' or 'fastest': presets of the settings
         below and of fewer steps, applied by `resolved()` (see `SPEED_PRESETS`).
     The fast settings (default profile only; exact when off):
@@ -143,6 +152,7 @@ class SamplerConfig:
     mode: str = "parallel"
     profile: str = "default"
     seed: int | None = 42
+    best_of: int = 1
     speed: str = "exact"
     cache_refresh: int = 0
     guidance_reuse: int = 0
@@ -173,6 +183,13 @@ class SamplerConfig:
                 raise SamplerConfigError(
                     f"{name} must be a finite non-negative number, got {getattr(self, name)}"
                 )
+        if int(self.best_of) < 1:
+            raise SamplerConfigError(f"best_of must be at least 1, got {self.best_of}")
+        if self.best_of > 1 and not (self.text_temperature > 0 or self.image_temperature > 0):
+            raise SamplerConfigError(
+                f"best_of {self.best_of} needs a text or image temperature above 0 "
+                "(greedy candidates are all the same)"
+            )
         for name, allowed in SETTING_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise SamplerConfigError(

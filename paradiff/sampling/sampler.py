@@ -13,12 +13,13 @@ modality is guided, with their answer parts copied from the conditional rows fir
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from paradiff.layout import Batch, TokenSpace
 from paradiff.model import MaskPredictor
+from paradiff.sampling.best_of import candidate_seeds, image_given_text_score
 from paradiff.sampling.cache import ActiveImage, CachedForward, leading_columns
 from paradiff.sampling.config import SamplerConfig
 from paradiff.sampling.schedules import (
@@ -99,6 +100,25 @@ class SampleOutput:
     plan: list[StepPlan]
     forward_rows: int  # sequences run through the model, summed over steps
     forward_positions: int = 0  # positions computed (over rows and steps); full: rows x L
+
+
+def pick_best(candidates: list[SampleOutput], scores: list[torch.Tensor]) -> SampleOutput:
+    """Per row, the candidate with the highest score (the first on ties), as one SampleOutput."""
+    best = torch.stack(scores).argmax(0)  # (B,)
+    rows = torch.arange(best.shape[0])
+    first = candidates[0]
+    device = first.ids.device
+    pick, on_device = best.to(device), rows.to(device)
+    return replace(
+        first,
+        ids=torch.stack([c.ids for c in candidates])[pick, on_device],
+        text_tokens=torch.stack([c.text_tokens for c in candidates])[pick, on_device],
+        image_codes=torch.stack([c.image_codes for c in candidates])[pick, on_device],
+        trajectory=torch.stack([c.trajectory for c in candidates])[best, :, rows].transpose(0, 1),
+        forward_rows=sum(c.forward_rows for c in candidates) + len(candidates) * len(rows),
+        forward_positions=sum(c.forward_positions for c in candidates)
+        + len(candidates) * first.ids.numel(),
+    )
 
 
 def row_generators(seeds: Sequence[int] | None, device: torch.device) -> list[torch.Generator]:
@@ -227,8 +247,34 @@ class ParallelSampler:
 
         `seeds` gives one seed per conditional row; `on_step(step, n_steps, ids)` sees the
         conditional rows (B, L) after every step. With the fast settings on, the forwards are
-        `CachedForward`'s and the loop reads nothing back from the device.
+        `CachedForward`'s and the loop reads nothing back from the device. With `best_of` K > 1
+        every row is sampled K times (candidate k with seed + k) and the candidate the model
+        scores highest is kept (`paradiff.sampling.best_of`); `on_step` sees every candidate's
+        steps, counted on one timeline of K times the steps.
         """
+        runs = self.config.best_of
+        if runs == 1:
+            return self._sample_once(batch, n_cond, seeds, on_step)
+        n_cond = batch.ids.shape[0] if n_cond is None else n_cond
+        candidates, scores = [], []
+        for k in range(runs):
+
+            def candidate_step(step, n_steps, ids, k=k):
+                on_step(k * n_steps + step, runs * n_steps, ids)
+
+            report = None if on_step is None else candidate_step
+            out = self._sample_once(batch, n_cond, candidate_seeds(seeds, k), report)
+            candidates.append(out)
+            scores.append(image_given_text_score(self.model, self.space, out.ids, batch))
+        return pick_best(candidates, scores)
+
+    def _sample_once(
+        self,
+        batch: Batch,
+        n_cond: int | None,
+        seeds: Sequence[int] | None,
+        on_step: Callable[[int, int, torch.Tensor], None] | None,
+    ) -> SampleOutput:
         cfg, space = self.config, self.space
         device = self.model.device
         batch = batch.to(device)

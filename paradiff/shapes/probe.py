@@ -9,8 +9,9 @@ training loss hides it (a few digits among ~110 answer tokens). Two teacher-forc
 - `changed_cells`: the whole reasoning is given, the output image fully masked; accuracy of the
   argmax code at the code positions the edit changes (copying the input scores 0).
 
-`quick_evaluation` samples the first `limit` ShapeBench prompts with the model's shipped settings
-(greedy) and scores them with the exact judge: the six metrics, overall and per task.
+`quick_evaluation` samples the first `limit` ShapeBench prompts with the model's shipped steps,
+greedy and one answer per prompt, and scores them with the exact judge: the six metrics, overall
+and per task.
 `training_evaluation` is both, in the form `paradiff train sft` logs (`eval.call` in a recipe).
 `handwritten_evaluation` scores 30 edits whose instructions a person wrote (data/
 handwritten_edits.json: the scenes of seeded samples, instructions in everyday words, not the
@@ -112,8 +113,11 @@ def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict
     return {name: hit / max(1, total) for name, (hit, total) in hits.items()}
 
 
-def _answers(pipe, samples: list[ShapeSample], batch_size: int) -> list[tuple[str, Any]]:
-    """(reasoning, image) of each sample (one task), sampled with the model's shipped settings."""
+def answers_of(
+    pipe, samples: list[ShapeSample], batch_size: int, **overrides: Any
+) -> list[tuple[str, Any]]:
+    """(reasoning, image) of each sample (one task), sampled with the model's shipped settings
+    (and any SamplerConfig `overrides`)."""
     from paradiff.pipeline import Request
 
     was_training = pipe.model.training
@@ -125,7 +129,8 @@ def _answers(pipe, samples: list[ShapeSample], batch_size: int) -> list[tuple[st
             Request(s.instruction, None if s.scene_in is None else render_scene(s.scene_in))
             for s in chunk
         ]
-        results = pipe.run("edit" if chunk[0].task == "edit" else "generate", requests)
+        task = "edit" if chunk[0].task == "edit" else "generate"
+        results = pipe.run(task, requests, **overrides)
         answers += [(r.text, r.image) for r in results]
     pipe.model.train(was_training)
     return answers
@@ -135,14 +140,19 @@ def _mean(values: list[dict[str, float]]) -> dict[str, float]:
     return {m: round(sum(v[m] for v in values) / len(values), 2) for m in METRICS}
 
 
+# The quick evaluation samples greedily, one answer per prompt, whatever the model ships, so its
+# numbers follow the model alone along a training run.
+GREEDY = {"text_temperature": 0.0, "image_temperature": 0.0, "best_of": 1}
+
+
 def quick_evaluation(pipe, limit: int = 60, batch_size: int = 20) -> dict[str, Any]:
     """The six exact metrics (0-100) of the first `limit` ShapeBench prompts, sampled with the
-    model's shipped settings: {"overall": {...}, "edit": {...}, "generation": {...}}."""
+    model's shipped steps, greedy (`GREEDY`): {"overall": {...}, "edit": {...}, ...}."""
     samples = list(shapebench_samples())[:limit]
     rows: dict[str, list[dict[str, float]]] = {}
     for task in ("edit", "generation"):
         todo = [s for s in samples if s.task == task]
-        answers = _answers(pipe, todo, batch_size)
+        answers = answers_of(pipe, todo, batch_size, **GREEDY)
         rows[task] = [score_sample(s, *a) for s, a in zip(todo, answers, strict=True)]
     everything = rows["edit"] + rows["generation"]
     return {"overall": _mean(everything), **{t: _mean(v) for t, v in rows.items() if v}}
@@ -164,7 +174,7 @@ def handwritten_samples() -> list[ShapeSample]:
 def handwritten_evaluation(pipe, batch_size: int = 10) -> dict[str, Any]:
     """{"count", "exact": % of output scenes exactly right, and the six metrics' means}."""
     samples = handwritten_samples()
-    answers = _answers(pipe, samples, batch_size)
+    answers = answers_of(pipe, samples, batch_size)
     scores = [score_sample(s, *a) for s, a in zip(samples, answers, strict=True)]
     exact = 0
     for sample, (_, image) in zip(samples, answers, strict=True):

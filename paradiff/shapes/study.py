@@ -172,8 +172,10 @@ class Study:
             return folder
         self.log(f"evaluating {folder.name}")
         pipe = ParallelPipeline.from_pretrained(model)
-        overrides = {
+        overrides = {  # one greedy-text sample per prompt, whatever the model ships
             "mode": mode,
+            "text_temperature": 0.0,
+            "best_of": 1,
             "image_temperature": TEMPERATURES[temperature],
             "seed": seed,
             "speed": self.settings.speed,

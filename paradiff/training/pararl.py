@@ -163,7 +163,8 @@ def check_config(config: dict[str, Any]) -> None:
 
 def rollout_sampler_config(defaults: SamplerConfig, rollout: dict[str, Any]) -> SamplerConfig:
     """The checkpoint's sampler settings with the recipe's rollout settings, unguided (the policy
-    is the conditional model itself) and in the default profile."""
+    is the conditional model itself), one sample per rollout (no best-of selection: rollouts are
+    the policy's own samples) and in the default profile."""
     changes = {key: rollout[key] for key in ROLLOUT_SAMPLER_KEYS if rollout[key] is not None}
     try:
         return defaults.replace(
@@ -171,6 +172,7 @@ def rollout_sampler_config(defaults: SamplerConfig, rollout: dict[str, Any]) -> 
             image_temperature=float(rollout["image_temperature"]),
             cfg_text=0.0,
             cfg_image=0.0,
+            best_of=1,
             profile="default",
             **changes,
         )
