@@ -1,7 +1,8 @@
 """Quality of the sampler's speed presets on the bundled model (ShapeBench), against exact mode.
 
-For each preset: `paradiff bench shapebench --limit N --speed S --out RUNS/S` (resumable: a rerun
-skips the samples already scored), then
+For each preset: `paradiff bench shapebench --limit N --speed S --out RUNS/S`, greedy with one
+answer per prompt whatever the model ships (`GREEDY`; resumable: a rerun skips the samples
+already scored), then
 - the six metrics with their 95% bootstrap intervals (the run's own summary.json);
 - the paired difference preset - exact per metric, with a 95% bootstrap interval over samples;
 - the share of output tokens equal to exact mode's: image codes (the shapes tokenizer pastes one
@@ -43,12 +44,16 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
+# Greedy, one answer per prompt: the token comparison needs a deterministic exact run.
+GREEDY = ("--text-temperature", "0", "--temperature", "0", "--best-of", "1")
+
+
 def bench(speed: str, args: argparse.Namespace) -> float:
     """Run (or resume) ShapeBench with one preset; returns the wall time in seconds."""
     paradiff = str(Path(sys.executable).parent / "paradiff")
     command = [paradiff, "bench", "shapebench", "--limit", str(args.limit)]
     command += ["--batch-size", str(args.batch_size), "--speed", speed, "--device", "cpu"]
-    command += ["--out", str(Path(args.runs) / speed), "--json"]
+    command += [*GREEDY, "--out", str(Path(args.runs) / speed), "--json"]
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start

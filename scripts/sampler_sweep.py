@@ -1,8 +1,8 @@
 """Compare sampler settings of a shapes model on a development set disjoint from ShapeBench.
 
-Tuning the shipped settings on ShapeBench itself would tune to the test prompts, so this draws
-its own prompts: the same categories and difficulties, seeded by "dev" instead of "shapebench",
-and any prompt ShapeBench holds drawn again. Each setting is a comma-separated list of sampler
+Tuning the shipped settings on ShapeBench itself would tune to the test prompts, so this scores
+`paradiff.shapes.dataset.development_samples`: the same categories and difficulties, other seeds,
+no ShapeBench prompt. Each setting is a comma-separated list of sampler
 overrides (`image_steps=48,text_block_length=48`); the empty setting is the model's shipped one.
 
     python scripts/sampler_sweep.py --per-category 6 "" image_steps=48 image_order=halton
@@ -16,28 +16,9 @@ import time
 
 from paradiff.bench.data import METRICS
 from paradiff.pipeline import ParallelPipeline
-from paradiff.shapes.dataset import shapebench_keys
+from paradiff.shapes.dataset import development_samples
 from paradiff.shapes.judge import score_sample
 from paradiff.shapes.probe import answers_of
-from paradiff.shapes.tasks import CATEGORIES, derive_seed, make_sample
-
-
-def dev_samples(per_category: int) -> list:
-    """`per_category` prompts of every category, none of them a ShapeBench prompt."""
-    taken = set(shapebench_keys())
-    samples = []
-    for category in (c for categories in CATEGORIES.values() for c in categories):
-        for index in range(per_category):
-            attempt = 0
-            while True:
-                seed = derive_seed("dev", category, index, attempt)
-                sample = make_sample(category, seed, 1 + index % 3, sample_id=f"dev-{category}")
-                if sample.key() not in taken:
-                    break
-                attempt += 1
-            taken.add(sample.key())
-            samples.append(sample)
-    return samples
 
 
 def parse_setting(text: str) -> dict:
@@ -56,7 +37,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=30)
     args = parser.parse_args()
     pipe = ParallelPipeline.from_pretrained(args.model)
-    samples = dev_samples(args.per_category)
+    samples = development_samples(args.per_category)
     print(f"{len(samples)} development prompts")
     print("| setting | task | " + " | ".join(METRICS) + " | seconds |")
     for setting in args.settings:

@@ -13,6 +13,7 @@ from paradiff.shapes import dataset
 from paradiff.shapes.commands import register
 from paradiff.shapes.dataset import (
     DatasetError,
+    development_samples,
     parse_weights,
     read_records,
     shapebench_keys,
@@ -139,3 +140,30 @@ def test_training_skips_a_prompt_that_is_in_shapebench(monkeypatch):
     monkeypatch.setattr(dataset, "make_sample", first_call_hits_the_bench)
     (sample,) = training_samples(1, seed=9)
     assert len(calls) == 2 and sample.key() != bench_sample.key()
+
+
+def test_the_development_split_has_every_category_and_no_shapebench_prompt(monkeypatch):
+    samples = development_samples(3)
+    assert Counter(s.category for s in samples) == {
+        c: 3 for c in (*EDIT_CATEGORIES, *GENERATION_CATEGORIES)
+    }
+    keys = [s.key() for s in samples]
+    assert len(set(keys)) == len(keys) and not set(keys) & shapebench_keys()
+    assert [s.to_json() for s in development_samples(3)] == [s.to_json() for s in samples]
+    # a draw that reproduces a ShapeBench prompt is drawn again
+    bench_sample = shapebench_samples()[0]
+    real_make_sample = dataset.make_sample
+    calls = []
+
+    def first_call_hits_the_bench(category, seed, difficulty, grid, sample_id):
+        calls.append(seed)
+        return (
+            bench_sample
+            if len(calls) == 1
+            else real_make_sample(category, seed, difficulty, grid, sample_id)
+        )
+
+    monkeypatch.setattr(dataset, "make_sample", first_call_hits_the_bench)
+    first = development_samples(1)[0]
+    assert len(calls) == 16 and first.key() != bench_sample.key()
+    assert calls[1] != calls[0]  # the redraw comes from another seed

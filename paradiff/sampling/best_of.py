@@ -24,20 +24,32 @@ from paradiff.model import MaskPredictor
 
 
 @torch.no_grad()
+def masked_log_likelihood(
+    model: MaskPredictor,
+    space: TokenSpace,
+    ids: torch.Tensor,
+    batch: Batch,
+    positions: torch.Tensor,
+    vocab: tuple[int, int],
+) -> torch.Tensor:
+    """sum_i log p(ids_i | the rest) over `positions` (P,), all of them masked in one forward,
+    of each answer in `ids` (B, L), B = the conditional rows of `batch`; returns (B,)."""
+    rows = ids.shape[0]
+    positions = positions.to(ids.device)
+    masked = ids.clone()
+    masked[:, positions] = space.mask_id
+    hidden = model.hidden_states(masked, batch.attention_mask[:rows].to(ids.device))
+    logits = model.logits(hidden[:, positions], vocab_range=vocab).float()
+    log_probs = torch.log_softmax(logits, -1)  # (B, P, V')
+    targets = ids[:, positions] - vocab[0]  # (B, P)
+    return log_probs.gather(-1, targets[..., None])[..., 0].sum(-1)
+
+
 def image_given_text_score(
     model: MaskPredictor, space: TokenSpace, ids: torch.Tensor, batch: Batch
 ) -> torch.Tensor:
-    """log p(output image | the rest) of each answer in `ids` (B, L), B = the conditional rows
-    of `batch`; returns (B,)."""
-    rows = ids.shape[0]
-    image_pos = batch.output_image.to(ids.device)
-    masked = ids.clone()
-    masked[:, image_pos] = space.mask_id
-    hidden = model.hidden_states(masked, batch.attention_mask[:rows].to(ids.device))
-    logits = model.logits(hidden[:, image_pos], vocab_range=space.image_vocab).float()
-    log_probs = torch.log_softmax(logits, -1)  # (B, h w, codes)
-    codes = ids[:, image_pos] - space.image_vocab[0]  # (B, h w)
-    return log_probs.gather(-1, codes[..., None])[..., 0].sum(-1)
+    """The best-of score (B,): log p(output image | the rest), the whole image masked."""
+    return masked_log_likelihood(model, space, ids, batch, batch.output_image, space.image_vocab)
 
 
 def candidate_seeds(seeds: Sequence[int] | None, k: int) -> list[int] | None:

@@ -1,8 +1,10 @@
-"""Datasets of the shapes world: seeded training records and the fixed ShapeBench split.
+"""Datasets of the shapes world: seeded training records, the fixed ShapeBench split and a
+development split for tuning.
 
-Seeds come from separate namespaces ("train" for `make_dataset`, "shapebench" for the bench) and
-training samples whose prompt (instruction + input scene) equals a ShapeBench prompt are redrawn,
-so the benchmark never occurs in training data.
+Seeds come from separate namespaces ("train" for `make_dataset`, "shapebench" for the bench,
+"dev" for `development_samples`) and training or development samples whose prompt (instruction
++ input scene) equals a ShapeBench prompt are redrawn, so the benchmark never occurs in training
+data and settings tuned on the development split are not tuned to the benchmark.
 
 A dataset folder holds `records.jsonl` (one training record per line, as docs/architecture.md
 describes, plus the scenes and constraints the exact judge reads), `images/<id>_in.png` /
@@ -76,6 +78,27 @@ def shapebench_samples(grid: int = DEFAULT_GRID) -> tuple[ShapeSample, ...]:
                 keys.add(sample.key())
                 samples.append(sample)
     return tuple(samples)
+
+
+def development_samples(per_category: int, grid: int = DEFAULT_GRID) -> list[ShapeSample]:
+    """`per_category` prompts of every category drawn as ShapeBench's are (same difficulties),
+    from the "dev" seeds, none of them a ShapeBench prompt or a repeat: for tuning settings."""
+    taken = set(shapebench_keys(grid))
+    samples: list[ShapeSample] = []
+    for categories in CATEGORIES.values():
+        for category in categories:
+            for index in range(per_category):
+                sample_id = f"dev-{category}-{index:02d}"
+                for attempt in range(MAX_REDRAWS):
+                    seed = derive_seed("dev", category, index, attempt)
+                    sample = make_sample(category, seed, 1 + index % 3, grid, sample_id)
+                    if sample.key() not in taken:
+                        break
+                else:
+                    raise DatasetError(f"{sample_id} keeps repeating an earlier prompt")
+                taken.add(sample.key())
+                samples.append(sample)
+    return samples
 
 
 @lru_cache(maxsize=2)
