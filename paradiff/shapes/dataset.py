@@ -62,35 +62,29 @@ def shapebench_samples(grid: int = DEFAULT_GRID) -> tuple[ShapeSample, ...]:
 
     Every prompt is distinct: a draw repeating an earlier prompt is drawn again.
     """
-    samples: list[ShapeSample] = []
-    keys: set[str] = set()
-    for index in range(SHAPEBENCH_PER_CATEGORY):
-        for categories in CATEGORIES.values():
-            for category in categories:
-                sample_id = f"shapebench-{category}-{index:02d}"
-                for attempt in range(MAX_REDRAWS):
-                    seed = derive_seed("shapebench", category, index, attempt)
-                    sample = make_sample(category, seed, 1 + index % 3, grid, sample_id)
-                    if sample.key() not in keys:
-                        break
-                else:
-                    raise DatasetError(f"{sample_id} keeps repeating an earlier prompt")
-                keys.add(sample.key())
-                samples.append(sample)
-    return tuple(samples)
+    return tuple(drawn_samples("shapebench", SHAPEBENCH_PER_CATEGORY, grid, set()))
 
 
 def development_samples(per_category: int, grid: int = DEFAULT_GRID) -> list[ShapeSample]:
-    """`per_category` prompts of every category drawn as ShapeBench's are (same difficulties),
-    from the "dev" seeds, none of them a ShapeBench prompt or a repeat: for tuning settings."""
-    taken = set(shapebench_keys(grid))
+    """`per_category` prompts of every category drawn as ShapeBench's are (same difficulties,
+    categories interleaved) from the "dev" seeds, none of them a ShapeBench prompt or a repeat:
+    for tuning settings."""
+    return drawn_samples("dev", per_category, grid, set(shapebench_keys(grid)))
+
+
+def drawn_samples(
+    namespace: str, per_category: int, grid: int, taken: set[str]
+) -> list[ShapeSample]:
+    """`per_category` samples of every category seeded from `namespace`, categories interleaved,
+    sample k of a category at difficulty 1 + k % 3; a draw whose prompt is in `taken` (or repeats
+    an earlier draw) is drawn again."""
     samples: list[ShapeSample] = []
-    for categories in CATEGORIES.values():
-        for category in categories:
-            for index in range(per_category):
-                sample_id = f"dev-{category}-{index:02d}"
+    for index in range(per_category):
+        for categories in CATEGORIES.values():
+            for category in categories:
+                sample_id = f"{namespace}-{category}-{index:02d}"
                 for attempt in range(MAX_REDRAWS):
-                    seed = derive_seed("dev", category, index, attempt)
+                    seed = derive_seed(namespace, category, index, attempt)
                     sample = make_sample(category, seed, 1 + index % 3, grid, sample_id)
                     if sample.key() not in taken:
                         break
