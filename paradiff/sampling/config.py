@@ -188,7 +188,7 @@ class SamplerConfig:
         if self.best_of > 1 and not (self.text_temperature > 0 or self.image_temperature > 0):
             raise SamplerConfigError(
                 f"best_of {self.best_of} needs a text or image temperature above 0 "
-                "(greedy candidates are all the same)"
+                "(greedy candidates are all the same: set best_of to 1)"
             )
         for name, allowed in SETTING_CHOICES.items():
             if getattr(self, name) not in allowed:
