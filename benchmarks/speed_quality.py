@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--runs", default=None, help="run folders here (resumed; default: fresh ones)")
     p.add_argument("--speeds", default=",".join(SPEEDS), help="presets (exact first)")
     p.add_argument("--json", default=None, help="write the results to this JSON file")
+    p.add_argument("--timesteps", type=int, default=None, help="image steps (the model's)")
     return p.parse_args()
 
 
@@ -54,6 +55,8 @@ def bench(speed: str, args: argparse.Namespace) -> float:
     command = [paradiff, "bench", "shapebench", "--limit", str(args.limit)]
     command += ["--batch-size", str(args.batch_size), "--speed", speed, "--device", "cpu"]
     command += [*GREEDY, "--out", str(Path(args.runs) / speed), "--json"]
+    if args.timesteps is not None:
+        command += ["--timesteps", str(args.timesteps)]
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start

@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4, help="candidates per prompt")
     parser.add_argument("--text-temperature", type=float, default=0.7)
     parser.add_argument("--image-temperature", type=float, default=1.0)
+    parser.add_argument("--image-steps", type=int, default=None, help="default: the model's")
     parser.add_argument("--per-category", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=30)
     args = parser.parse_args()
@@ -46,6 +47,8 @@ def main() -> None:
         best_of=1,
         seed=0,
     )
+    if args.image_steps is not None:
+        config = config.replace(image_steps=args.image_steps)
     samples = development_samples(args.per_category)
     kept: dict[str, list[tuple[str, dict[str, float]]]] = {rule: [] for rule in RULES}
     for task in ("edit", "generation"):
