@@ -134,6 +134,8 @@ def test_medium_setting_applies_its_recipe_and_sampler_preset(tmp_path, monkeypa
     assert seen == {
         "speed": "fast",
         "mode": "sequential",
+        "text_temperature": 0.0,  # one greedy-text answer, whatever the model ships
+        "best_of": 1,
         "image_temperature": 1.0,
         "seed": 2,
         "samples": 100,
