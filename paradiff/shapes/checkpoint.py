@@ -28,7 +28,7 @@ from paradiff.text_tokenizer import TextTokenizer
 TEXT_GEN_LENGTH = MAX_REASONING_TOKENS  # 48 text positions: the longest reasoning fits
 SHAPES_SAMPLER = SamplerConfig(
     text_steps=TEXT_GEN_LENGTH,  # one text token per step: two per step break the sentences
-    image_steps=24,
+    image_steps=TEXT_GEN_LENGTH,  # an image reveal on every step of the text's timeline
     text_gen_length=TEXT_GEN_LENGTH,
     text_block_length=TEXT_GEN_LENGTH // 3,
     text_temperature=0.0,
