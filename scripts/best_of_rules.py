@@ -18,13 +18,13 @@ import argparse
 import torch
 
 from paradiff.bench.data import METRICS
-from paradiff.pipeline import ParallelPipeline, Request
+from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling.best_of import candidate_seeds, image_given_text_score
 from paradiff.sampling.best_of import masked_log_likelihood as log_likelihood
 from paradiff.sampling.sampler import ParallelSampler
 from paradiff.shapes.dataset import development_samples
 from paradiff.shapes.judge import score_sample
-from paradiff.shapes.render import render_scene
+from paradiff.shapes.probe import request_of
 
 RULES = ("first", "image|text", "text|image", "both", "oracle")
 
@@ -55,13 +55,9 @@ def main() -> None:
         todo = [s for s in samples if s.task == task]
         for start in range(0, len(todo), args.batch_size):
             chunk = todo[start : start + args.batch_size]
-            requests = [
-                Request(s.instruction, None if s.scene_in is None else render_scene(s.scene_in))
-                for s in chunk
-            ]
             name = "edit" if task == "edit" else "generate"
             batch = pipe.layout.collate(
-                [pipe.build_sequences(name, r, config)[0] for r in requests]
+                [pipe.build_sequences(name, request_of(s), config)[0] for s in chunk]
             )
             scores, judged = [], []
             for k in range(args.k):

@@ -17,8 +17,7 @@ import time
 from paradiff.bench.data import METRICS
 from paradiff.pipeline import ParallelPipeline
 from paradiff.shapes.dataset import development_samples
-from paradiff.shapes.judge import score_sample
-from paradiff.shapes.probe import answers_of
+from paradiff.shapes.probe import scores_by_task
 
 
 def parse_setting(text: str) -> dict:
@@ -43,11 +42,7 @@ def main() -> None:
     for setting in args.settings:
         overrides = parse_setting(setting)
         started = time.perf_counter()
-        rows: dict[str, list[dict[str, float]]] = {}
-        for task in ("edit", "generation"):
-            todo = [s for s in samples if s.task == task]
-            answers = answers_of(pipe, todo, args.batch_size, **overrides)
-            rows[task] = [score_sample(s, *a) for s, a in zip(todo, answers, strict=True)]
+        rows = scores_by_task(pipe, samples, args.batch_size, **overrides)
         seconds = time.perf_counter() - started
         rows["overall"] = rows["edit"] + rows["generation"]
         for task in ("overall", "edit", "generation"):

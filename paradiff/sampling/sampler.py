@@ -255,7 +255,6 @@ class ParallelSampler:
         runs = self.config.best_of
         if runs == 1:
             return self._sample_once(batch, n_cond, seeds, on_step)
-        n_cond = batch.ids.shape[0] if n_cond is None else n_cond
         candidates, scores = [], []
         for k in range(runs):
 

@@ -113,27 +113,43 @@ def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict
     return {name: hit / max(1, total) for name, (hit, total) in hits.items()}
 
 
+def request_of(sample: ShapeSample):
+    """The sample as a pipeline request: its instruction and (editing) its rendered input."""
+    from paradiff.pipeline import Request
+
+    return Request(
+        sample.instruction, None if sample.scene_in is None else render_scene(sample.scene_in)
+    )
+
+
 def answers_of(
     pipe, samples: list[ShapeSample], batch_size: int, **overrides: Any
 ) -> list[tuple[str, Any]]:
     """(reasoning, image) of each sample (one task), sampled with the model's shipped settings
     (and any SamplerConfig `overrides`)."""
-    from paradiff.pipeline import Request
-
     was_training = pipe.model.training
     pipe.model.eval()
     answers = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
-        requests = [
-            Request(s.instruction, None if s.scene_in is None else render_scene(s.scene_in))
-            for s in chunk
-        ]
         task = "edit" if chunk[0].task == "edit" else "generate"
-        results = pipe.run(task, requests, **overrides)
+        results = pipe.run(task, [request_of(s) for s in chunk], **overrides)
         answers += [(r.text, r.image) for r in results]
     pipe.model.train(was_training)
     return answers
+
+
+def scores_by_task(
+    pipe, samples: list[ShapeSample], batch_size: int, **overrides: Any
+) -> dict[str, list[dict[str, float]]]:
+    """The exact judge's scores of each sample's answer, {"edit": [...], "generation": [...]}
+    in the samples' order within each task (answers sampled by `answers_of`)."""
+    rows: dict[str, list[dict[str, float]]] = {}
+    for task in ("edit", "generation"):
+        todo = [s for s in samples if s.task == task]
+        answers = answers_of(pipe, todo, batch_size, **overrides)
+        rows[task] = [score_sample(s, *a) for s, a in zip(todo, answers, strict=True)]
+    return rows
 
 
 def _mean(values: list[dict[str, float]]) -> dict[str, float]:
@@ -148,12 +164,7 @@ GREEDY = {"text_temperature": 0.0, "image_temperature": 0.0, "best_of": 1}
 def quick_evaluation(pipe, limit: int = 60, batch_size: int = 20) -> dict[str, Any]:
     """The six exact metrics (0-100) of the first `limit` ShapeBench prompts, sampled with the
     model's shipped steps, greedy (`GREEDY`): {"overall": {...}, "edit": {...}, ...}."""
-    samples = list(shapebench_samples())[:limit]
-    rows: dict[str, list[dict[str, float]]] = {}
-    for task in ("edit", "generation"):
-        todo = [s for s in samples if s.task == task]
-        answers = answers_of(pipe, todo, batch_size, **GREEDY)
-        rows[task] = [score_sample(s, *a) for s, a in zip(todo, answers, strict=True)]
+    rows = scores_by_task(pipe, list(shapebench_samples())[:limit], batch_size, **GREEDY)
     everything = rows["edit"] + rows["generation"]
     return {"overall": _mean(everything), **{t: _mean(v) for t, v in rows.items() if v}}
 

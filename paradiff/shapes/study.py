@@ -38,6 +38,7 @@ from paradiff.bench.report import bootstrap_interval
 from paradiff.bench.runner import RunFolder as BenchFolder
 from paradiff.pipeline import ParallelPipeline
 from paradiff.shapes.bench import run_shapebench, select_samples
+from paradiff.shapes.probe import GREEDY
 from paradiff.training import pararl, sft
 from paradiff.training.recipe import load_recipe
 from paradiff.training.runs import FINAL_DIR
@@ -172,10 +173,9 @@ class Study:
             return folder
         self.log(f"evaluating {folder.name}")
         pipe = ParallelPipeline.from_pretrained(model)
-        overrides = {  # one greedy-text sample per prompt, whatever the model ships
+        overrides = {  # one greedy-text answer per prompt, whatever the model ships
+            **GREEDY,
             "mode": mode,
-            "text_temperature": 0.0,
-            "best_of": 1,
             "image_temperature": TEMPERATURES[temperature],
             "seed": seed,
             "speed": self.settings.speed,
