@@ -3,8 +3,8 @@
 # project's .venv active):
 #   bash scripts/evaluate_shapes_model.sh [MODEL (default: the bundled one)] [OUT (default runs/eval)]
 # ShapeBench (300 prompts) parallel and sequential, greedy; image temperature 1 over sampling
-# seeds 0, 1, 2; the location probe and the 30 hand-written edits (probe.json). Run folders
-# resume, so an interrupted run picks up where it stopped.
+# seeds 0, 1, 2; the location and drawing probes and the 30 hand-written edits (probe.json). Run
+# folders resume, so an interrupted run picks up where it stopped.
 set -euo pipefail
 model=${1:-}
 out=${2:-runs/eval}
@@ -20,9 +20,10 @@ done
 python - "$model" "$out/probe.json" <<'PY'
 import json, sys
 from paradiff.pipeline import ParallelPipeline
-from paradiff.shapes.probe import handwritten_evaluation, location_probe
+from paradiff.shapes.probe import drawing_probe, handwritten_evaluation, location_probe
 pipe = ParallelPipeline.from_pretrained(sys.argv[1] or None)
-report = {"probe": location_probe(pipe), "handwritten": handwritten_evaluation(pipe)}
+probes = {**location_probe(pipe), **drawing_probe(pipe)}
+report = {"probe": probes, "handwritten": handwritten_evaluation(pipe)}
 open(sys.argv[2], "w").write(json.dumps(report, indent=1) + "\n")
 print(json.dumps(report))
 PY

@@ -22,9 +22,10 @@ class TableModel(torch.nn.Module):
     """Answers from a fixed table of full sequences: hidden state = one-hot of the table's id,
     logits = the slice of that one-hot (so argmax = the table's id)."""
 
-    def __init__(self, tables: list[torch.Tensor], vocab: int) -> None:
+    def __init__(self, tables: list[torch.Tensor], vocab: int, forwards_per_chunk: int = 2):
         super().__init__()
         self.tables, self.vocab = list(tables), vocab
+        self.forwards_per_chunk = forwards_per_chunk  # the location probe runs two per chunk
         self.calls = 0
 
     @property
@@ -32,7 +33,7 @@ class TableModel(torch.nn.Module):
         return torch.device("cpu")
 
     def hidden_states(self, ids, attention_mask=None):
-        table = self.tables[self.calls // 2]  # two forwards (the two probes) per chunk
+        table = self.tables[self.calls // self.forwards_per_chunk]
         self.calls += 1
         assert table.shape == ids.shape
         return torch.nn.functional.one_hot(table, self.vocab).float()
@@ -93,6 +94,50 @@ def test_the_probe_masks_only_position_digits_and_the_output_image(pipe):
     assert hidden.numel() >= 10 and set(hidden.tolist()) <= digits  # "row R, column C" each
     assert (located[:, batch.output_image] == pipe.space.mask_id).all()
     assert torch.equal(clean_text[:, batch.text], batch.ids[:, batch.text])
+
+
+def generation_tables(pipe, limit, batch_size, blank=False):
+    """Clean generation sequences in the probe's chunks; with `blank`, the output image is the
+    empty canvas everywhere (the model draws nothing)."""
+    samples = probe._generation_samples(limit)
+    out = []
+    for start in range(0, len(samples), batch_size):
+        batch, _ = probe._teacher_batch(pipe, samples[start : start + batch_size])
+        ids = batch.ids.clone()
+        if blank:
+            ids[:, batch.output_image] = ids[:, batch.output_image].mode(dim=1).values[:, None]
+        out.append(ids)
+    return out
+
+
+def test_drawing_probe_scores_one_for_the_answer_and_zero_for_an_empty_canvas(pipe):
+    vocab = pipe.space.vocab_size
+    truth = SimpleNamespace(**{**vars(pipe)})
+    truth.model = TableModel(generation_tables(pipe, 12, 5), vocab, forwards_per_chunk=1)
+    assert probe.drawing_probe(truth, limit=12, batch_size=5) == {"drawn_cells": 1.0}
+    blank = SimpleNamespace(**{**vars(pipe)})
+    blank.model = TableModel(generation_tables(pipe, 12, 5, True), vocab, forwards_per_chunk=1)
+    assert probe.drawing_probe(blank, limit=12, batch_size=5) == {"drawn_cells": 0.0}
+
+
+def test_drawing_probe_reads_generations_with_the_output_image_masked(pipe):
+    seen = []
+
+    class Spy(TableModel):
+        def hidden_states(self, ids, attention_mask=None):
+            seen.append(ids.clone())
+            return super().hidden_states(ids, attention_mask)
+
+    spy_pipe = SimpleNamespace(**{**vars(pipe)})
+    spy_pipe.model = Spy(generation_tables(pipe, 5, 5), pipe.space.vocab_size, 1)
+    probe.drawing_probe(spy_pipe, limit=5, batch_size=5)
+    batch, _ = probe._teacher_batch(pipe, probe._generation_samples(5))
+    (masked,) = seen
+    assert (masked[:, batch.output_image] == pipe.space.mask_id).all()
+    rest = torch.ones(masked.shape[1], dtype=torch.bool)
+    rest[batch.output_image] = False
+    assert torch.equal(masked[:, rest], batch.ids[:, rest])  # prompt and reasoning given
+    assert not (batch.ids[:, : batch.answer_start] >= pipe.space.image_offset).any()  # no input
 
 
 class AnswerPipe:

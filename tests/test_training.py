@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from paradiff.pipeline import ParallelPipeline
+from paradiff.shapes.image_tokenizer import EMPTY_CODE
 from paradiff.training.data import PretokenizedDataset, training_sequence
 from paradiff.training.masking import (
     MIN_MASK_PROB,
     changed_output_codes,
+    drawn_output_codes,
     mask_probability,
     masked_diffusion_loss,
     noise_batch,
@@ -117,6 +119,50 @@ def test_changed_codes_weigh_more_and_only_in_edits(pipe, dataset):
     assert torch.equal(heavy.weight[:, batch.text], plain.weight[:, batch.text])
     with pytest.raises(ValueError, match="changed-token weight"):
         noise_batch(batch, pipe.space, generators(1, 2, 3), "paper", changed_weight=0.0)
+
+
+def test_drawn_codes_weigh_more_and_only_in_generations(pipe, dataset):
+    examples = [dataset[i] for i in range(len(dataset))]
+    generations = [e for e in examples if e.input_codes is None]
+    edits = [e for e in examples if e.input_codes is not None]
+    chosen = generations[:2] + edits[:1]
+    batch = batch_of(pipe, chosen)  # rows left-padded to the longest
+    drawn = drawn_output_codes(batch, pipe.space)
+    for row, example in enumerate(chosen):
+        if example.input_codes is not None:  # an edit: its changed cells have their own weight
+            assert not drawn[row].any()
+        else:  # by hand: the codes other than the empty canvas's
+            codes = torch.as_tensor(example.output_codes).flatten()
+            assert torch.equal(drawn[row], codes != EMPTY_CODE)
+            assert 0 < drawn[row].sum() < len(codes) / 2
+    plain = noise_batch(batch, pipe.space, generators(1, 2, 3), "paper")
+    heavy = noise_batch(batch, pipe.space, generators(1, 2, 3), "paper", drawn_weight=4.0)
+    assert torch.equal(plain.masked, heavy.masked)
+    image = batch.output_image
+    expected = plain.weight[:, image] * torch.where(drawn, 4.0, 1.0)
+    assert torch.equal(heavy.weight[:, image], expected)
+    assert torch.equal(heavy.weight[:, batch.text], plain.weight[:, batch.text])
+    with pytest.raises(ValueError, match="drawn-token weight"):
+        noise_batch(batch, pipe.space, generators(1, 2, 3), "paper", drawn_weight=-1.0)
+
+
+def test_image_from_text_rows_give_the_whole_reasoning_and_mask_the_whole_image(pipe, dataset):
+    batch = batch_of(pipe, [dataset[i] for i in range(8)])
+    image, text = batch.output_image, batch.text
+    plain = noise_batch(batch, pipe.space, generators(*range(8)), "paper")
+    none = noise_batch(batch, pipe.space, generators(*range(8)), "paper", image_from_text_share=0)
+    assert torch.equal(plain.masked, none.masked)  # share 0 draws nothing more: the paper's noise
+    every = noise_batch(batch, pipe.space, generators(*range(8)), "paper", image_from_text_share=1)
+    assert every.masked[:, image].all() and not every.masked[:, text].any()
+    assert torch.equal(every.weight[:, image], plain.weight[:, image] * 0 + 1)  # w = 1 on images
+    assert not every.weight[:, text].any()
+    half = noise_batch(batch, pipe.space, generators(*range(8)), "paper", image_from_text_share=0.5)
+    switched = half.masked[:, image].all(1) & ~half.masked[:, text].any(1)  # (B,)
+    assert 0 < int(switched.sum()) < 8  # these seeds switch some rows and not others
+    kept = ~switched
+    assert torch.equal(half.masked[kept], plain.masked[kept])  # the other rows keep their noise
+    with pytest.raises(ValueError, match="image-from-text share"):
+        noise_batch(batch, pipe.space, generators(*range(8)), "paper", image_from_text_share=1.5)
 
 
 def test_noise_batch_rejects_an_unknown_weighting(pipe, dataset):
@@ -247,6 +293,28 @@ def test_without_reasoning_the_answer_text_is_all_fill(
     assert torch.equal(without.ids[:, image], with_text.ids[:, with_text.output_image])
     with pytest.raises(RecipeError, match="data.reasoning"):
         SFTRun(load_recipe(TINY_RECIPE, [*overrides, "data.reasoning=maybe"], DEFAULTS))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.drawn_image_weight=0", "train.drawn_image_weight must be > 0"),
+        ("train.changed_image_weight=-2", "train.changed_image_weight must be > 0"),
+        ("train.image_from_text_share=1.5", r"train.image_from_text_share must be in \[0, 1\]"),
+        ("train.image_from_text_share=-0.1", r"train.image_from_text_share must be in \[0, 1\]"),
+    ],
+)
+def test_out_of_range_noise_settings_are_recipe_errors(
+    override, message, tiny_shapes_model, pretokenized, tmp_path
+):
+    overrides = [
+        f"model.init={tiny_shapes_model}",
+        f"data.pretokenized={pretokenized}",
+        f"output.dir={tmp_path}",
+        override,
+    ]
+    with pytest.raises(RecipeError, match=message):
+        SFTRun(load_recipe(TINY_RECIPE, overrides, DEFAULTS), progress=False)
 
 
 def test_recipe_overrides_are_yaml_values_over_the_file_over_the_defaults():

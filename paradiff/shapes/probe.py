@@ -9,6 +9,11 @@ training loss hides it (a few digits among ~110 answer tokens). Two teacher-forc
 - `changed_cells`: the whole reasoning is given, the output image fully masked; accuracy of the
   argmax code at the code positions the edit changes (copying the input scores 0).
 
+`drawing_probe` is the generations' twin of `changed_cells` on the 100 ShapeBench generations:
+`drawn_cells`, the accuracy of the argmax code where the target draws an object (everything
+but the empty canvas's codes), the reasoning given and the image masked (drawing nothing
+scores 0).
+
 `quick_evaluation` samples the first `limit` ShapeBench prompts with the model's shipped steps,
 greedy and one answer per prompt, and scores them with the exact judge: the six metrics, overall
 and per task.
@@ -33,6 +38,7 @@ from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.judge import read_output, score_sample
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.sample import ShapeSample
+from paradiff.shapes.scene import Scene
 from paradiff.shapes.tasks import make_sample
 
 HANDWRITTEN_FILE = Path(__file__).parent / "data" / "handwritten_edits.json"
@@ -45,20 +51,27 @@ def _edit_samples(limit: int | None = None) -> list[ShapeSample]:
     return edits[:limit]
 
 
+def _generation_samples(limit: int | None = None) -> list[ShapeSample]:
+    generations = [s for s in shapebench_samples() if s.task == "generation"]
+    return generations[:limit]
+
+
 def _teacher_batch(pipe, samples: list[ShapeSample]):
-    """Clean sequences of the samples (prompt, input, output image, reasoning) as one batch."""
+    """Clean sequences of the samples (prompt, input image of an edit, output image, reasoning)
+    as one batch."""
     layout, text, codes = pipe.layout, pipe.text_tokenizer, shapes_tokenizer()
     length = pipe.sampler_defaults.text_gen_length
     sequences = []
     for sample in samples:
         reasoning = text.encode(sample.reasoning)[: length - 1]
         fill = [pipe.space.text_fill_id] * (length - len(reasoning))
+        edit = sample.scene_in is not None
         sequences.append(
             layout.build(
-                layout.prompt_ids("edit", sample.instruction, text),
+                layout.prompt_ids("edit" if edit else "generate", sample.instruction, text),
                 tuple(codes.scene_to_codes(sample.scene_out).shape),
                 length,
-                input_codes=codes.scene_to_codes(sample.scene_in),
+                input_codes=codes.scene_to_codes(sample.scene_in) if edit else None,
                 answer_end_ids=pipe.answer_end_ids,
                 output_codes=codes.scene_to_codes(sample.scene_out),
                 text_ids=reasoning + fill,
@@ -111,6 +124,37 @@ def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict
             hits[probe][1] += int(positions.sum())
     model.train(was_training)
     return {name: hit / max(1, total) for name, (hit, total) in hits.items()}
+
+
+@torch.no_grad()
+def drawing_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict[str, float]:
+    """{"drawn_cells"}: on the ShapeBench generations, with the whole reasoning given and the
+    output image fully masked, the accuracy in [0, 1] of the argmax code at the code positions
+    that draw an object (drawing nothing scores 0)."""
+    model, space = pipe.model, pipe.space
+    samples = _generation_samples(limit)
+    first = samples[0].scene_out
+    blank = torch.as_tensor(shapes_tokenizer().scene_to_codes(Scene(first.rows, first.cols)))
+    blank = blank.flatten() + space.image_offset  # (h w) the empty canvas's codes
+    hits = total = 0
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(samples), batch_size):
+        batch, _ = _teacher_batch(pipe, samples[start : start + batch_size])
+        ids = batch.ids.clone()  # (B, L) clean
+        ids[:, batch.output_image] = space.mask_id
+        targets = batch.ids[:, batch.output_image]  # (B, h w)
+        positions = torch.zeros_like(ids, dtype=torch.bool)
+        positions[:, batch.output_image] = targets != blank[None]
+        device = model.device
+        hidden = model.hidden_states(ids.to(device), batch.attention_mask.to(device))
+        vocab = space.image_vocab
+        logits = model.logits(hidden[positions.to(device)][None], vocab_range=vocab)[0]
+        predicted = logits.argmax(-1).cpu() + vocab[0]
+        hits += int((predicted == batch.ids[positions]).sum())
+        total += int(positions.sum())
+    model.train(was_training)
+    return {"drawn_cells": hits / max(1, total)}
 
 
 def request_of(sample: ShapeSample):
@@ -196,4 +240,8 @@ def handwritten_evaluation(pipe, batch_size: int = 10) -> dict[str, Any]:
 
 def training_evaluation(pipe, limit: int = 60, probe_limit: int | None = None) -> dict[str, Any]:
     """What the SFT log records every `eval.every` steps: the probe and the quick evaluation."""
-    return {**location_probe(pipe, probe_limit), **quick_evaluation(pipe, limit)}
+    return {
+        **location_probe(pipe, probe_limit),
+        **drawing_probe(pipe, probe_limit),
+        **quick_evaluation(pipe, limit),
+    }

@@ -12,6 +12,14 @@ with N the number of answer tokens in the (global) batch and
 An edit's output-image tokens that differ from the input image's token at the same place (the
 cells the edit changes) may weigh `changed_weight` times more: copying the rest is easy and would
 otherwise dominate the image loss (w = changed_weight there, 1 on copied tokens; 1 = the paper).
+A generation has no input to copy, but the same imbalance: its background (the image's most
+frequent code) fills most of the picture, so the codes that draw something may weigh
+`drawn_weight` times more (w = drawn_weight there, 1 on the background; 1 = the paper).
+A share of the rows (`image_from_text_share`; 0 = the paper) may be drawn at t_T = 0, t_I = 1
+instead: the whole reasoning given and the whole image masked, as the image is decoded once its
+reasoning is written. With t_I ~ U(0, 1), most masked codes have a visible code of the same
+object beside them, which predicts them without the text; these rows leave the text as the only
+source of where to draw.
 Text positions are scored over the text ids without the mask id, image positions over the image
 codes: the candidate sets the sampler draws from (`TokenSpace.text_vocab`, `forbid_mask`,
 `image_vocab`).
@@ -70,12 +78,24 @@ def changed_output_codes(batch: Batch, space: TokenSpace) -> torch.Tensor:
     return changed
 
 
+def drawn_output_codes(batch: Batch, space: TokenSpace) -> torch.Tensor:
+    """(B, h*w) bool: for rows without an input image (generations), the output codes other than
+    the image's most frequent code (its background); all False for edits."""
+    prompt = batch.ids[:, : batch.answer_start]  # (B, P)
+    has_input = image_code_mask(prompt, space).any(1)  # (B,)
+    output = batch.ids[:, batch.output_image]  # (B, h*w)
+    background = output.mode(dim=1).values  # (B,) the most frequent code of each row
+    return (output != background[:, None]) & ~has_input[:, None]
+
+
 def noise_batch(
     batch: Batch,
     space: TokenSpace,
     generators: list[torch.Generator],
     weighting: str = "paper",
     changed_weight: float = 1.0,
+    drawn_weight: float = 1.0,
+    image_from_text_share: float = 0.0,
 ) -> NoisedBatch:
     """Mask the answer of every row with its own generator (so a row's noise does not depend on
     which batch or process it lands in)."""
@@ -83,11 +103,19 @@ def noise_batch(
         raise ValueError(f"loss weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if not changed_weight > 0:
         raise ValueError(f"the changed-token weight must be > 0, got {changed_weight}")
+    if not drawn_weight > 0:
+        raise ValueError(f"the drawn-token weight must be > 0, got {drawn_weight}")
+    if not 0 <= image_from_text_share <= 1:
+        raise ValueError(
+            f"the image-from-text share must be in [0, 1], got {image_from_text_share}"
+        )
     B, L = batch.ids.shape
     image_pos, text_pos = batch.output_image, batch.text
     image_weight = torch.ones(B, len(image_pos))  # (B, h*w)
     if changed_weight != 1.0:
         image_weight[changed_output_codes(batch, space)] = changed_weight
+    if drawn_weight != 1.0:
+        image_weight[drawn_output_codes(batch, space)] = drawn_weight
     masked = torch.zeros(B, L, dtype=torch.bool)
     weight = torch.zeros(B, L)
     for row, gen in enumerate(generators):
@@ -95,6 +123,8 @@ def noise_batch(
         p_image, p_text = mask_probability(t_image), mask_probability(t_text)
         masked[row, image_pos] = torch.rand(len(image_pos), generator=gen) < p_image
         masked[row, text_pos] = torch.rand(len(text_pos), generator=gen) < p_text
+        if image_from_text_share and torch.rand((), generator=gen) < image_from_text_share:
+            masked[row, image_pos], masked[row, text_pos] = True, False  # t_I = 1, t_T = 0
         weight[row, image_pos] = image_weight[row]
         weight[row, text_pos] = 1.0 / p_text if weighting == "paper" else 1.0
     weight = weight * masked

@@ -61,6 +61,8 @@ DEFAULTS: dict[str, Any] = {
         "grad_clip": 1.0,
         "loss_weighting": "paper",  # paper (text 1/t, image 1) or uniform
         "changed_image_weight": 1.0,  # weight of the output codes an edit changes (1 = paper)
+        "drawn_image_weight": 1.0,  # weight of a generation's non-background codes (1 = paper)
+        "image_from_text_share": 0.0,  # rows with the reasoning clean, the image masked (0 = paper)
         "seed": 0,
         "precision": "auto",  # auto (bf16 where the device supports it), fp32, bf16
         "threads": None,  # CPU threads (torch.set_num_threads)
@@ -111,9 +113,12 @@ def check_config(config: dict[str, Any]) -> None:
         raise RecipeError("data.pretokenized is not set (run `paradiff pretokenize` first)")
     if train["loss_weighting"] not in WEIGHTINGS:
         raise RecipeError(f"train.loss_weighting must be one of {WEIGHTINGS}")
-    if not float(train["changed_image_weight"]) > 0:
+    for key in ("changed_image_weight", "drawn_image_weight"):
+        if not float(train[key]) > 0:
+            raise RecipeError(f"train.{key} must be > 0, got {train[key]}")
+    if not 0 <= float(train["image_from_text_share"]) <= 1:
         raise RecipeError(
-            f"train.changed_image_weight must be > 0, got {train['changed_image_weight']}"
+            f"train.image_from_text_share must be in [0, 1], got {train['image_from_text_share']}"
         )
     for key in ("steps", "batch_size", "warmup_steps"):
         if int(train[key]) < (0 if key == "warmup_steps" else 1):
@@ -274,6 +279,8 @@ class SFTRun:
                 gens,
                 train["loss_weighting"],
                 float(train["changed_image_weight"]),
+                float(train["drawn_image_weight"]),
+                float(train["image_from_text_share"]),
             ).to(device)
             last = i == len(batches) - 1
             sync = nullcontext() if last else self.accelerator.no_sync(self.objective)
