@@ -42,6 +42,18 @@ class TableModel(torch.nn.Module):
         return hidden[..., vocab_range[0] : vocab_range[1]]
 
 
+class Spy(TableModel):
+    """A table model that also records every input it is given in `seen`."""
+
+    def __init__(self, seen: list, *args) -> None:
+        super().__init__(*args)
+        self.seen = seen
+
+    def hidden_states(self, ids, attention_mask=None):
+        self.seen.append(ids.clone())
+        return super().hidden_states(ids, attention_mask)
+
+
 def tables(pipe, limit, batch_size, copy_input=False):
     samples = probe._edit_samples(limit)
     out = []
@@ -76,13 +88,8 @@ def test_copying_the_input_and_saying_nothing_scores_zero(pipe):
 def test_the_probe_masks_only_position_digits_and_the_output_image(pipe):
     seen = []
 
-    class Spy(TableModel):
-        def hidden_states(self, ids, attention_mask=None):
-            seen.append(ids.clone())
-            return super().hidden_states(ids, attention_mask)
-
     spy_pipe = SimpleNamespace(**{**vars(pipe)})
-    spy_pipe.model = Spy(tables(pipe, 5, 5), pipe.space.vocab_size)
+    spy_pipe.model = Spy(seen, tables(pipe, 5, 5), pipe.space.vocab_size)
     probe.location_probe(spy_pipe, limit=5, batch_size=5)
     batch, _ = probe._teacher_batch(pipe, probe._edit_samples(5))
     located, clean_text = seen
@@ -123,13 +130,8 @@ def test_drawing_probe_scores_one_for_the_answer_and_zero_for_an_empty_canvas(pi
 def test_drawing_probe_reads_generations_with_the_output_image_masked(pipe):
     seen = []
 
-    class Spy(TableModel):
-        def hidden_states(self, ids, attention_mask=None):
-            seen.append(ids.clone())
-            return super().hidden_states(ids, attention_mask)
-
     spy_pipe = SimpleNamespace(**{**vars(pipe)})
-    spy_pipe.model = Spy(generation_tables(pipe, 5, 5), pipe.space.vocab_size, 1)
+    spy_pipe.model = Spy(seen, generation_tables(pipe, 5, 5), pipe.space.vocab_size, 1)
     probe.drawing_probe(spy_pipe, limit=5, batch_size=5)
     batch, _ = probe._teacher_batch(pipe, probe._generation_samples(5))
     (masked,) = seen

@@ -80,6 +80,16 @@ def _teacher_batch(pipe, samples: list[ShapeSample]):
     return layout.collate(sequences), sequences
 
 
+def _argmax_hits(model, ids, batch, positions, vocab: tuple[int, int]) -> tuple[int, int]:
+    """(right, counted): the model's argmax over `vocab` at `positions` (B, L) of the input `ids`,
+    against the clean ids of `batch`."""
+    device = model.device
+    hidden = model.hidden_states(ids.to(device), batch.attention_mask.to(device))  # (B, L, d)
+    logits = model.logits(hidden[positions.to(device)][None], vocab_range=vocab)[0]  # (M, V')
+    predicted = logits.argmax(-1).cpu() + vocab[0]
+    return int((predicted == batch.ids[positions]).sum()), int(positions.sum())
+
+
 @torch.no_grad()
 def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict[str, float]:
     """{"location", "changed_cells"} accuracies in [0, 1] on the ShapeBench edits (see above)."""
@@ -98,12 +108,10 @@ def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict
         stated = torch.isin(reasoning[:, 1:], digits) & torch.isin(reasoning[:, :-1], anchors)
         where = torch.zeros_like(ids, dtype=torch.bool)
         where[:, batch.text[1:]] = stated
-        device = model.device
         for probe, masked_ids in (
             ("location", torch.where(where, space.mask_id, ids)),
             ("changed_cells", ids),
         ):
-            hidden = model.hidden_states(masked_ids.to(device), batch.attention_mask.to(device))
             if probe == "location":
                 positions, vocab = where, space.text_vocab
             else:
@@ -118,10 +126,9 @@ def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict
                 positions = torch.zeros_like(where)
                 positions[:, batch.output_image] = inputs != targets
                 vocab = space.image_vocab
-            logits = model.logits(hidden[positions.to(device)][None], vocab_range=vocab)[0]
-            predicted = logits.argmax(-1).cpu() + vocab[0]
-            hits[probe][0] += int((predicted == batch.ids[positions]).sum())
-            hits[probe][1] += int(positions.sum())
+            right, counted = _argmax_hits(model, masked_ids, batch, positions, vocab)
+            hits[probe][0] += right
+            hits[probe][1] += counted
     model.train(was_training)
     return {name: hit / max(1, total) for name, (hit, total) in hits.items()}
 
@@ -146,13 +153,8 @@ def drawing_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict[
         targets = batch.ids[:, batch.output_image]  # (B, h w)
         positions = torch.zeros_like(ids, dtype=torch.bool)
         positions[:, batch.output_image] = targets != blank[None]
-        device = model.device
-        hidden = model.hidden_states(ids.to(device), batch.attention_mask.to(device))
-        vocab = space.image_vocab
-        logits = model.logits(hidden[positions.to(device)][None], vocab_range=vocab)[0]
-        predicted = logits.argmax(-1).cpu() + vocab[0]
-        hits += int((predicted == batch.ids[positions]).sum())
-        total += int(positions.sum())
+        right, counted = _argmax_hits(model, ids, batch, positions, space.image_vocab)
+        hits, total = hits + right, total + counted
     model.train(was_training)
     return {"drawn_cells": hits / max(1, total)}
 
