@@ -14,6 +14,7 @@ from paradiff.shapes.image_tokenizer import EMPTY_CODE
 from paradiff.training.data import PretokenizedDataset, training_sequence
 from paradiff.training.masking import (
     MIN_MASK_PROB,
+    NoiseSettings,
     changed_output_codes,
     drawn_output_codes,
     mask_probability,
@@ -70,8 +71,8 @@ def test_noise_batch_masks_only_the_answer_with_the_drawn_ratios(pipe, dataset):
     batch = batch_of(pipe, [dataset[0], dataset[1], dataset[2]])
     seeds = (3, 4, 5)
     space = pipe.space
-    paper = noise_batch(batch, space, generators(*seeds), "paper")
-    uniform = noise_batch(batch, space, generators(*seeds), "uniform")
+    paper = noise_batch(batch, space, generators(*seeds))
+    uniform = noise_batch(batch, space, generators(*seeds), NoiseSettings("uniform"))
     n_image, n_text = len(batch.output_image), len(batch.text)
     assert paper.answer_tokens == 3 * (n_image + n_text)
     assert torch.equal(paper.masked, uniform.masked)
@@ -110,15 +111,17 @@ def test_changed_codes_weigh_more_and_only_in_edits(pipe, dataset):
             by_hand = torch.as_tensor(example.input_codes != example.output_codes).flatten()
             assert torch.equal(changed[row], by_hand)
     assert changed.any()
-    plain = noise_batch(batch, pipe.space, generators(1, 2, 3), "paper")
-    heavy = noise_batch(batch, pipe.space, generators(1, 2, 3), "paper", changed_weight=4.0)
+    plain = noise_batch(batch, pipe.space, generators(1, 2, 3))
+    heavy = noise_batch(
+        batch, pipe.space, generators(1, 2, 3), NoiseSettings(changed_image_weight=4.0)
+    )
     assert torch.equal(plain.masked, heavy.masked)
     image = batch.output_image
     expected = plain.weight[:, image] * torch.where(changed, 4.0, 1.0)
     assert torch.equal(heavy.weight[:, image], expected)
     assert torch.equal(heavy.weight[:, batch.text], plain.weight[:, batch.text])
-    with pytest.raises(ValueError, match="changed-token weight"):
-        noise_batch(batch, pipe.space, generators(1, 2, 3), "paper", changed_weight=0.0)
+    with pytest.raises(ValueError, match="changed_image_weight must be > 0"):
+        NoiseSettings(changed_image_weight=0.0)
 
 
 def test_drawn_codes_weigh_more_and_only_in_generations(pipe, dataset):
@@ -135,39 +138,47 @@ def test_drawn_codes_weigh_more_and_only_in_generations(pipe, dataset):
             codes = torch.as_tensor(example.output_codes).flatten()
             assert torch.equal(drawn[row], codes != EMPTY_CODE)
             assert 0 < drawn[row].sum() < len(codes) / 2
-    plain = noise_batch(batch, pipe.space, generators(1, 2, 3), "paper")
-    heavy = noise_batch(batch, pipe.space, generators(1, 2, 3), "paper", drawn_weight=4.0)
+    plain = noise_batch(batch, pipe.space, generators(1, 2, 3))
+    heavy = noise_batch(
+        batch, pipe.space, generators(1, 2, 3), NoiseSettings(drawn_image_weight=4.0)
+    )
     assert torch.equal(plain.masked, heavy.masked)
     image = batch.output_image
     expected = plain.weight[:, image] * torch.where(drawn, 4.0, 1.0)
     assert torch.equal(heavy.weight[:, image], expected)
     assert torch.equal(heavy.weight[:, batch.text], plain.weight[:, batch.text])
-    with pytest.raises(ValueError, match="drawn-token weight"):
-        noise_batch(batch, pipe.space, generators(1, 2, 3), "paper", drawn_weight=-1.0)
+    with pytest.raises(ValueError, match="drawn_image_weight must be > 0"):
+        NoiseSettings(drawn_image_weight=-1.0)
 
 
 def test_image_from_text_rows_give_the_whole_reasoning_and_mask_the_whole_image(pipe, dataset):
     batch = batch_of(pipe, [dataset[i] for i in range(8)])
     image, text = batch.output_image, batch.text
-    plain = noise_batch(batch, pipe.space, generators(*range(8)), "paper")
-    none = noise_batch(batch, pipe.space, generators(*range(8)), "paper", image_from_text_share=0)
+    plain = noise_batch(batch, pipe.space, generators(*range(8)))
+    none = noise_batch(
+        batch, pipe.space, generators(*range(8)), NoiseSettings(image_from_text_share=0)
+    )
     assert torch.equal(plain.masked, none.masked)  # share 0 draws nothing more: the paper's noise
-    every = noise_batch(batch, pipe.space, generators(*range(8)), "paper", image_from_text_share=1)
+    every = noise_batch(
+        batch, pipe.space, generators(*range(8)), NoiseSettings(image_from_text_share=1)
+    )
     assert every.masked[:, image].all() and not every.masked[:, text].any()
     assert torch.equal(every.weight[:, image], plain.weight[:, image] * 0 + 1)  # w = 1 on images
     assert not every.weight[:, text].any()
-    half = noise_batch(batch, pipe.space, generators(*range(8)), "paper", image_from_text_share=0.5)
+    half = noise_batch(
+        batch, pipe.space, generators(*range(8)), NoiseSettings(image_from_text_share=0.5)
+    )
     switched = half.masked[:, image].all(1) & ~half.masked[:, text].any(1)  # (B,)
     assert 0 < int(switched.sum()) < 8  # these seeds switch some rows and not others
     kept = ~switched
     assert torch.equal(half.masked[kept], plain.masked[kept])  # the other rows keep their noise
-    with pytest.raises(ValueError, match="image-from-text share"):
-        noise_batch(batch, pipe.space, generators(*range(8)), "paper", image_from_text_share=1.5)
+    with pytest.raises(ValueError, match=r"image_from_text_share must be in \[0, 1\]"):
+        NoiseSettings(image_from_text_share=1.5)
 
 
-def test_noise_batch_rejects_an_unknown_weighting(pipe, dataset):
-    with pytest.raises(ValueError, match="weighting"):
-        noise_batch(batch_of(pipe, [dataset[0]]), pipe.space, generators(0), "elbo")
+def test_noise_settings_reject_an_unknown_weighting():
+    with pytest.raises(ValueError, match="loss_weighting must be one of"):
+        NoiseSettings("elbo")
 
 
 def test_a_rows_noise_does_not_depend_on_its_batch(pipe, dataset):
@@ -176,8 +187,8 @@ def test_a_rows_noise_does_not_depend_on_its_batch(pipe, dataset):
     alone = batch_of(pipe, [short])
     padded = batch_of(pipe, [long, short])  # the short row is left-padded here
     assert padded.ids.shape[1] > alone.ids.shape[1]
-    a = noise_batch(alone, pipe.space, generators(7), "paper")
-    b = noise_batch(padded, pipe.space, generators(9, 7), "paper")
+    a = noise_batch(alone, pipe.space, generators(7))
+    b = noise_batch(padded, pipe.space, generators(9, 7))
     pos_a, pos_b = answer_positions(alone), answer_positions(padded)
     assert torch.equal(a.masked[0, pos_a], b.masked[1, pos_b])
     assert torch.equal(a.weight[0, pos_a], b.weight[1, pos_b])
@@ -187,7 +198,7 @@ def test_a_rows_noise_does_not_depend_on_its_batch(pipe, dataset):
 def test_masked_diffusion_loss_matches_a_hand_computation(pipe, dataset, weighting):
     space = pipe.space
     batch = batch_of(pipe, [dataset[i] for i in range(4)])
-    noised = noise_batch(batch, space, generators(11, 12, 13, 14), weighting)
+    noised = noise_batch(batch, space, generators(11, 12, 13, 14), NoiseSettings(weighting))
     model = pipe.model.eval()
     with torch.no_grad():
         parts = masked_diffusion_loss(model, noised, space)
@@ -302,6 +313,8 @@ def test_without_reasoning_the_answer_text_is_all_fill(
         ("train.changed_image_weight=-2", "train.changed_image_weight must be > 0"),
         ("train.image_from_text_share=1.5", r"train.image_from_text_share must be in \[0, 1\]"),
         ("train.image_from_text_share=-0.1", r"train.image_from_text_share must be in \[0, 1\]"),
+        ("train.drawn_image_weight=heavy", "train.drawn_image_weight must be a number"),
+        ("train.loss_weighting=elbo", "train.loss_weighting must be one of"),
     ],
 )
 def test_out_of_range_noise_settings_are_recipe_errors(

@@ -10,11 +10,11 @@ with N the number of answer tokens in the (global) batch and
     paper:   w = 1 / p_T on text tokens (the masked-diffusion ELBO weight), w = 1 on image tokens;
     uniform: w = 1 on every masked token.
 An edit's output-image tokens that differ from the input image's token at the same place (the
-cells the edit changes) may weigh `changed_weight` times more: copying the rest is easy and would
-otherwise dominate the image loss (w = changed_weight there, 1 on copied tokens; 1 = the paper).
+cells the edit changes) may weigh `changed_image_weight` times more: copying the rest is easy and would
+otherwise dominate the image loss (w = changed_image_weight there, 1 on copied tokens; 1 = the paper).
 A generation has no input to copy, but the same imbalance: its background (the image's most
 frequent code) fills most of the picture, so the codes that draw something may weigh
-`drawn_weight` times more (w = drawn_weight there, 1 on the background; 1 = the paper).
+`drawn_image_weight` times more (w = drawn_image_weight there, 1 on the background; 1 = the paper).
 A share of the rows (`image_from_text_share`; 0 = the paper) may be drawn at t_T = 0, t_I = 1
 instead: the whole reasoning given and the whole image masked, as the image is decoded once its
 reasoning is written. With t_I ~ U(0, 1), most masked codes have a visible code of the same
@@ -88,34 +88,44 @@ def drawn_output_codes(batch: Batch, space: TokenSpace) -> torch.Tensor:
     return (output != background[:, None]) & ~has_input[:, None]
 
 
+@dataclass(frozen=True)
+class NoiseSettings:
+    """How `noise_batch` masks and weighs an answer; the defaults are the paper's objective.
+    The field names are the SFT recipe's `train.` keys."""
+
+    loss_weighting: str = "paper"  # paper (w = 1/p_T on text) or uniform
+    changed_image_weight: float = 1.0  # w on the output codes an edit changes
+    drawn_image_weight: float = 1.0  # w on a generation's codes other than its background
+    image_from_text_share: float = 0.0  # rows drawn at t_T = 0, t_I = 1
+
+    def __post_init__(self) -> None:
+        if self.loss_weighting not in WEIGHTINGS:
+            raise ValueError(f"loss_weighting must be one of {WEIGHTINGS}")
+        for name in ("changed_image_weight", "drawn_image_weight"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.image_from_text_share <= 1:
+            raise ValueError(
+                f"image_from_text_share must be in [0, 1], got {self.image_from_text_share}"
+            )
+
+
 def noise_batch(
     batch: Batch,
     space: TokenSpace,
     generators: list[torch.Generator],
-    weighting: str = "paper",
-    changed_weight: float = 1.0,
-    drawn_weight: float = 1.0,
-    image_from_text_share: float = 0.0,
+    settings: NoiseSettings = NoiseSettings(),
 ) -> NoisedBatch:
     """Mask the answer of every row with its own generator (so a row's noise does not depend on
     which batch or process it lands in)."""
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"loss weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    if not changed_weight > 0:
-        raise ValueError(f"the changed-token weight must be > 0, got {changed_weight}")
-    if not drawn_weight > 0:
-        raise ValueError(f"the drawn-token weight must be > 0, got {drawn_weight}")
-    if not 0 <= image_from_text_share <= 1:
-        raise ValueError(
-            f"the image-from-text share must be in [0, 1], got {image_from_text_share}"
-        )
     B, L = batch.ids.shape
     image_pos, text_pos = batch.output_image, batch.text
     image_weight = torch.ones(B, len(image_pos))  # (B, h*w)
-    if changed_weight != 1.0:
-        image_weight[changed_output_codes(batch, space)] = changed_weight
-    if drawn_weight != 1.0:
-        image_weight[drawn_output_codes(batch, space)] = drawn_weight
+    if settings.changed_image_weight != 1.0:
+        image_weight[changed_output_codes(batch, space)] = settings.changed_image_weight
+    if settings.drawn_image_weight != 1.0:
+        image_weight[drawn_output_codes(batch, space)] = settings.drawn_image_weight
+    share = settings.image_from_text_share
     masked = torch.zeros(B, L, dtype=torch.bool)
     weight = torch.zeros(B, L)
     for row, gen in enumerate(generators):
@@ -123,10 +133,10 @@ def noise_batch(
         p_image, p_text = mask_probability(t_image), mask_probability(t_text)
         masked[row, image_pos] = torch.rand(len(image_pos), generator=gen) < p_image
         masked[row, text_pos] = torch.rand(len(text_pos), generator=gen) < p_text
-        if image_from_text_share and torch.rand((), generator=gen) < image_from_text_share:
+        if share and torch.rand((), generator=gen) < share:
             masked[row, image_pos], masked[row, text_pos] = True, False  # t_I = 1, t_T = 0
         weight[row, image_pos] = image_weight[row]
-        weight[row, text_pos] = 1.0 / p_text if weighting == "paper" else 1.0
+        weight[row, text_pos] = 1.0 / p_text if settings.loss_weighting == "paper" else 1.0
     weight = weight * masked
     is_text = torch.zeros(B, L, dtype=torch.bool)
     is_text[:, text_pos] = True

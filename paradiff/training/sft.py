@@ -27,7 +27,11 @@ from tqdm import tqdm
 from paradiff.layout import Batch
 from paradiff.pipeline import ParallelPipeline
 from paradiff.training.data import PretokenizedDataset, epoch_batches, training_sequence
-from paradiff.training.masking import WEIGHTINGS, masked_diffusion_loss, noise_batch
+from paradiff.training.masking import (
+    NoiseSettings,
+    masked_diffusion_loss,
+    noise_batch,
+)
 from paradiff.training.recipe import RecipeError
 from paradiff.training.runs import (
     FINAL_DIR,
@@ -105,21 +109,27 @@ class Objective(nn.Module):
         return parts.weighted, stats
 
 
+def noise_settings(train: dict[str, Any]) -> NoiseSettings:
+    """The recipe's `train.` noise keys as the objective's settings (RecipeError if out of range)."""
+    numbers = {}
+    for name in ("changed_image_weight", "drawn_image_weight", "image_from_text_share"):
+        try:
+            numbers[name] = float(train[name])
+        except (TypeError, ValueError):
+            raise RecipeError(f"train.{name} must be a number, got {train[name]!r}") from None
+    try:
+        return NoiseSettings(train["loss_weighting"], **numbers)
+    except ValueError as err:
+        raise RecipeError(f"train.{err}") from None
+
+
 def check_config(config: dict[str, Any]) -> None:
     train, data = config["train"], config["data"]
     if not config["model"]["init"]:
         raise RecipeError("model.init is not set (a checkpoint to start from)")
     if not data["pretokenized"]:
         raise RecipeError("data.pretokenized is not set (run `paradiff pretokenize` first)")
-    if train["loss_weighting"] not in WEIGHTINGS:
-        raise RecipeError(f"train.loss_weighting must be one of {WEIGHTINGS}")
-    for key in ("changed_image_weight", "drawn_image_weight"):
-        if not float(train[key]) > 0:
-            raise RecipeError(f"train.{key} must be > 0, got {train[key]}")
-    if not 0 <= float(train["image_from_text_share"]) <= 1:
-        raise RecipeError(
-            f"train.image_from_text_share must be in [0, 1], got {train['image_from_text_share']}"
-        )
+    noise_settings(train)
     for key in ("steps", "batch_size", "warmup_steps"):
         if int(train[key]) < (0 if key == "warmup_steps" else 1):
             raise RecipeError(f"train.{key} is out of range: {train[key]}")
@@ -171,6 +181,7 @@ class SFTRun:
 
         check_config(config)
         self.config = config
+        self.noise = noise_settings(config["train"])
         train = config["train"]
         if train["threads"]:
             torch.set_num_threads(int(train["threads"]))
@@ -273,15 +284,7 @@ class SFTRun:
         loss_sum = 0.0
         device = self.accelerator.device
         for i, (batch, gens) in enumerate(batches):
-            noised = noise_batch(
-                batch,
-                self.pipe.space,
-                gens,
-                train["loss_weighting"],
-                float(train["changed_image_weight"]),
-                float(train["drawn_image_weight"]),
-                float(train["image_from_text_share"]),
-            ).to(device)
+            noised = noise_batch(batch, self.pipe.space, gens, self.noise).to(device)
             last = i == len(batches) - 1
             sync = nullcontext() if last else self.accelerator.no_sync(self.objective)
             with sync:
