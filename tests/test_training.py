@@ -98,6 +98,18 @@ def test_noise_batch_masks_only_the_answer_with_the_drawn_ratios(pipe, dataset):
     assert not paper.weight[~paper.masked].any()
 
 
+def assert_only_these_image_codes_weigh_4x(pipe, batch, heavier, settings):
+    """Against the paper's noise: the same masks, w x 4 on the `heavier` (B, h*w) output codes,
+    every other weight unchanged."""
+    plain = noise_batch(batch, pipe.space, generators(1, 2, 3))
+    heavy = noise_batch(batch, pipe.space, generators(1, 2, 3), settings)
+    assert torch.equal(plain.masked, heavy.masked)
+    image = batch.output_image
+    expected = plain.weight[:, image] * torch.where(heavier, 4.0, 1.0)
+    assert torch.equal(heavy.weight[:, image], expected)
+    assert torch.equal(heavy.weight[:, batch.text], plain.weight[:, batch.text])
+
+
 def test_changed_codes_weigh_more_and_only_in_edits(pipe, dataset):
     edits = [e for e in (dataset[i] for i in range(len(dataset))) if e.input_codes is not None]
     others = [e for e in (dataset[i] for i in range(len(dataset))) if e.input_codes is None]
@@ -111,15 +123,9 @@ def test_changed_codes_weigh_more_and_only_in_edits(pipe, dataset):
             by_hand = torch.as_tensor(example.input_codes != example.output_codes).flatten()
             assert torch.equal(changed[row], by_hand)
     assert changed.any()
-    plain = noise_batch(batch, pipe.space, generators(1, 2, 3))
-    heavy = noise_batch(
-        batch, pipe.space, generators(1, 2, 3), NoiseSettings(changed_image_weight=4.0)
+    assert_only_these_image_codes_weigh_4x(
+        pipe, batch, changed, NoiseSettings(changed_image_weight=4.0)
     )
-    assert torch.equal(plain.masked, heavy.masked)
-    image = batch.output_image
-    expected = plain.weight[:, image] * torch.where(changed, 4.0, 1.0)
-    assert torch.equal(heavy.weight[:, image], expected)
-    assert torch.equal(heavy.weight[:, batch.text], plain.weight[:, batch.text])
     with pytest.raises(ValueError, match="changed_image_weight must be > 0"):
         NoiseSettings(changed_image_weight=0.0)
 
@@ -138,15 +144,9 @@ def test_drawn_codes_weigh_more_and_only_in_generations(pipe, dataset):
             codes = torch.as_tensor(example.output_codes).flatten()
             assert torch.equal(drawn[row], codes != EMPTY_CODE)
             assert 0 < drawn[row].sum() < len(codes) / 2
-    plain = noise_batch(batch, pipe.space, generators(1, 2, 3))
-    heavy = noise_batch(
-        batch, pipe.space, generators(1, 2, 3), NoiseSettings(drawn_image_weight=4.0)
+    assert_only_these_image_codes_weigh_4x(
+        pipe, batch, drawn, NoiseSettings(drawn_image_weight=4.0)
     )
-    assert torch.equal(plain.masked, heavy.masked)
-    image = batch.output_image
-    expected = plain.weight[:, image] * torch.where(drawn, 4.0, 1.0)
-    assert torch.equal(heavy.weight[:, image], expected)
-    assert torch.equal(heavy.weight[:, batch.text], plain.weight[:, batch.text])
     with pytest.raises(ValueError, match="drawn_image_weight must be > 0"):
         NoiseSettings(drawn_image_weight=-1.0)
 
