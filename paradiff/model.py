@@ -8,6 +8,9 @@ so released checkpoints load without renaming.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +18,17 @@ from torch import nn
 from paradiff.checkpoint import load_model, save_model
 from paradiff.config import ModelConfig
 from paradiff.layout import image_grid_positions, token_space_from_config
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode inside the block; its train/eval mode as before afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 class RMSNorm(nn.Module):

@@ -11,7 +11,7 @@ from paradiff import checkpoint
 from paradiff.checkpoint import CheckpointError
 from paradiff.config import ConfigError, ModelConfig, tiny_config
 from paradiff.layout import FAMILY_A, LayoutError, token_space_from_config
-from paradiff.model import MaskPredictor
+from paradiff.model import MaskPredictor, eval_mode
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +192,17 @@ def test_bad_config_values():
         tiny_config(100, d_model=30, n_heads=4)
     with pytest.raises(ConfigError, match="unknown dtype"):
         tiny_config(100, dtype="float8")
+
+
+def test_eval_mode_restores_the_models_mode_even_after_an_error():
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5)).train()
+    with eval_mode(model) as inside:
+        assert inside is model and not model.training
+    assert model.training
+    with pytest.raises(RuntimeError), eval_mode(model):
+        raise RuntimeError("a failing evaluation")
+    assert model.training
+    model.eval()
+    with eval_mode(model):
+        pass
+    assert not model.training

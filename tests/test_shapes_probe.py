@@ -87,7 +87,6 @@ def test_copying_the_input_and_saying_nothing_scores_zero(pipe):
 
 def test_the_probe_masks_only_position_digits_and_the_output_image(pipe):
     seen = []
-
     spy_pipe = SimpleNamespace(**{**vars(pipe)})
     spy_pipe.model = Spy(seen, tables(pipe, 5, 5), pipe.space.vocab_size)
     probe.location_probe(spy_pipe, limit=5, batch_size=5)
@@ -129,7 +128,6 @@ def test_drawing_probe_scores_one_for_the_answer_and_zero_for_an_empty_canvas(pi
 
 def test_drawing_probe_reads_generations_with_the_output_image_masked(pipe):
     seen = []
-
     spy_pipe = SimpleNamespace(**{**vars(pipe)})
     spy_pipe.model = Spy(seen, generation_tables(pipe, 5, 5), pipe.space.vocab_size, 1)
     probe.drawing_probe(spy_pipe, limit=5, batch_size=5)

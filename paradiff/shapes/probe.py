@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from paradiff.bench.data import METRICS
+from paradiff.model import eval_mode
 from paradiff.shapes.dataset import shapebench_samples
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.judge import read_output, score_sample
@@ -98,38 +99,36 @@ def location_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict
     anchors = torch.tensor([text.encode(word)[0] for word in POSITION_WORDS])
     samples = _edit_samples(limit)
     hits = {"location": [0, 0], "changed_cells": [0, 0]}
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(samples), batch_size):
-        batch, sequences = _teacher_batch(pipe, samples[start : start + batch_size])
-        ids = batch.ids.clone()  # (B, L) clean
-        ids[:, batch.output_image] = space.mask_id
-        reasoning = ids[:, batch.text]  # (B, N)
-        stated = torch.isin(reasoning[:, 1:], digits) & torch.isin(reasoning[:, :-1], anchors)
-        where = torch.zeros_like(ids, dtype=torch.bool)
-        where[:, batch.text[1:]] = stated
-        for probe, masked_ids in (
-            ("location", torch.where(where, space.mask_id, ids)),
-            ("changed_cells", ids),
-        ):
-            if probe == "location":
-                positions, vocab = where, space.text_vocab
-            else:
-                length = batch.ids.shape[1]  # left padding shifts each row's input image
-                inputs = torch.stack(
-                    [
-                        batch.ids[r, s.input_image + length - len(s.ids)]
-                        for r, s in enumerate(sequences)
-                    ]
-                )  # (B, h w)
-                targets = batch.ids[:, batch.output_image]
-                positions = torch.zeros_like(where)
-                positions[:, batch.output_image] = inputs != targets
-                vocab = space.image_vocab
-            right, counted = _argmax_hits(model, masked_ids, batch, positions, vocab)
-            hits[probe][0] += right
-            hits[probe][1] += counted
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(samples), batch_size):
+            batch, sequences = _teacher_batch(pipe, samples[start : start + batch_size])
+            ids = batch.ids.clone()  # (B, L) clean
+            ids[:, batch.output_image] = space.mask_id
+            reasoning = ids[:, batch.text]  # (B, N)
+            stated = torch.isin(reasoning[:, 1:], digits) & torch.isin(reasoning[:, :-1], anchors)
+            where = torch.zeros_like(ids, dtype=torch.bool)
+            where[:, batch.text[1:]] = stated
+            for probe, masked_ids in (
+                ("location", torch.where(where, space.mask_id, ids)),
+                ("changed_cells", ids),
+            ):
+                if probe == "location":
+                    positions, vocab = where, space.text_vocab
+                else:
+                    length = batch.ids.shape[1]  # left padding shifts each row's input image
+                    inputs = torch.stack(
+                        [
+                            batch.ids[r, s.input_image + length - len(s.ids)]
+                            for r, s in enumerate(sequences)
+                        ]
+                    )  # (B, h w)
+                    targets = batch.ids[:, batch.output_image]
+                    positions = torch.zeros_like(where)
+                    positions[:, batch.output_image] = inputs != targets
+                    vocab = space.image_vocab
+                right, counted = _argmax_hits(model, masked_ids, batch, positions, vocab)
+                hits[probe][0] += right
+                hits[probe][1] += counted
     return {name: hit / max(1, total) for name, (hit, total) in hits.items()}
 
 
@@ -144,18 +143,16 @@ def drawing_probe(pipe, limit: int | None = None, batch_size: int = 25) -> dict[
     blank = torch.as_tensor(shapes_tokenizer().scene_to_codes(Scene(first.rows, first.cols)))
     blank = blank.flatten() + space.image_offset  # (h w) the empty canvas's codes
     hits = total = 0
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(samples), batch_size):
-        batch, _ = _teacher_batch(pipe, samples[start : start + batch_size])
-        ids = batch.ids.clone()  # (B, L) clean
-        ids[:, batch.output_image] = space.mask_id
-        targets = batch.ids[:, batch.output_image]  # (B, h w)
-        positions = torch.zeros_like(ids, dtype=torch.bool)
-        positions[:, batch.output_image] = targets != blank[None]
-        right, counted = _argmax_hits(model, ids, batch, positions, space.image_vocab)
-        hits, total = hits + right, total + counted
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(samples), batch_size):
+            batch, _ = _teacher_batch(pipe, samples[start : start + batch_size])
+            ids = batch.ids.clone()  # (B, L) clean
+            ids[:, batch.output_image] = space.mask_id
+            targets = batch.ids[:, batch.output_image]  # (B, h w)
+            positions = torch.zeros_like(ids, dtype=torch.bool)
+            positions[:, batch.output_image] = targets != blank[None]
+            right, counted = _argmax_hits(model, ids, batch, positions, space.image_vocab)
+            hits, total = hits + right, total + counted
     return {"drawn_cells": hits / max(1, total)}
 
 
@@ -173,15 +170,13 @@ def answers_of(
 ) -> list[tuple[str, Any]]:
     """(reasoning, image) of each sample (one task), sampled with the model's shipped settings
     (and any SamplerConfig `overrides`)."""
-    was_training = pipe.model.training
-    pipe.model.eval()
     answers = []
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        task = "edit" if chunk[0].task == "edit" else "generate"
-        results = pipe.run(task, [request_of(s) for s in chunk], **overrides)
-        answers += [(r.text, r.image) for r in results]
-    pipe.model.train(was_training)
+    with eval_mode(pipe.model):
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            task = "edit" if chunk[0].task == "edit" else "generate"
+            results = pipe.run(task, [request_of(s) for s in chunk], **overrides)
+            answers += [(r.text, r.image) for r in results]
     return answers
 
 

@@ -9,17 +9,17 @@ p_T = (1 - eps) t_T + eps (eps keeps p > 0). The model sees x_t and predicts the
 with N the number of answer tokens in the (global) batch and
     paper:   w = 1 / p_T on text tokens (the masked-diffusion ELBO weight), w = 1 on image tokens;
     uniform: w = 1 on every masked token.
-An edit's output-image tokens that differ from the input image's token at the same place (the
-cells the edit changes) may weigh `changed_image_weight` times more: copying the rest is easy and would
-otherwise dominate the image loss (w = changed_image_weight there, 1 on copied tokens; 1 = the paper).
-A generation has no input to copy, but the same imbalance: its background (the image's most
+An edit's output-image tokens that differ from the input image's token at the same place (the cells
+the edit changes) may weigh `changed_image_weight` times more: copying the rest is easy and would
+otherwise dominate the image loss (w = changed_image_weight there, 1 on copied tokens; 1 = the
+paper). A generation has no input to copy, but the same imbalance: its background (the image's most
 frequent code) fills most of the picture, so the codes that draw something may weigh
 `drawn_image_weight` times more (w = drawn_image_weight there, 1 on the background; 1 = the paper).
 A share of the rows (`image_from_text_share`; 0 = the paper) may be drawn at t_T = 0, t_I = 1
 instead: the whole reasoning given and the whole image masked, as the image is decoded once its
-reasoning is written. With t_I ~ U(0, 1), most masked codes have a visible code of the same
-object beside them, which predicts them without the text; these rows leave the text as the only
-source of where to draw.
+reasoning is written. With t_I ~ U(0, 1), most masked codes have a visible code of the same object
+beside them, which predicts them without the text; these rows leave the text as the only source of
+where to draw.
 Text positions are scored over the text ids without the mask id, image positions over the image
 codes: the candidate sets the sampler draws from (`TokenSpace.text_vocab`, `forbid_mask`,
 `image_vocab`).

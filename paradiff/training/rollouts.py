@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from paradiff.layout import Batch
+from paradiff.model import eval_mode
 from paradiff.pipeline import ParallelPipeline, Request, decode_partial_image
 from paradiff.sampling import ParallelSampler, SamplerConfig
 from paradiff.training.recipe import RecipeError
@@ -70,10 +71,8 @@ class RolloutSampler:
             request = Request(record["user_prompt"], self.image_root / image if image else None)
             sequences.append(pipe.build_sequences(task, request, self.config)[0])
         batch = pipe.layout.collate(sequences)
-        was_training = pipe.model.training
-        pipe.model.eval()
-        out = ParallelSampler(pipe.model, pipe.space, self.config)(batch, seeds=seeds)
-        pipe.model.train(was_training)
+        with eval_mode(pipe.model):
+            out = ParallelSampler(pipe.model, pipe.space, self.config)(batch, seeds=seeds)
         return Rollouts(batch, out.answer_start, out.trajectory, records, steps)
 
     def partial_states(self, rollouts: Rollouts, index: int) -> list[PartialState]:

@@ -27,11 +27,7 @@ from tqdm import tqdm
 from paradiff.layout import Batch
 from paradiff.pipeline import ParallelPipeline
 from paradiff.training.data import PretokenizedDataset, epoch_batches, training_sequence
-from paradiff.training.masking import (
-    NoiseSettings,
-    masked_diffusion_loss,
-    noise_batch,
-)
+from paradiff.training.masking import NoiseSettings, masked_diffusion_loss, noise_batch
 from paradiff.training.recipe import RecipeError
 from paradiff.training.runs import (
     FINAL_DIR,
