@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import re
 from pathlib import Path
@@ -72,3 +73,26 @@ def load_recipe(
     for text in overrides:
         config = merge(config, parse_override(text))
     return config
+
+
+def evaluation_function(spec: str):
+    """'package.module:function' -> the function (RecipeError when it cannot be imported)."""
+    module, _, name = str(spec).partition(":")
+    try:
+        function = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise RecipeError(f"eval.call {spec!r} is not an importable 'module:function'") from None
+    if not callable(function):
+        raise RecipeError(f"eval.call {spec!r} is not callable")
+    return function
+
+
+def check_eval_settings(evaluation: dict[str, Any]) -> None:
+    """A recipe's `eval` section: `call` importable (when set), `every` >= 0, `limit` >= 1."""
+    if not evaluation["call"]:
+        return
+    evaluation_function(evaluation["call"])
+    for key, least in (("every", 0), ("limit", 1)):
+        value = evaluation[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise RecipeError(f"eval.{key} must be a whole number >= {least}, got {value!r}")

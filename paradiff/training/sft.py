@@ -12,7 +12,6 @@ continues from the latest one and reproduces an uninterrupted run exactly.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import random
 import time
 from contextlib import nullcontext
@@ -28,7 +27,7 @@ from paradiff.layout import Batch
 from paradiff.pipeline import ParallelPipeline
 from paradiff.training.data import PretokenizedDataset, epoch_batches, training_sequence
 from paradiff.training.masking import NoiseSettings, masked_diffusion_loss, noise_batch
-from paradiff.training.recipe import RecipeError
+from paradiff.training.recipe import RecipeError, check_eval_settings, evaluation_function
 from paradiff.training.runs import (
     FINAL_DIR,
     RunFolder,
@@ -134,22 +133,7 @@ def check_config(config: dict[str, Any]) -> None:
     if not 0 <= float(data["cond_dropout"]) < 1:
         raise RecipeError("data.cond_dropout must be in [0, 1)")
     check_output_settings(config["output"])
-    if config["eval"]["call"]:
-        evaluation_function(config["eval"]["call"])
-        if int(config["eval"]["every"]) < 0:
-            raise RecipeError(f"eval.every must be >= 0, got {config['eval']['every']}")
-
-
-def evaluation_function(spec: str):
-    """'package.module:function' -> the function (RecipeError when it cannot be imported)."""
-    module, _, name = str(spec).partition(":")
-    try:
-        function = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise RecipeError(f"eval.call {spec!r} is not an importable 'module:function'") from None
-    if not callable(function):
-        raise RecipeError(f"eval.call {spec!r} is not callable")
-    return function
+    check_eval_settings(config["eval"])
 
 
 def mixed_precision(choice: str) -> str:
