@@ -50,7 +50,7 @@ def main() -> None:
     sampler = RolloutSampler(pipe, config, image_root)
     exact, clip = (
         build_reward("scene_agreement"),
-        build_reward("clip", args.clip_dir or recipe["reward"]["clip_dir"]),
+        build_reward("clip", {"clip_dir": args.clip_dir or recipe["reward"]["clip_dir"]}),
     )
     rows = [r for r in records for _ in range(group)]
     generator = torch.Generator().manual_seed(args.seed)

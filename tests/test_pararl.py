@@ -17,6 +17,7 @@ from paradiff.pipeline import ParallelPipeline
 from paradiff.training.grpo import (
     group_advantages,
     grpo_terms,
+    random_answer_masks,
     replay_log_probs,
     select_steps,
     step_window,
@@ -216,21 +217,31 @@ def expected_final_reward(run: ParaRLRun, reward, rows: int = 64) -> float:
     return float(reward.score(run.rollouts.partial_states(rollouts, -1)).mean())
 
 
-@pytest.mark.parametrize("reward_at", ["trajectory", "final"])
+ONE_UPDATE = ("train.steps=1", "train.lr=0.1")
+MASKED = ("train.estimator=masked", "train.mask_draws=2", "train.steps=2", "train.lr=0.05")
+
+
+@pytest.mark.parametrize(
+    ("reward_at", "settings"),
+    [("trajectory", ONE_UPDATE), ("final", ONE_UPDATE), ("final", MASKED)],
+    ids=["trajectory", "final", "final-masked"],
+)
 def test_one_update_raises_the_expected_reward(
-    tmp_path, tiny_shapes_model, shapes_records, reward_at
+    tmp_path, tiny_shapes_model, shapes_records, reward_at, settings
 ):
+    """A few updates at a large learning rate on a tiny random model raise a reward it can
+    learn: the estimator points the right way (the masked one, scoring every token under a
+    random mask, gets two smaller steps)."""
     reward = TargetCodeReward(target=5)
     config = recipe(
         tiny_shapes_model,
         shapes_records,
         tmp_path / "run",
-        "train.steps=1",
-        "train.lr=0.1",
         "train.kl_beta=0",
         "rollout.prompts=4",
         "rollout.group=8",
         f"reward.at={reward_at}",
+        *settings,
     )
     run = ParaRLRun(config, progress=False, reward=reward)
     reward.target = uncommon_code(run)
@@ -279,6 +290,53 @@ def test_resume_repeats_an_uninterrupted_run(
     assert_same_weights(straight / "checkpoint-000004", stopped / "checkpoint-000004")
     assert untimed(log_lines(stopped)) == untimed(log_lines(straight))
     assert [line["step"] for line in log_lines(stopped)] == [1, 2, 3, 4]
+
+
+def test_random_answer_masks_cover_the_answer_at_every_ratio():
+    answer = torch.zeros(400, 10, dtype=torch.bool)
+    answer[:, 2:9] = True
+    answer[0] = False  # a row with nothing to mask stays unmasked
+    masks = random_answer_masks(answer, torch.Generator().manual_seed(0))
+    assert not (masks & ~answer).any() and not masks[0].any()
+    assert masks[1:].any(1).all()  # every other row masks at least one token
+    counts = masks[1:].sum(1).float()
+    assert counts.min() == 1 and counts.max() == 7  # ratios spread over (0, 1)
+    assert 0.4 < float(counts.mean()) / 7 < 0.65  # E[t] = 1/2 (plus the at-least-one rule)
+    again = random_answer_masks(answer, torch.Generator().manual_seed(0))
+    assert torch.equal(masks, again)
+
+
+def test_masked_units_score_the_final_answer_under_a_mask(
+    tmp_path, tiny_shapes_model, shapes_records
+):
+    """estimator masked: each unit is (masked final answer, final answer) with the final
+    answer's advantages, masking only positions the sampler decoded; its replayed
+    log-probabilities are those of the final tokens at the masked positions."""
+    config = recipe(
+        tiny_shapes_model,
+        shapes_records,
+        tmp_path / "run",
+        "reward.at=final",
+        "train.estimator=masked",
+        "train.mask_draws=3",
+    )
+    run = ParaRLRun(config, progress=False, reward=TargetCodeReward(target=5))
+    rollouts = run.step_rollouts(0)
+    advantages = torch.randn(len(rollouts.records), 3)
+    units = run.loss_units(rollouts, advantages)
+    mask_id = run.pipe.space.mask_id
+    final, decodable = rollouts.trajectory[-1], rollouts.trajectory[0] == mask_id
+    assert len(units) == 3
+    for before, after, advantage in units:
+        masked = before == mask_id
+        assert torch.equal(after, final) and torch.equal(advantage, advantages[:, 0])
+        assert masked.any(1).all() and not (masked & ~decodable).any()
+        assert torch.equal(before[~masked], final[~masked])
+        log_probs, decoded = replay_log_probs(
+            run.pipe.model, rollouts.batch, rollouts.answer_start, before, after, run.sampler_config
+        )
+        assert torch.equal(decoded, masked) and (log_probs[masked] < 0).all()
+    assert not torch.equal(units[0][0], units[1][0])  # independent draws
 
 
 def untimed(lines: list[dict]) -> list[dict]:
@@ -346,13 +404,21 @@ def test_reward_at_final_scores_the_answer_at_every_scored_step(
         ("reward.window=[0.5,0.2]", "reward.window: the scored-step window needs"),
         ("data.records=missing.jsonl", "records file missing.jsonl does not exist"),
         ("reward.clip_dir=nowhere", "nowhere is not a CLIP directory"),
+        ("train.estimator=masked", "train.estimator: masked scores the final answer's tokens"),
+        ("train.estimator=exact", "train.estimator must be one of ('steps', 'masked')"),
+        ("train.mask_draws=0", "train.mask_draws must be a whole number of at least 1, got 0"),
+        ("train.steps=true", "train.steps must be a whole number of at least 1, got True"),
+        ("train.lr=true", "train.lr must be a positive number, got True"),
+        ("eval.call=os:nothing", "eval.call 'os:nothing' is not an importable"),
+        ("reward.kind=colour_share", "the colour_share reward needs reward.colour"),
+        ('reward.kind=shapes_judge reward.metrics={"x":1}', "unknown metric 'x'"),
     ],
 )
 def test_a_bad_recipe_exits_2_with_one_line(
     tmp_path, tiny_shapes_model, shapes_records, tiny_clip, capsys, override, message
 ):
     out = tmp_path / "bad"
-    argv = pararl_argv(tiny_shapes_model, shapes_records, tiny_clip, out, override)
+    argv = pararl_argv(tiny_shapes_model, shapes_records, tiny_clip, out, *override.split(" "))
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("paradiff train: ") and message in err

@@ -168,7 +168,7 @@ def test_clip_text_inputs_close_with_eos_and_truncate():
 
 
 def test_clip_reward_is_the_models_cosine(tiny_clip_dir):
-    reward = build_reward("clip", str(tiny_clip_dir))
+    reward = build_reward("clip", {"clip_dir": str(tiny_clip_dir)})
     assert isinstance(reward, ClipReward)
     gen = torch.Generator().manual_seed(0)
     images = torch.rand(3, 3, 64, 64, generator=gen)

@@ -30,6 +30,7 @@ def _make_dataset(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             varied_phrasing=args.phrasing == "varied",
             sparse_share=args.sparse_share,
+            exclude_development=args.exclude_development,
         )
     except (DatasetError, TaskError) as err:
         print(f"paradiff shapes make-dataset: {err}", file=sys.stderr)
@@ -121,6 +122,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     make = commands.add_parser("make-dataset", help="write seeded training records and PNGs")
     make.add_argument("--n", type=int, required=True, help="number of samples")
     make.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    make.add_argument(
+        "--exclude-development",
+        action="store_true",
+        help="redraw samples whose prompt is one of the development split's 300 (as ShapeBench's"
+        " always are): a prompt pool for a run judged on that split",
+    )
     make.add_argument("--out", required=True, help="output folder (must be empty)")
     make.add_argument(
         "--task",

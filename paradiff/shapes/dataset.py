@@ -43,6 +43,7 @@ from paradiff.shapes.tasks import (
 from paradiff.shapes.tokenizer import save_text_tokenizer
 
 SHAPEBENCH_PER_CATEGORY = 20  # 10 editing x 20 = 200, 5 generation x 20 = 100 (as ParaBench)
+DEVELOPMENT_PER_CATEGORY = 20  # the development split as held out from training data: 300
 RECORDS_FILE = "records.jsonl"
 IMAGES_DIR = "images"
 META_FILE = "dataset.json"
@@ -137,13 +138,16 @@ def training_samples(
     grid: int = DEFAULT_GRID,
     varied_phrasing: bool = True,
     sparse_share: float = 0.0,
+    exclude_development: bool = False,
 ) -> Iterator[ShapeSample]:
     """`n` training samples: category by weight, difficulty fixed or (None) drawn per sample.
 
     With difficulty None, `sparse_share` of the editing samples get sparse scenes (level 0: one
     or two objects, a warm-up for locating) and the rest a level of `DIFFICULTIES`.
     With `varied_phrasing` most instructions are rephrased as people type them
-    (`paradiff.shapes.phrasing`); the ShapeBench check looks at the template instruction."""
+    (`paradiff.shapes.phrasing`); the ShapeBench check looks at the template instruction, and
+    with `exclude_development` the development split's too (`DEVELOPMENT_PER_CATEGORY` prompts
+    of every category: a prompt pool for runs judged on that split)."""
     weights = weights or parse_weights()
     if difficulty is not None and difficulty not in LEVELS:
         raise DatasetError(f"difficulty {difficulty} not in {LEVELS}")
@@ -151,6 +155,8 @@ def training_samples(
         raise DatasetError(f"sparse share must be in [0, 1], got {sparse_share}")
     names, values = list(weights), list(weights.values())
     bench = shapebench_keys(grid) if grid == DEFAULT_GRID else frozenset()
+    if exclude_development:
+        bench |= {s.key() for s in development_samples(DEVELOPMENT_PER_CATEGORY, grid)}
     for index in range(n):
         rng = random.Random(derive_seed("train", seed, index))
         for attempt in range(MAX_REDRAWS):
@@ -213,6 +219,7 @@ def make_dataset(
     progress: bool = True,
     varied_phrasing: bool = True,
     sparse_share: float = 0.0,
+    exclude_development: bool = False,
 ) -> Path:
     """Write `n` training samples (records, PNGs, tokenizers) into `out`; returns its path."""
     if n < 1:
@@ -222,7 +229,7 @@ def make_dataset(
     counts: Counter[str] = Counter()
     with open(folder / RECORDS_FILE, "w", encoding="utf-8") as records:
         samples = training_samples(
-            n, seed, weights, difficulty, grid, varied_phrasing, sparse_share
+            n, seed, weights, difficulty, grid, varied_phrasing, sparse_share, exclude_development
         )
         for sample in tqdm(samples, total=n, desc="shapes samples", disable=not progress):
             user_image, answer_image = write_images(sample, folder, cell_px)
@@ -239,6 +246,7 @@ def make_dataset(
         "difficulty": difficulty if difficulty is not None else "mixed",
         "phrasing": "varied" if varied_phrasing else "templates",
         "sparse_share": sparse_share,
+        "exclude_development": exclude_development,
         "weights": weights,
         "counts": dict(sorted(counts.items())),
         "max_instruction_tokens": MAX_INSTRUCTION_TOKENS,

@@ -34,13 +34,13 @@ import torch
 
 from paradiff.bench.data import METRICS
 from paradiff.model import eval_mode
-from paradiff.shapes.dataset import shapebench_samples
+from paradiff.shapes.dataset import development_samples, shapebench_samples
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.judge import read_output, score_sample
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.scene import Scene
-from paradiff.shapes.tasks import make_sample
+from paradiff.shapes.tasks import CATEGORIES, make_sample
 
 HANDWRITTEN_FILE = Path(__file__).parent / "data" / "handwritten_edits.json"
 
@@ -205,7 +205,19 @@ GREEDY = {"text_temperature": 0.0, "image_temperature": 0.0, "best_of": 1}
 def quick_evaluation(pipe, limit: int = 60, batch_size: int = 20) -> dict[str, Any]:
     """The six exact metrics (0-100) of the first `limit` ShapeBench prompts, sampled with the
     model's shipped steps, greedy (`GREEDY`): {"overall": {...}, "edit": {...}, ...}."""
-    rows = scores_by_task(pipe, list(shapebench_samples())[:limit], batch_size, **GREEDY)
+    return greedy_evaluation(pipe, list(shapebench_samples())[:limit], batch_size)
+
+
+def development_evaluation(pipe, limit: int = 60, batch_size: int = 20) -> dict[str, Any]:
+    """`quick_evaluation` on the first `limit` prompts of the development split (disjoint from
+    ShapeBench): the held-out curve of a training run that may be tuned on it."""
+    per_category = -(-limit // sum(len(names) for names in CATEGORIES.values()))
+    return greedy_evaluation(pipe, development_samples(per_category)[:limit], batch_size)
+
+
+def greedy_evaluation(pipe, samples: list[ShapeSample], batch_size: int) -> dict[str, Any]:
+    """The six metrics' means over `samples`, sampled greedily (`GREEDY`), overall and by task."""
+    rows = scores_by_task(pipe, samples, batch_size, **GREEDY)
     everything = rows["edit"] + rows["generation"]
     return {"overall": _mean(everything), **{t: _mean(v) for t, v in rows.items() if v}}
 

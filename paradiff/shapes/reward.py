@@ -1,14 +1,17 @@
-"""The shapes world's exact ParaRL reward, registered with the core as `reward.kind:
-scene_agreement` (pyproject.toml's `paradiff.rewards` entry point)."""
+"""The shapes world's exact ParaRL rewards, registered with the core as `reward.kind:
+scene_agreement` and `reward.kind: shapes_judge` (pyproject.toml's `paradiff.rewards` entry
+points)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
+from paradiff.bench.data import METRICS
 from paradiff.shapes.image_tokenizer import ShapesImageTokenizer, shapes_tokenizer
-from paradiff.shapes.judge import f1
+from paradiff.shapes.judge import f1, score_sample
 from paradiff.shapes.parser import parse_reasoning
 from paradiff.shapes.sample import ShapeSample
 from paradiff.training.rewards import PartialState, RewardError
@@ -55,9 +58,66 @@ class SceneAgreementReward:
         return f1(claimed, visible)
 
     @classmethod
-    def build(cls, clip_dir: str | None = None, device="cpu") -> SceneAgreementReward:
-        """The registry's factory: the reward needs no files and runs on the CPU."""
+    def build(cls, settings: Mapping[str, Any], device="cpu") -> SceneAgreementReward:
+        """The registry's factory: the reward needs no settings and runs on the CPU."""
         return cls()
+
+
+class JudgeReward:
+    """The exact judge's verdict on an answer, a weighted mean of its six metrics in [0, 1]:
+
+        score = sum_m w_m * metric_m / 100 / sum_m w_m
+
+    with partial credit per cell (the alignments are F1 scores over cells). A partial state is
+    judged as if its still-masked quadrants showed the base scene (the input for editing, the
+    empty canvas for generation): only what was revealed counts as a change. States need the
+    prompt's record (`ShapeSample.from_json` reads it), which holds the ground truth."""
+
+    name = "shapes_judge"
+
+    def __init__(
+        self,
+        weights: Mapping[str, float] | None = None,
+        tokenizer: ShapesImageTokenizer | None = None,
+    ) -> None:
+        weights = dict.fromkeys(METRICS, 1.0) if weights is None else dict(weights)
+        unknown = sorted(set(weights) - set(METRICS))
+        if unknown:
+            raise RewardError(f"reward.metrics: unknown metric {unknown[0]!r} (one of {METRICS})")
+        for name, weight in weights.items():
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+                raise RewardError(f"reward.metrics.{name} must be a weight >= 0, got {weight!r}")
+        if not sum(weights.values()) > 0:
+            raise RewardError("reward.metrics needs a positive weight on at least one metric")
+        self.weights = {name: float(w) for name, w in weights.items() if w}
+        self.tokenizer = tokenizer or shapes_tokenizer()
+
+    def score(self, states: Sequence[PartialState]) -> torch.Tensor:
+        return torch.tensor([self.verdict(state) for state in states], dtype=torch.float32)
+
+    def verdict(self, state: PartialState) -> float:
+        if state.record is None:
+            raise RewardError("the judge reward needs the prompt's record in every state")
+        sample = ShapeSample.from_json(state.record)
+        base = sample.base_scene
+        codes = state.codes.long().cpu()  # (h, w), -1 still masked
+        if tuple(codes.shape) != (2 * base.rows, 2 * base.cols):
+            raise RewardError(
+                f"code grid {tuple(codes.shape)} does not fit a {base.rows}x{base.cols} scene"
+            )
+        codes = torch.where(codes >= 0, codes, self.tokenizer.scene_to_codes(base))
+        metrics = score_sample(sample, state.text, codes, self.tokenizer)
+        total = sum(self.weights.values())
+        return sum(w * metrics[name] for name, w in self.weights.items()) / (100 * total)
+
+    @classmethod
+    def build(cls, settings: Mapping[str, Any], device="cpu") -> JudgeReward:
+        """The registry's factory: `reward.metrics` ({metric: weight}; all six equally when
+        unset)."""
+        metrics = settings.get("metrics")
+        if metrics is not None and not isinstance(metrics, Mapping):
+            raise RewardError(f"reward.metrics must map metric names to weights, got {metrics!r}")
+        return cls(metrics)
 
 
 def _pairs(codes: torch.Tensor, where: torch.Tensor) -> set[tuple[int, int, int]]:

@@ -126,6 +126,23 @@ def replay_log_probs(
     return log_probs, decoded
 
 
+def random_answer_masks(answer: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random masks (B, A) over the True positions of `answer` (B, A): per row a ratio
+    t ~ U(0, 1), each position masked with probability t, and at least one masked (a row's
+    first position when the draw masked none).
+
+    Scoring a finished answer's tokens at the masked positions of such states averages the
+    one-step log-probabilities over noise levels as the masked-diffusion training loss does."""
+    rows = answer.shape[0]
+    ratio = torch.rand(rows, 1, generator=generator)  # (B, 1)
+    draws = torch.rand(answer.shape, generator=generator)  # (B, A)
+    masked = answer & (draws < ratio)
+    first = torch.where(answer.any(1), answer.float().argmax(1), 0)  # (B,)
+    empty = ~masked.any(1) & answer.any(1)
+    masked[empty, first[empty]] = True
+    return masked
+
+
 def step_window(n_steps: int, start: float = 0.0, stop: float = 1.0) -> range:
     """The step indices a fraction window [start, stop] of the timeline covers: [floor(start n),
     ceil(stop n)), at least one step (start 0.5 = the later half of the sampling steps)."""

@@ -41,11 +41,12 @@ from paradiff.sampling.sampler import make_plan
 from paradiff.training.grpo import (
     group_advantages,
     grpo_terms,
+    random_answer_masks,
     replay_log_probs,
     select_steps,
     step_window,
 )
-from paradiff.training.recipe import RecipeError
+from paradiff.training.recipe import RecipeError, check_eval_settings, evaluation_function
 from paradiff.training.rewards import Reward, RewardNormaliser, build_reward, stats_prompt_count
 from paradiff.training.rollouts import Rollouts, RolloutSampler, load_records
 from paradiff.training.runs import (
@@ -76,8 +77,11 @@ DEFAULTS: dict[str, Any] = {
         "mode": None,
     },
     "reward": {
-        "kind": "clip",  # clip or scene_agreement
+        "kind": "clip",  # clip, colour_share, or a registered kind (scene_agreement, shapes_judge)
         "clip_dir": None,  # the CLIP directory of kind: clip
+        "colour": None,  # [r, g, b] in [0, 1] of kind: colour_share
+        "tolerance": 0.1,  # kind colour_share: how near a pixel must be (max over channels)
+        "metrics": None,  # kind shapes_judge: {metric: weight} (all six equally when unset)
         "at": "trajectory",  # trajectory (ParaRL) or final (output-level RL)
         "steps": 3,  # s: scored steps per rollout batch
         "window": [
@@ -99,8 +103,20 @@ DEFAULTS: dict[str, Any] = {
         "clip_eps": 0.2,  # ratio clip range
         "kl_beta": 0.01,  # weight of the KL penalty to the initial model
         "updates_per_batch": 1,  # optimizer steps on one rollout batch
+        # steps: the loss on the tokens decoded at the scored steps, replayed (the paper's);
+        # masked: on the final answer's tokens under `mask_draws` random masks per rollout
+        "estimator": "steps",
+        "mask_draws": 1,
         "seed": 0,
         "threads": None,
+    },
+    "eval": {
+        # "module:function" called as function(pipeline, limit=limit) -> dict (held-out scores,
+        # e.g. paradiff.shapes.probe:development_evaluation), logged as {"step", "eval"} before
+        # the first step, every `every` steps and at the end
+        "call": None,
+        "every": 0,
+        "limit": 60,
     },
     "output": {
         "dir": "runs/pararl",
@@ -111,9 +127,11 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 REWARD_AT = ("trajectory", "final")
+ESTIMATORS = ("steps", "masked")
 ROLLOUT_SAMPLER_KEYS = ("text_steps", "image_steps", "remasking", "mode")
 STATS_FILE = "reward_stats.json"
 STATS_STREAM = 1  # generator stream of the statistics rollouts (training steps use 0)
+MASK_STREAM = 2  # generator stream of the masked estimator's masks
 
 
 def check_config(config: dict[str, Any]) -> None:
@@ -124,6 +142,14 @@ def check_config(config: dict[str, Any]) -> None:
         raise RecipeError("data.records is not set (a training records JSONL)")
     if reward["at"] not in REWARD_AT:
         raise RecipeError(f"reward.at must be one of {REWARD_AT}, got {reward['at']!r}")
+    if train["estimator"] not in ESTIMATORS:
+        raise RecipeError(
+            f"train.estimator must be one of {ESTIMATORS}, got {train['estimator']!r}"
+        )
+    if train["estimator"] == "masked" and reward["at"] != "final":
+        raise RecipeError(
+            "train.estimator: masked scores the final answer's tokens; it needs reward.at: final"
+        )
     minimums = {
         "rollout.prompts": (rollout["prompts"], 1),
         "rollout.group": (rollout["group"], 2),  # advantages are relative to the group
@@ -131,12 +157,13 @@ def check_config(config: dict[str, Any]) -> None:
         "reward.stats_min_prompts": (reward["stats_min_prompts"], 1),
         "train.steps": (train["steps"], 1),
         "train.updates_per_batch": (train["updates_per_batch"], 1),
+        "train.mask_draws": (train["mask_draws"], 1),
         "train.warmup_steps": (train["warmup_steps"], 0),
     }
     if config["data"]["limit"] is not None:
         minimums["data.limit"] = (config["data"]["limit"], 1)
     for name, (value, least) in minimums.items():
-        if not isinstance(value, int) or value < least:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise RecipeError(f"{name} must be a whole number of at least {least}, got {value!r}")
     positive = {
         "rollout.text_temperature": rollout["text_temperature"],  # rollouts are sampled
@@ -147,7 +174,7 @@ def check_config(config: dict[str, Any]) -> None:
         "train.clip_eps": train["clip_eps"],
     }
     for name, value in positive.items():
-        if not isinstance(value, int | float) or not value > 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise RecipeError(f"{name} must be a positive number, got {value!r}")
     if not isinstance(train["kl_beta"], int | float) or train["kl_beta"] < 0:
         raise RecipeError(f"train.kl_beta must be a non-negative number, got {train['kl_beta']!r}")
@@ -158,6 +185,7 @@ def check_config(config: dict[str, Any]) -> None:
         step_window(1, float(window[0]), float(window[1]))
     except (TypeError, ValueError) as err:
         raise RecipeError(f"reward.window: {err}") from None
+    check_eval_settings(config["eval"])
     check_output_settings(config["output"])
 
 
@@ -221,7 +249,7 @@ class ParaRLRun:
         self.records, image_root = load_records(config["data"]["records"], config["data"]["limit"])
         self.rollouts = RolloutSampler(self.pipe, self.sampler_config, image_root)
         reward_cfg = config["reward"]
-        self.reward = reward or build_reward(reward_cfg["kind"], reward_cfg["clip_dir"], device)
+        self.reward = reward or build_reward(reward_cfg["kind"], reward_cfg, device)
         self.optimizer = torch.optim.AdamW(
             self.pipe.model.parameters(),
             lr=float(train["lr"]),
@@ -272,6 +300,30 @@ class ParaRLRun:
         return RewardNormaliser.fit(torch.cat(scores), float(reward_cfg["clip_range"]))
 
     # -- training ------------------------------------------------------------------------------
+    def loss_units(
+        self, rollouts: Rollouts, advantages: torch.Tensor
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(state before, state after, advantages (B,)) of each group of tokens the loss scores.
+
+        estimator steps: the scored steps' transitions x_t -> x_{t+1}, with their advantages.
+        estimator masked: `mask_draws` random maskings of the final answer x_T -> x_T (the
+        tokens each masks), with the final answer's advantages; their log-probabilities are the
+        one-forward estimate of the answer's likelihood used by masked-diffusion GRPO."""
+        trajectory = rollouts.trajectory
+        if self.config["train"]["estimator"] == "steps":
+            return [
+                (trajectory[t], trajectory[t + 1], advantages[:, j])
+                for j, t in enumerate(rollouts.steps)
+            ]
+        gen = example_generator(int(self.config["train"]["seed"]), self.step, MASK_STREAM)
+        final, mask_id = trajectory[-1], self.pipe.space.mask_id
+        answer = trajectory[0] == mask_id  # (B, A): the positions the sampler decoded
+        units = []
+        for _ in range(int(self.config["train"]["mask_draws"])):
+            masked = random_answer_masks(answer, gen)
+            units.append((torch.where(masked, mask_id, final), final, advantages[:, 0]))
+        return units
+
     def train_step(self) -> dict[str, Any]:
         """Roll out, score, and take `updates_per_batch` optimizer steps on the batch."""
         train, reward_cfg = self.config["train"], self.config["reward"]
@@ -282,22 +334,22 @@ class ParaRLRun:
         rewards = self.normaliser(raw)  # (B, S)
         advantages = group_advantages(rewards, int(self.config["rollout"]["group"]))  # (B, S)
         model = self.pipe.model
-        transitions = [(rollouts.trajectory[t], rollouts.trajectory[t + 1]) for t in rollouts.steps]
+        units = self.loss_units(rollouts, advantages)
         replay = (rollouts.batch, rollouts.answer_start)
         with torch.no_grad():
             ref = [
                 replay_log_probs(self.reference, *replay, b, a, self.sampler_config)
-                for b, a in transitions
+                for b, a, _ in units
             ]
-        units = max(1, sum(int(decoded.any(-1).sum()) for _, decoded in ref))
+        n_units = max(1, sum(int(decoded.any(-1).sum()) for _, decoded in ref))
         # pi_old is the rollout policy, the model before this batch's updates: the first pass
         # over the scored steps (the optimizer steps only after it) gives its log-probabilities
-        old: list[torch.Tensor | None] = [None] * len(transitions)
+        old: list[torch.Tensor | None] = [None] * len(units)
         model.train()
         updates = int(train["updates_per_batch"])
         loss_sum = kl_sum = clipped_sum = 0.0
         for _ in range(updates):
-            for j, (before, after) in enumerate(transitions):
+            for j, (before, after, advantage) in enumerate(units):
                 new, decoded = replay_log_probs(model, *replay, before, after, self.sampler_config)
                 if old[j] is None:
                     old[j] = new.detach()
@@ -305,16 +357,16 @@ class ParaRLRun:
                     new,
                     old[j],
                     ref[j][0],
-                    advantages[:, j].to(new.device),
+                    advantage.to(new.device),
                     decoded,
                     float(train["clip_eps"]),
                     float(train["kl_beta"]),
                 )
-                loss = terms.loss[terms.has_tokens].sum() / units
-                loss.backward()  # accumulated over the scored steps: one graph at a time
+                loss = terms.loss[terms.has_tokens].sum() / n_units
+                loss.backward()  # accumulated over the units: one graph at a time
                 loss_sum += float(loss.detach())
-                kl_sum += float(terms.kl[terms.has_tokens].sum()) / units
-                clipped_sum += float(terms.clipped[terms.has_tokens].sum()) / units
+                kl_sum += float(terms.kl[terms.has_tokens].sum()) / n_units
+                clipped_sum += float(terms.clipped[terms.has_tokens].sum()) / n_units
             if train["grad_clip"]:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), float(train["grad_clip"]))
             self.optimizer.step()
@@ -346,6 +398,9 @@ class ParaRLRun:
             self.normaliser = self.estimate_statistics()
             self.normaliser.save(self.out / STATS_FILE)
         total = int(train["steps"])
+        every = int(self.config["eval"]["every"])
+        if self.step == 0:
+            self.evaluate()  # the curve's origin: the initial model
         bar = tqdm(total=total, initial=self.step, desc="pararl", disable=not self.progress)
         while self.step < total:
             line = self.train_step()
@@ -355,13 +410,25 @@ class ParaRLRun:
                 echo = None if self.progress else lambda text: print(text, flush=True)
                 self.folder.log(line, echo)
                 self.tracker.log(line, self.step)
+            if every and self.step % every == 0 and self.step < total:
+                self.evaluate()
             if self.step % int(output["save_every"]) == 0 and self.step < total:
                 self.save_checkpoint()
         bar.close()
+        self.evaluate()
         self.tracker.finish()
         self.save_checkpoint()
         self.pipe.save_pretrained(self.out / FINAL_DIR)
         return self.out / FINAL_DIR
+
+    def evaluate(self) -> None:
+        """The recipe's `eval.call` on the policy as it is now, appended to the log."""
+        spec = self.config["eval"]
+        if not spec["call"]:
+            return
+        result = evaluation_function(spec["call"])(self.pipe, limit=int(spec["limit"]))
+        echo = None if self.progress else lambda text: print(text, flush=True)
+        self.folder.log({"step": self.step, "eval": result}, echo)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:

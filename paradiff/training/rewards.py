@@ -6,8 +6,10 @@ masked token's patch painted neutral grey (`PartialState`).
 
 - `ClipReward`: cosine similarity of CLIP's text and image embeddings (the paper's reward), from a
   local `CLIPModel` directory holding `tokenizer.json` (and optionally `preprocessor_config.json`).
+- `ColourShareReward`: the share of the image's pixels near one colour, a trivially learnable
+  reward that tells a defect of the RL machinery from a weak signal (`benchmarks/rl_control.py`).
 - others registered by kind (`reward.kind` of a recipe): the shapes world registers its exact
-  `scene_agreement` (`paradiff.shapes.reward`).
+  `scene_agreement` and its judge's `shapes_judge` (`paradiff.shapes.reward`).
 
 `RewardNormaliser` turns raw scores into [0, 1]: standardise with statistics of the training
 distribution, clip to [-c, c], map linearly, r = (clip((x - mu) / sigma, -c, c) + c) / (2 c).
@@ -18,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -163,29 +165,67 @@ def feature_tensor(features) -> torch.Tensor:
     return features if isinstance(features, torch.Tensor) else features.pooler_output
 
 
+# -- a control reward --------------------------------------------------------------------------
+class ColourShareReward:
+    """The share of an image's pixels within `tolerance` (max over channels) of `colour`, in
+    [0, 1]: a reward any image model can learn, whatever its reasoning says."""
+
+    name = "colour_share"
+
+    def __init__(self, colour: Sequence[float], tolerance: float = 0.1) -> None:
+        if len(colour) != 3 or not all(0 <= float(c) <= 1 for c in colour):
+            raise RewardError(f"reward.colour must be [r, g, b] in [0, 1], got {list(colour)}")
+        if not 0 < float(tolerance) <= 1:
+            raise RewardError(f"reward.tolerance must be in (0, 1], got {tolerance}")
+        self.colour = torch.tensor([float(c) for c in colour])
+        self.tolerance = float(tolerance)
+
+    def score(self, states: Sequence[PartialState]) -> torch.Tensor:
+        images = torch.stack([s.image.float().cpu() for s in states])  # (N, 3, H, W)
+        distance = (images - self.colour[:, None, None]).abs().amax(1)  # (N, H, W)
+        return (distance <= self.tolerance).float().mean((1, 2))
+
+
 # -- the registry -----------------------------------------------------------------------------
-RewardFactory = Callable[..., Reward]  # factory(clip_dir=..., device=...) -> Reward
+# factory(settings, device) -> Reward; settings: the recipe's `reward` section (each reward reads
+# its own keys: clip_dir, colour, metrics, ...)
+RewardFactory = Callable[[Mapping[str, Any], Any], Reward]
 ENTRY_POINTS = "paradiff.rewards"
 
 
-def _clip_reward(clip_dir: str | None = None, device="cpu") -> ClipReward:
-    if not clip_dir:
+def _clip_reward(settings: Mapping[str, Any], device="cpu") -> ClipReward:
+    if not settings.get("clip_dir"):
         raise RewardError("the clip reward needs a CLIP directory (reward.clip_dir)")
-    return ClipReward(clip_dir, device)
+    return ClipReward(settings["clip_dir"], device)
 
 
-_REWARDS: dict[str, RewardFactory] = {"clip": _clip_reward}
+def _colour_share_reward(settings: Mapping[str, Any], device="cpu") -> ColourShareReward:
+    if settings.get("colour") is None:
+        raise RewardError("the colour_share reward needs reward.colour: [r, g, b] in [0, 1]")
+    colour = settings["colour"]
+    if not isinstance(colour, list | tuple) or not all(
+        isinstance(c, int | float) and not isinstance(c, bool) for c in colour
+    ):
+        raise RewardError(f"reward.colour must be [r, g, b] in [0, 1], got {colour!r}")
+    tolerance = settings.get("tolerance", 0.1)
+    if not isinstance(tolerance, int | float) or isinstance(tolerance, bool):
+        raise RewardError(f"reward.tolerance must be a number, got {tolerance!r}")
+    return ColourShareReward(colour, tolerance)
+
+
+_REWARDS: dict[str, RewardFactory] = {"clip": _clip_reward, "colour_share": _colour_share_reward}
 _loaded_entry_points = False
 
 
 def register_reward(kind: str, factory: RewardFactory) -> None:
-    """Make `reward.kind: <kind>` build `factory(clip_dir=..., device=...)`."""
+    """Make `reward.kind: <kind>` build `factory(settings, device)`."""
     _REWARDS[kind] = factory
 
 
 def reward_kinds() -> dict[str, RewardFactory]:
-    """The rewards by kind: CLIP's, those registered, and the `paradiff.rewards` entry points of
-    installed packages (the shapes world's `scene_agreement`), read on first use."""
+    """The rewards by kind: CLIP's, the colour share, those registered, and the
+    `paradiff.rewards` entry points of installed packages (the shapes world's), read on first
+    use."""
     global _loaded_entry_points
     if not _loaded_entry_points:
         _loaded_entry_points = True
@@ -194,12 +234,13 @@ def reward_kinds() -> dict[str, RewardFactory]:
     return _REWARDS
 
 
-def build_reward(kind: str, clip_dir: str | None = None, device="cpu") -> Reward:
-    """The reward named `kind` (one of `reward_kinds()`)."""
+def build_reward(kind: str, settings: Mapping[str, Any] | None = None, device="cpu") -> Reward:
+    """The reward named `kind` (one of `reward_kinds()`), built from `settings` (a recipe's
+    `reward` section)."""
     kinds = reward_kinds()
     if kind not in kinds:
         raise RewardError(f"unknown reward {kind!r} (expected one of {tuple(kinds)})")
-    return kinds[kind](clip_dir=clip_dir, device=device)
+    return kinds[kind](dict(settings or {}), device)
 
 
 # -- normalisation ---------------------------------------------------------------------------
