@@ -15,6 +15,7 @@ import paradiff.sampling.sampler as sampler_module
 from paradiff import cli
 from paradiff.pipeline import ParallelPipeline
 from paradiff.training.grpo import (
+    KL_TOKEN_BOUND,
     group_advantages,
     grpo_terms,
     random_answer_masks,
@@ -82,6 +83,19 @@ def test_grpo_terms_against_a_hand_computation():
     # the unclipped one gets -A r + beta (1 - exp(d))
     expected = [[0.1 * (1 - 0.5) / 2, (-1.0 + 0.1 * (1 - 2)) / 2, 0.0], [0.0, 0, 0], [0, 0, 0]]
     torch.testing.assert_close(new.grad, torch.tensor(expected), **close)
+
+
+def test_a_token_the_policy_dropped_cannot_swamp_the_kl():
+    """k3 grows as exp(ref - new): a token whose probability fell by e^-30 would weigh e^30; it is
+    held at KL_TOKEN_BOUND and passes no gradient, while a moderate one keeps its exact k3."""
+    new = torch.tensor([[-31.0, math.log(0.5)]], requires_grad=True)
+    ref = torch.tensor([[-1.0, math.log(0.25)]])
+    tokens = torch.ones(1, 2, dtype=torch.bool)
+    terms = grpo_terms(new, new.detach(), ref, torch.zeros(1), tokens, clip_eps=0.2, beta=1.0)
+    moderate = 0.5 - math.log(0.5) - 1
+    assert float(terms.kl[0]) == pytest.approx((KL_TOKEN_BOUND + moderate) / 2, abs=1e-6)
+    terms.loss.sum().backward()
+    assert new.grad[0, 0] == 0 and new.grad[0, 1] == pytest.approx((1 - 0.5) / 2, abs=1e-6)
 
 
 def test_select_steps_are_distinct_sorted_and_seeded():

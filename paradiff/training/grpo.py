@@ -39,6 +39,10 @@ def group_advantages(rewards: torch.Tensor, group: int, eps: float = 1e-6) -> to
     return ((grouped - mean) / (std + eps)).view_as(rewards).float()
 
 
+KL_LOG_BOUND = 20.0  # |log pi_ref / pi_theta| per token in k3
+KL_TOKEN_BOUND = 10.0  # k3 per token
+
+
 @dataclass
 class UnitTerms:
     """Per (rollout, step) unit: the mean token loss, the mean k3 KL, the share of tokens whose
@@ -67,16 +71,18 @@ def grpo_terms(
 
         loss = -(min(r A, clip(r, 1 - eps, 1 + eps) A) - beta k3),  k3 = exp(d) - d - 1
 
-    (k3 >= 0 estimates KL(pi_theta || pi_ref) without bias); a unit's loss is the mean over its
-    decoded tokens (0 for a unit without any)."""
+    (k3 >= 0 estimates KL(pi_theta || pi_ref) without bias); d is clamped to +-KL_LOG_BOUND and
+    k3 to KL_TOKEN_BOUND, so a token the policy has made unlikely (k3 grows as exp(d)) cannot
+    swamp the batch's gradient under gradient clipping (a clamped token's k3 passes no
+    gradient); a unit's loss is the mean over its decoded tokens (0 for a unit without any)."""
     tokens = tokens.bool()
     mask = tokens.to(new_logp.dtype)
     count = mask.sum(-1)  # (N,)
     ratio = torch.exp(torch.where(tokens, new_logp - old_logp, 0.0))  # (N, K)
     adv = advantages[:, None].to(new_logp.dtype)
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
-    log_ref_ratio = torch.where(tokens, ref_logp - new_logp, 0.0)
-    kl = torch.exp(log_ref_ratio) - log_ref_ratio - 1
+    log_ref_ratio = torch.where(tokens, ref_logp - new_logp, 0.0).clamp(-KL_LOG_BOUND, KL_LOG_BOUND)
+    kl = (torch.exp(log_ref_ratio) - log_ref_ratio - 1).clamp(max=KL_TOKEN_BOUND)
     token_loss = -(surrogate - beta * kl)
     clipped = ((ratio - 1).abs() > clip_eps).to(new_logp.dtype)
 

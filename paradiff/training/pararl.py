@@ -107,6 +107,9 @@ DEFAULTS: dict[str, Any] = {
         # masked: on the final answer's tokens under `mask_draws` random masks per rollout
         "estimator": "steps",
         "mask_draws": 1,
+        # group: A = (r - mean) / std of the group (GRPO); positive: only rollouts above their
+        # group's mean are learned from (the others get A = 0), reward-filtered self-training
+        "advantage": "group",
         "seed": 0,
         "threads": None,
     },
@@ -128,6 +131,7 @@ DEFAULTS: dict[str, Any] = {
 }
 REWARD_AT = ("trajectory", "final")
 ESTIMATORS = ("steps", "masked")
+ADVANTAGES = ("group", "positive")
 ROLLOUT_SAMPLER_KEYS = ("text_steps", "image_steps", "remasking", "mode")
 STATS_FILE = "reward_stats.json"
 STATS_STREAM = 1  # generator stream of the statistics rollouts (training steps use 0)
@@ -145,6 +149,10 @@ def check_config(config: dict[str, Any]) -> None:
     if train["estimator"] not in ESTIMATORS:
         raise RecipeError(
             f"train.estimator must be one of {ESTIMATORS}, got {train['estimator']!r}"
+        )
+    if train["advantage"] not in ADVANTAGES:
+        raise RecipeError(
+            f"train.advantage must be one of {ADVANTAGES}, got {train['advantage']!r}"
         )
     if train["estimator"] == "masked" and reward["at"] != "final":
         raise RecipeError(
@@ -333,6 +341,8 @@ class ParaRLRun:
         raw, final_raw = self.rollouts.raw_scores(self.reward, rollouts, reward_cfg["at"])
         rewards = self.normaliser(raw)  # (B, S)
         advantages = group_advantages(rewards, int(self.config["rollout"]["group"]))  # (B, S)
+        if train["advantage"] == "positive":
+            advantages = advantages.clamp(min=0)
         model = self.pipe.model
         units = self.loss_units(rollouts, advantages)
         replay = (rollouts.batch, rollouts.answer_start)
