@@ -13,6 +13,7 @@ from paradiff.bench.report import (
     compare_table,
     markdown_table,
     paired_differences,
+    seed_level_interval,
     summarise,
     write_report,
 )
@@ -63,6 +64,24 @@ def test_bootstrap_is_seeded_and_brackets_the_mean():
     assert bootstrap_interval([42.0] * 5) == (42.0, 42.0)
     with pytest.raises(RunError, match="no scored samples"):
         summarise([])
+
+
+def test_the_seed_level_interval_holds_the_spread_between_training_runs():
+    """Three seeds that agree within each prompt give the prompts' interval; seeds that
+    disagree (one run +10, one -10, one 0 on every prompt) widen it by the runs' spread, which
+    an interval over prompts alone (of the seeds' mean) misses."""
+    import numpy as np
+
+    prompts = np.linspace(-3, 3, 40)
+    agreeing = np.stack([prompts + 2] * 3)  # (3, 40)
+    low, high = seed_level_interval(agreeing)
+    assert (low, high) == pytest.approx(bootstrap_interval(list(prompts + 2)), abs=0.05)
+    spread = np.stack([prompts + 12, prompts - 8, prompts + 2])
+    wide = seed_level_interval(spread)
+    assert wide[0] < low - 3 and wide[1] > high + 3
+    assert wide[0] < 2 < wide[1] and wide == seed_level_interval(spread)
+    with pytest.raises(ValueError, match="seeds, prompts"):
+        seed_level_interval(np.zeros(5))
 
 
 def test_paired_differences_use_the_samples_both_runs_scored():

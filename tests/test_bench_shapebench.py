@@ -133,3 +133,16 @@ def test_bad_options_are_one_line_errors(argv, message, capsys):
     assert main(["bench", "shapebench", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_development_split_is_shapebench_sized_disjoint_and_judged_like_it(capsys):
+    development = select_samples(split="development")
+    bench = select_samples()
+    assert len(development) == len(bench) == 300
+    assert not {s.key() for s in development} & {s.key() for s in bench}
+    assert [s.category for s in development] == [s.category for s in bench]
+    assert main(["bench", "shapebench", "--oracle", "--split", "development", "--limit", "15"]) == 0
+    assert "overall" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:
+        main(["bench", "shapebench", "--oracle", "--split", "wild"])
+    assert stopped.value.code == 2 and "--split" in capsys.readouterr().err

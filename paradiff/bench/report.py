@@ -41,6 +41,24 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def seed_level_interval(
+    differences: np.ndarray, seed: int = 0, resamples: int = RESAMPLES
+) -> tuple[float, float]:
+    """The 95% interval of the mean of `differences` (S, P) — S training seeds of an arm, each
+    paired with a baseline on P prompts — by a two-level bootstrap: every resample draws S seeds
+    and P prompts with replacement and takes the mean over both, so the interval holds the
+    spread between training runs as well as between prompts."""
+    x = np.asarray(differences, dtype=np.float64)
+    if x.ndim != 2 or not x.size:
+        raise ValueError(f"expected differences (seeds, prompts), got shape {x.shape}")
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, x.shape[0], size=(resamples, x.shape[0]))
+    prompts = rng.integers(0, x.shape[1], size=(resamples, x.shape[1]))
+    means = x[seeds[:, :, None], prompts[:, None, :]].mean(axis=(1, 2))  # (resamples,)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def paired_differences(
     scored: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:

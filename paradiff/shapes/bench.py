@@ -39,7 +39,11 @@ from paradiff.command import (
     output_dir,
 )
 from paradiff.image_tokenizers.base import to_pil
-from paradiff.shapes.dataset import shapebench_samples
+from paradiff.shapes.dataset import (
+    DEVELOPMENT_PER_CATEGORY,
+    development_samples,
+    shapebench_samples,
+)
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.judge import score_sample
 from paradiff.shapes.render import render_scene
@@ -58,9 +62,18 @@ def oracle(sample: ShapeSample) -> tuple[str, Any]:
     return sample.reasoning, sample.scene_out
 
 
-def select_samples(limit: int | None = None) -> list[ShapeSample]:
-    """The first `limit` ShapeBench samples (all 300 for None), categories interleaved."""
-    samples = list(shapebench_samples())
+SPLITS = ("shapebench", "development")
+
+
+def select_samples(limit: int | None = None, split: str = "shapebench") -> list[ShapeSample]:
+    """The first `limit` samples of a split (all 300 for None), categories interleaved:
+    ShapeBench, or the development split (disjoint from it, for tuning and training curves)."""
+    if split not in SPLITS:
+        raise ShapeBenchError(f"--split must be one of {SPLITS}, got {split!r}")
+    if split == "shapebench":
+        samples = list(shapebench_samples())
+    else:
+        samples = development_samples(DEVELOPMENT_PER_CATEGORY)
     if limit is not None:
         if limit < 1:
             raise ShapeBenchError(f"--limit must be at least 1, got {limit}")
@@ -171,7 +184,7 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     """The report of the options: the oracle's, or the model's (bundled by default)."""
     if args.batch_size < 1:
         raise ShapeBenchError(f"--batch-size must be at least 1, got {args.batch_size}")
-    samples = select_samples(args.limit)
+    samples = select_samples(args.limit, args.split)
     progress = not args.json
     if args.out is not None:
         check_writable(output_dir(args.out))
@@ -187,6 +200,8 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError(f"{err}{hint}") from None
     sampler = sampler_settings(pipe, overrides)
     settings = {"benchmark": "shapebench", "model": args.model or "bundled", "sampler": sampler}
+    if args.split != "shapebench":
+        settings["split"] = args.split  # (ShapeBench's folders keep their settings as they were)
     answer = pipeline_answerer(pipe, args.batch_size, overrides, pipe.image_size)
     report = run_shapebench(
         answer=answer,
@@ -217,6 +232,13 @@ def register_shapebench(bench_subparsers: argparse._SubParsersAction) -> argpars
     parser.add_argument("--oracle", action="store_true", help="score the ground truth itself")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N samples")
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="shapebench",
+        help="the 300 ShapeBench prompts (default), or the 300 of the development split (disjoint"
+        " from ShapeBench; for tuning and RL curves)",
+    )
     parser.add_argument(
         "--out",
         default=None,
