@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from paradiff.shapes.constraints import ConstraintError, constraint_score, related, satisfied
 from paradiff.shapes.drafting import DIFFICULTIES
-from paradiff.shapes.language import COMPILED, TEMPLATES, count_tokens
+from paradiff.shapes.language import COMPILED, FAMILIES, TEMPLATES, count_tokens
 from paradiff.shapes.parser import EFFECTS, parse_reasoning
 from paradiff.shapes.sample import SampleError, ShapeSample
 from paradiff.shapes.scene import Obj, Scene
@@ -149,7 +149,7 @@ def test_bad_requests_raise():
 
 
 def test_every_template_effect_has_a_parser_effect():
-    assert {effect for effect, _ in TEMPLATES.values()} == set(EFFECTS)
+    assert {effect for effect, _ in FAMILIES.values()} == set(EFFECTS)
 
 
 def test_parser_follows_focus_and_rejects_unresolved_references():

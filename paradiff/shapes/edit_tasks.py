@@ -164,47 +164,74 @@ def draft_from(scene: Scene, *pieces: Piece, joiner: str = "{}") -> Draft:
 
 
 # -- single-object pieces ----------------------------------------------------------------------
-def recolour_piece(
-    rng: random.Random, scene: Scene, pos: Pos, kinds=REF_KINDS, names: set[str] | None = None
-) -> Piece:
-    obj, ref = scene.get(pos), pick_ref(rng, scene, pos, kinds, names)
-    colour = rng.choice([c for c in COLOUR_NAMES if c != obj.colour])
-    forms = (
+# Instruction clauses of one object's edit; `ref` is how the instruction names it.
+PIECE_FORMS: dict[str, tuple[str, ...]] = {
+    "recolour": (
         "make {ref} {colour}",
         "paint {ref} {colour}",
         "recolour {ref} to {colour}",
         "change the colour of {ref} to {colour}",
         "turn {ref} {colour}",
-    )
-    clause = rng.choice(forms).format(ref=ref.text, colour=colour)
+    ),
+    "replace": (
+        "replace {ref} with {new}",
+        "turn {ref} into {new}",
+        "put {new} in place of {ref}",
+        "swap {ref} for {new}",
+    ),
+    "remove": (
+        "remove {ref}",
+        "delete {ref}",
+        "take away {ref}",
+        "erase {ref}",
+        "get rid of {ref}",
+    ),
+}
+
+
+def recolour_piece(
+    rng: random.Random,
+    scene: Scene,
+    pos: Pos,
+    kinds=REF_KINDS,
+    names: set[str] | None = None,
+    ref: Ref | None = None,
+) -> Piece:
+    """Recolour the object at `pos`, named by `ref` or (None) a random unambiguous name."""
+    obj, ref = scene.get(pos), ref or pick_ref(rng, scene, pos, kinds, names)
+    colour = rng.choice([c for c in COLOUR_NAMES if c != obj.colour])
+    clause = rng.choice(PIECE_FORMS["recolour"]).format(ref=ref.text, colour=colour)
     sentences = [*ref.locate, phrase(rng, "recolour_one", colour=colour)]
     return Piece(clause, sentences, {pos: Obj(obj.shape, colour)})
 
 
 def replace_piece(
-    rng: random.Random, scene: Scene, pos: Pos, kinds=REF_KINDS, names: set[str] | None = None
+    rng: random.Random,
+    scene: Scene,
+    pos: Pos,
+    kinds=REF_KINDS,
+    names: set[str] | None = None,
+    ref: Ref | None = None,
 ) -> Piece:
-    obj, ref = scene.get(pos), pick_ref(rng, scene, pos, kinds, names)
+    obj, ref = scene.get(pos), ref or pick_ref(rng, scene, pos, kinds, names)
     keep_colour = rng.random() < 0.4
     new = random_obj(rng, colour=obj.colour if keep_colour else None, avoid_shapes=(obj.shape,))
     new_text = a_shape(new.shape) if keep_colour else a_obj(new)
-    forms = (
-        "replace {ref} with {new}",
-        "turn {ref} into {new}",
-        "put {new} in place of {ref}",
-        "swap {ref} for {new}",
-    )
-    clause = rng.choice(forms).format(ref=ref.text, new=new_text)
+    clause = rng.choice(PIECE_FORMS["replace"]).format(ref=ref.text, new=new_text)
     sentences = [*ref.locate, phrase(rng, "reshape_one", new=a_obj(new))]
     return Piece(clause, sentences, {pos: new})
 
 
 def remove_piece(
-    rng: random.Random, scene: Scene, pos: Pos, kinds=REF_KINDS, names: set[str] | None = None
+    rng: random.Random,
+    scene: Scene,
+    pos: Pos,
+    kinds=REF_KINDS,
+    names: set[str] | None = None,
+    ref: Ref | None = None,
 ) -> Piece:
-    ref = pick_ref(rng, scene, pos, kinds, names)
-    forms = ("remove {ref}", "delete {ref}", "take away {ref}", "erase {ref}", "get rid of {ref}")
-    clause = rng.choice(forms).format(ref=ref.text)
+    ref = ref or pick_ref(rng, scene, pos, kinds, names)
+    clause = rng.choice(PIECE_FORMS["remove"]).format(ref=ref.text)
     return Piece(clause, [*ref.locate, phrase(rng, "remove_one")], {pos: None})
 
 

@@ -16,6 +16,26 @@ editing, the required changes R = {(cell, content) : input and target differ}:
 
 F1 of two empty sets is 0 and a scene without objects meets no constraint set, so doing nothing
 scores nothing: copying the input gets 0 image alignment (and 100 consistency).
+
+An edit whose instruction names something absent (the `absent` kind of
+`paradiff.shapes.reference_edits`: R is empty, the target is the input) is scored by what the
+right answer does, saying so and changing nothing. With A the absences the sample's own
+reasoning states ("There is no circle." -> no circle; "Row 2, column 3 is empty." -> that cell)
+and A' those the answer's text states:
+
+- text alignment   F1(A', A) when the text claims no change, else 0
+- image alignment  100 when the image shows no change against the input (no broken cell), else 0
+- image consistency as above (every cell is untouched)
+- output alignment 100 when the text states an absence and neither it nor the image changes
+                   anything, else F1(T, image changes) (0 when only one of them changes)
+
+So the oracle scores 100, and copying the input without saying why scores 0 on both texts'
+metrics and output alignment (100 image alignment and consistency: the image is right). Only
+samples with an empty R take this rule; every other category's R is never empty
+(`paradiff.shapes.tasks.check_draft`), so their scores are as before (save the text quality of
+an answer that writes one of the opt-in kinds' sentences, which the parser now reads, after every
+older template). An ambiguous name needs
+no rule of its own: its target is the first object in reading order, and R is that edit.
 """
 
 from __future__ import annotations
@@ -115,6 +135,8 @@ def score_sample(
         scores["text_alignment"] = f1(claimed, required)
         scores["image_alignment"] = f1({c for c in image_changes if c[0] in touched}, required)
         scores["image_consistency"] = kept / len(untouched) if untouched else 1.0
+        if not required:  # the instruction names something absent (the rule above)
+            scores.update(_absent_scores(sample, reading.absent, claimed, image_changes))
     else:
         scores["text_alignment"] = constraint_score(sample.constraints, reading.apply(base))
         scores["image_alignment"] = constraint_score(sample.constraints, image_scene)
@@ -123,3 +145,26 @@ def score_sample(
         free = rows * cols - needed
         scores["image_consistency"] = 1 - max(0, drawn - needed) / free if free else 1.0
     return {name: 100.0 * scores[name] for name in METRICS}
+
+
+def _absent_scores(
+    sample: ShapeSample, stated: list, claimed: set, image_changes: set
+) -> dict[str, float]:
+    """Text, image and output alignment of an answer to a prompt naming something absent."""
+    out = sample.scene_out
+    required = set(parse_reasoning(sample.reasoning, out.rows, out.cols).absent)
+    agree = bool(stated) and not claimed and not image_changes
+    return {
+        "text_alignment": f1(set(stated), required) if not claimed else 0.0,
+        "image_alignment": float(not image_changes),
+        "output_alignment": 1.0 if agree else f1(claimed, image_changes),
+    }
+
+
+def exact_match(
+    sample: ShapeSample, output: Any, tokenizer: ShapesImageTokenizer | None = None
+) -> bool:
+    """Whether an output image is exactly the sample's target scene (no broken cell)."""
+    rows, cols = sample.scene_out.rows, sample.scene_out.cols
+    scene, broken = read_output(output, rows, cols, tokenizer)
+    return not broken and scene == sample.scene_out

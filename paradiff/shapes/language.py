@@ -1,7 +1,7 @@
 """The shapes world's language: words, knowledge, and the reasoning sentence templates.
 
-Reasoning texts are built only from `TEMPLATES`, and the parser recognises exactly those
-templates, so every sentence the world writes parses back to the claim it makes. A template is
+Reasoning texts are built only from `TEMPLATES` (and `REFERENCE_TEMPLATES`, the opt-in kinds'),
+and the parser recognises exactly those templates, so every sentence the world writes parses back to the claim it makes. A template is
 a lowercase sentence (no final period) with slots in braces; a slot's name, without a trailing
 digit, selects its pattern in `SLOT_PATTERNS`. Each template family has an *effect* that tells the
 parser what the sentence claims (see `paradiff.shapes.parser`).
@@ -302,9 +302,26 @@ def compile_template(text: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
+# Templates of the opt-in kinds (`paradiff.shapes.reference_edits`): what an instruction names
+# that is not there, which of several equal objects it takes, the shapes of a line. The parser
+# tries them after `TEMPLATES`, so a sentence an older template reads keeps its reading; they stay
+# out of the tokenizer's word sheet (`paradiff.shapes.tokenizer`), which fixes the shipped model's
+# ids, and use only words it already knows (tests/test_shapes_reference_edits.py).
+#   absent      the input holds no such object (a noun) or nothing at a cell (a position)
+REFERENCE_TEMPLATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "absent": ("absent", ("there is no {noun}", "no {noun} is in the image")),
+    "absent_cell": ("absent", ("{pos} is empty", "no shape is at {pos}")),
+    "unchanged": ("note", ("so nothing changes", "i change nothing", "there is nothing to change")),
+    # the first in reading order (row by row, left to right) of the candidates a count listed
+    "choose_first": ("locate", ("i take the first, {obj} at {pos}",)),
+    "choose_first_two": ("locate_group", ("i take the first two, {items}",)),
+    "scope_line": ("locate_group", ("{line} holds {items}", "{line} has {items}")),
+}
+
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {**TEMPLATES, **REFERENCE_TEMPLATES}
 COMPILED: tuple[CompiledTemplate, ...] = tuple(
     CompiledTemplate(family, effect, text, compile_template(text))
-    for family, (effect, texts) in TEMPLATES.items()
+    for family, (effect, texts) in FAMILIES.items()
     for text in texts
 )
 
@@ -371,12 +388,12 @@ def sentence(text: str) -> str:
 
 def say(family: str, variant: int, **slots: str) -> str:
     """Render template `variant` of `family` (index modulo its count) as a sentence."""
-    texts = TEMPLATES[family][1]
+    texts = FAMILIES[family][1]
     return sentence(texts[variant % len(texts)].format(**slots))
 
 
 def variants(family: str) -> int:
-    return len(TEMPLATES[family][1])
+    return len(FAMILIES[family][1])
 
 
 _TOKEN = re.compile(r"\w+|[^\w\s]+")

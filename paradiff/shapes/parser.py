@@ -6,7 +6,9 @@ objects or cells the last locating sentence named), so "It turns purple." change
 previous sentence located. A sentence counts as parsed when it matches a template and everything it
 refers to resolves (positions inside the grid, a focus for "it"). Claims are collected as
 `changes`: the content each named cell has after the edit (None = empty); for generation the base
-scene is empty and the changes are the objects the text draws.
+scene is empty and the changes are the objects the text draws. `absent` collects what the text
+says the input does not hold ("There is no circle.", "Row 2, column 3 is empty."), which the judge
+reads when an instruction names something absent.
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ _ITEM = re.compile(rf"({OBJ_RE}) at ({POS_RE})")
 _POS = re.compile(r"row ([1-9]), column ([1-9])")
 _OBJ = re.compile(rf"(?:(?:the|a|an) )?(?:({COLOUR_RE}) )?({SHAPE_RE})")
 _GROUP = re.compile(rf"({COLOUR_RE}) ({SHAPE_PLURAL_RE})")
+_NOUN = re.compile(rf"(?:({COLOUR_RE}) )?({SHAPE_PLURAL_RE}|{SHAPE_RE}|shapes|shape)")
 _STEPS = re.compile(r"(\w+) cells? (up|down|left|right)")
 
 Focus = list[tuple[Pos, Obj | None]]
+# What a text says is not in the input: (cell, None, None) for an empty cell, (None, colour,
+# shape) for an object description (either may be None: "no red shape", "no circle").
+Absence = tuple[Pos | None, str | None, str | None]
 
 
 class _Unresolved(Exception):
@@ -47,13 +53,15 @@ class Reading:
 
     `sentences`: the normalised sentences; `parsed`: how many matched a template and resolved;
     `changes`: cell -> content after the change (None = empty), later claims overriding earlier
-    ones; `located`: objects the text says the input holds, in order.
+    ones; `located`: objects the text says the input holds, in order; `absent`: what it says the
+    input does not hold, in order.
     """
 
     sentences: list[str] = field(default_factory=list)
     parsed: int = 0
     changes: dict[Pos, Obj | None] = field(default_factory=dict)
     located: list[tuple[Pos, Obj]] = field(default_factory=list)
+    absent: list[Absence] = field(default_factory=list)
 
     @property
     def parse_score(self) -> float:
@@ -216,6 +224,13 @@ class _State:
         for pos, obj in self.focus:
             self.change(pos, obj)
 
+    def _absent(self, slots: dict[str, str]) -> None:
+        if "pos" in slots:
+            self.reading.absent.append((self.pos(slots["pos"]), None, None))
+        else:
+            self.reading.absent.append(absence_of(slots["noun"]))
+        self.focus = []
+
     def _note(self, slots: dict[str, str]) -> None:
         """Knowledge, arithmetic and conditions claim nothing the judge checks."""
 
@@ -236,6 +251,7 @@ EFFECTS: dict[str, Callable[[_State, dict[str, str]], None]] = {
     "add_there": _State._add_there,
     "add_group": _State._add_group,
     "add_items": _State._add_items,
+    "absent": _State._absent,
     "note": _State._note,
 }
 
@@ -244,6 +260,14 @@ def obj_of(text: str) -> Obj:
     """'the red circle' -> Obj('circle', 'red') (the text is known to match OBJ_RE)."""
     match = _OBJ.fullmatch(text)
     return Obj(match.group(2), match.group(1))
+
+
+def absence_of(noun: str) -> Absence:
+    """'red shape' -> (None, 'red', None), 'circles' -> (None, None, 'circle')."""
+    match = _NOUN.fullmatch(noun)
+    word = match.group(2)
+    shape = None if word in ("shape", "shapes") else SINGULARS.get(word, word)
+    return (None, match.group(1), shape)
 
 
 def parse_reasoning(text: str, rows: int = DEFAULT_GRID, cols: int = DEFAULT_GRID) -> Reading:

@@ -11,6 +11,7 @@ from paradiff.shapes.edit_tasks import EDIT_GENERATORS
 from paradiff.shapes.generation_tasks import GENERATION_GENERATORS
 from paradiff.shapes.language import count_tokens
 from paradiff.shapes.parser import parse_reasoning
+from paradiff.shapes.reference_edits import REFERENCE_GENERATORS
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.scene import DEFAULT_GRID, Scene
 
@@ -23,6 +24,11 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "edit": EDIT_CATEGORIES,
     "generation": GENERATION_CATEGORIES,
 }
+# Kinds drawn only when named (`make-dataset --categories several,absent`, ShapeBench-wild):
+# ShapeBench, the development split, the tokenizer's corpus and the default training mix iterate
+# `CATEGORIES`, which stays as it was so that they stay byte-identical.
+OPT_IN_CATEGORIES: dict[str, tuple[str, ...]] = {"edit": tuple(REFERENCE_GENERATORS)}
+ALL_EDIT_GENERATORS = {**EDIT_GENERATORS, **REFERENCE_GENERATORS}
 MAX_ATTEMPTS = 400
 # Draft problems that are properties of the random draw (drawn again), not generator bugs;
 # a repeated sentence would read as degenerate repetition to the judge.
@@ -41,15 +47,19 @@ def derive_seed(*parts: object) -> int:
 
 
 def task_of(category: str) -> str:
-    for task, categories in CATEGORIES.items():
-        if category in categories:
-            return task
-    known = EDIT_CATEGORIES + GENERATION_CATEGORIES
+    for registry in (CATEGORIES, OPT_IN_CATEGORIES):
+        for task, categories in registry.items():
+            if category in categories:
+                return task
+    known = EDIT_CATEGORIES + GENERATION_CATEGORIES + OPT_IN_CATEGORIES["edit"]
     raise TaskError(f"unknown category {category!r} (expected one of {known})")
 
 
 def check_draft(draft: Draft, task: str) -> str | None:
-    """Why a draft is unusable (too long, repetitive, a no-op, reasoning not matching), or None."""
+    """Why a draft is unusable (too long, repetitive, a no-op, reasoning not matching), or None.
+
+    An edit that changes nothing is a draft only when its reasoning says what the instruction
+    names is absent (the `absent` kind)."""
     if count_tokens(draft.instruction) > MAX_INSTRUCTION_TOKENS:
         return "instruction too long"
     if count_tokens(draft.reasoning) > MAX_REASONING_TOKENS:
@@ -58,11 +68,11 @@ def check_draft(draft: Draft, task: str) -> str | None:
         return "reasoning repeats a sentence"
     out = draft.scene_out
     base = draft.scene_in if task == "edit" else Scene.empty(out.rows, out.cols)
-    if task == "edit" and base == out:
+    reading = parse_reasoning(draft.reasoning, out.rows, out.cols)
+    if task == "edit" and base == out and not reading.absent:
         return "the edit changes nothing"
     if task == "generation" and not all(satisfied(c, out) for c in draft.constraints):
         return "the drawn scene breaks a constraint"
-    reading = parse_reasoning(draft.reasoning, out.rows, out.cols)
     if reading.parse_score < 1.0 or reading.apply(base) != out:
         return "the reasoning does not describe the output"
     return None
@@ -91,7 +101,7 @@ def make_sample(
         try:
             if task == "edit":
                 scene = random_scene(rng, grid, grid, difficulty)
-                draft = EDIT_GENERATORS[category](rng, scene, max(1, difficulty))
+                draft = ALL_EDIT_GENERATORS[category](rng, scene, max(1, difficulty))
             else:
                 draft = GENERATION_GENERATORS[category](rng, grid, grid, max(1, difficulty))
         except Unfit:
