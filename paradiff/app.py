@@ -27,7 +27,7 @@ from PIL import Image
 
 from paradiff.command import one_line
 from paradiff.demo import load_demo_pipeline
-from paradiff.image_tokenizers.base import MAX_IMAGE_PIXELS
+from paradiff.files import MAX_IMAGE_SIDE
 from paradiff.pipeline import ParallelPipeline, PartialAnswer, Request, bundled_model_dir
 from paradiff.sampling import SamplerConfig
 from paradiff.sampling.config import OPTIONAL_SETTINGS, SAMPLER_FLAGS, SETTING_CHOICES
@@ -64,7 +64,7 @@ def image_upload(**options: Any) -> gr.Image:
             image = decode(payload)
             if image is None:
                 return None
-            if image.width * image.height > MAX_IMAGE_PIXELS:
+            if max(image.width, image.height) > MAX_IMAGE_SIDE:
                 raise refuse(f"{name} is {image.width}x{image.height} pixels, too large")
             image.load()  # a damaged file fails here, not in the sampler
         except gr.Error:  # a ValueError too

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from paradiff.config import ConfigError, ModelConfig, parse_dtype
+from paradiff.files import SAVE_TOKEN, SCRATCH_MARKER
 from paradiff.image_tokenizers.base import ImageTokenizer
 from paradiff.image_tokenizers.loading import load_image_tokenizer
 from paradiff.layout import TokenSpace
@@ -146,6 +147,8 @@ def save_model(
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    # the marker tells a later run that this scratch folder is paradiff's (and may go)
+    (tmp / SCRATCH_MARKER).write_text(json.dumps({"token": SAVE_TOKEN, "pid": os.getpid()}))
     try:
         config = model.config.to_dict()
         config["dtype"] = config["torch_dtype"] = str(model.dtype).removeprefix("torch.")
@@ -154,6 +157,7 @@ def save_model(
         _write_weights(state, tmp, max_shard_bytes)
         if write_extra is not None:
             write_extra(tmp)
+        (tmp / SCRATCH_MARKER).unlink()
         _replace_dir(tmp, directory)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -196,8 +200,7 @@ def _write_weights(state: dict[str, torch.Tensor], directory: Path, max_shard_by
 def _replace_dir(new: Path, target: Path) -> None:
     """Rename `new` to `target`; an existing `target` is moved aside first, then deleted."""
     if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         os.replace(target, old)
         os.replace(new, target)
         shutil.rmtree(old, ignore_errors=True)

@@ -18,7 +18,9 @@ from paradiff.command import (
     add_device_arguments,
     add_model_argument,
     add_sampler_arguments,
+    check_batch_size,
     check_device,
+    check_size_flags,
     check_text,
     load_pipeline,
     one_line,
@@ -50,9 +52,13 @@ class StepProgress:
 
 
 def sample_and_save(args: argparse.Namespace, task: str) -> int:
-    """The shared body of `paradiff generate` and `paradiff edit`."""
+    """The shared body of `paradiff generate` and `paradiff edit`: every check of the flags
+    before the model loads."""
     from paradiff.pipeline import Request
 
+    check_batch_size(args.batch_size)
+    overrides = sampler_overrides(args)
+    check_size_flags(args)
     if args.batch is not None:
         from paradiff.batch import sample_batch
 
@@ -61,15 +67,19 @@ def sample_and_save(args: argparse.Namespace, task: str) -> int:
         raise CommandError(
             "give " + ("--image and " if task == "edit" else "") + "the text, or --batch"
         )
+    if args.shard is not None:
+        raise CommandError("--shard splits a --batch file: give --batch")
     out = output_dir(args.out)
     owned_outputs(out)  # refuses a folder holding the user's files before any work
     what = "instruction" if task == "edit" else "prompt"
-    request = Request(check_text(args.instruction, what), getattr(args, "image", None))
-    pipe = load_pipeline(args)
-    if getattr(args, "paint_mask", None):
+    request = Request(check_text(args.instruction, what))
+    if task == "edit":  # read (regular files, sizes from the header) before the model loads
         from paradiff.image_tokenizers.base import load_image
 
-        request.paint_mask = load_image(args.paint_mask).convert("L")
+        request.image = load_image(args.image)
+        if args.paint_mask:
+            request.paint_mask = load_image(args.paint_mask).convert("L")
+    pipe = load_pipeline(args)
     progress = StepProgress(not args.quiet, task)
     try:
         (result,) = pipe.run(
@@ -78,7 +88,7 @@ def sample_and_save(args: argparse.Namespace, task: str) -> int:
             height=args.height,
             width=args.width,
             on_step=progress,
-            **sampler_overrides(args),
+            **overrides,
         )
     finally:
         progress.close()

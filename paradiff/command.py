@@ -13,19 +13,29 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from paradiff.sampling.config import SAMPLER_FLAGS
+from paradiff.files import (
+    SCRATCH_MARKER,
+    FileInputError,
+    is_scratch,
+    make_scratch,
+    move_into,
+    process_alive,
+    read_text,
+    remove_scratch,
+    safe_target,
+    scratch_name,
+    scratch_owner,
+    write_atomic,
+)
+from paradiff.sampling.config import SAMPLER_FLAGS, check_setting
 
 EXIT_USAGE = 2
 OUTPUT_MANIFEST = ".paradiff.json"  # what paradiff wrote into an --out folder
-TEMP_PREFIX = ".paradiff-"  # scratch folders beside an --out folder: .paradiff-<pid>-<random>
-STALE_TEMP_AGE_S = 3600  # a scratch folder whose writer cannot be told is stale after this
+TEMP_PREFIX = ".paradiff-"  # scratch folders inside an --out folder: .paradiff-<pid>-<random>
 
 
 class CommandError(Exception):
@@ -81,13 +91,41 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, sizes: bool = True) 
 
 
 def sampler_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The SamplerConfig fields set on the command line."""
+    """The SamplerConfig fields set on the command line, each checked against its type and
+    stated range (`check_setting`) before any work."""
     overrides = {}
     for flag, (field, _, _) in SAMPLER_FLAGS.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
+            try:
+                check_setting(field, value)
+            except ValueError as err:
+                raise CommandError(f"{flag}: {err}") from None
             overrides[field] = value
     return overrides
+
+
+MAX_BATCH_SIZE = 1024  # --batch-size
+
+
+def check_size_flags(args: argparse.Namespace) -> tuple[int, int] | None:
+    """(width, height) of --width/--height: both or neither, each a positive number of pixels
+    (the model then checks its own maximum and patch)."""
+    width, height = getattr(args, "width", None), getattr(args, "height", None)
+    if (width is None) != (height is None):
+        raise CommandError("give both --height and --width, or neither")
+    if width is None:
+        return None
+    for flag, value in (("--width", width), ("--height", height)):
+        if value < 1:  # the model checks its maximum side and patch
+            raise CommandError(f"{flag} must be a positive number of pixels, got {value}")
+    return width, height
+
+
+def check_batch_size(value: int) -> int:
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise CommandError(f"--batch-size must be in 1..{MAX_BATCH_SIZE}, got {value}")
+    return value
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -160,29 +198,41 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_manifest(out: Path) -> dict[str, Any]:
+    """The manifest of an output folder: {"files": {relative path: sha256}, "scratch": {scratch
+    folder name: token}}; CommandError when it is missing or damaged."""
+    try:
+        manifest = json.loads(read_text(out / OUTPUT_MANIFEST, inside=out, limit=1 << 24))
+        files, scratch = manifest["files"], manifest.get("scratch", {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise ValueError
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in scratch.items()):
+            raise ValueError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CommandError(
+            f"{out} is not empty and holds no paradiff output: choose a new or empty folder"
+        ) from None
+    return {"files": files, "scratch": scratch}
+
+
 def owned_outputs(out: Path) -> dict[str, str]:
     """The files paradiff wrote into `out` earlier, unchanged since ({relative path: sha256}).
 
     CommandError (nothing is touched) when `out` is not a folder paradiff may write into: not
     writable, a non-empty folder without paradiff's manifest, or one where a file paradiff
     wrote was changed or replaced since."""
+    out = output_folder(out)
     check_writable(out)
     if not out.exists() or not any(out.iterdir()):
         return {}
-    manifest = out / OUTPUT_MANIFEST
-    try:
-        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-            raise ValueError
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise CommandError(
-            f"{out} is not empty and holds no paradiff output: choose a new or empty folder"
-        ) from None
     owned = {}
-    for relative, digest in files.items():
-        path = out / relative
-        if Path(relative).is_absolute() or ".." in Path(relative).parts or path.is_symlink():
-            raise CommandError(f"{out}/{OUTPUT_MANIFEST} is damaged: choose another folder")
+    for relative, digest in read_manifest(out)["files"].items():
+        try:
+            path = safe_target(out, relative)
+        except FileInputError:
+            raise CommandError(
+                f"{out}/{OUTPUT_MANIFEST} is damaged: choose another folder"
+            ) from None
         if not path.exists():
             continue
         if not path.is_file() or file_digest(path) != digest:
@@ -193,58 +243,91 @@ def owned_outputs(out: Path) -> dict[str, str]:
     return owned
 
 
-def publish(write: Callable[[Path], Any], out: Path) -> Path:
-    """Run `write(tmp_dir)` in a scratch folder beside `out`, then move its files into `out`.
-
-    A failure leaves nothing half-written. `out` must be new, empty or a folder of earlier
-    paradiff output; only files paradiff wrote there (and nobody changed since) are replaced,
-    nothing else in it is touched or removed. A manifest records what was written."""
-    out = out.absolute()
-    owned = owned_outputs(out)
-    parent = nearest_existing(out)
-    remove_stale_temps(parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=parent))
-    try:
-        write(tmp)
-        written = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
-        owned = owned_outputs(out)  # again: the folder may have changed while `write` ran
-        for relative in written:
-            target = out / relative
-            blocked = [p for p in target.parents if p != out and out in p.parents and p.is_file()]
-            if blocked or (target.exists() or target.is_symlink()) and relative not in owned:
-                raise CommandError(f"{target} exists and was not written by paradiff: not replaced")
-        files = dict(owned)
-        for relative in written:
-            (out / relative).parent.mkdir(parents=True, exist_ok=True)
-            files[relative] = file_digest(tmp / relative)
-            os.replace(tmp / relative, out / relative)
-        manifest = json.dumps({"files": files}, indent=1) + "\n"
-        (tmp / OUTPUT_MANIFEST).write_text(manifest, encoding="utf-8")
-        os.replace(tmp / OUTPUT_MANIFEST, out / OUTPUT_MANIFEST)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def output_folder(out: Path) -> Path:
+    """The folder `out` names: absolute, a link the user named followed (links below it never
+    are)."""
+    out = Path(out).absolute()
+    if out.is_symlink():
+        if not out.exists():
+            raise CommandError(f"output path {out} is a link to nothing")
+        out = out.resolve()
     return out
 
 
-def remove_stale_temps(folder: Path) -> None:
-    """Delete scratch folders that a killed paradiff process left in `folder`: those whose
-    process is gone (the pid is in the name), or old ones without a pid."""
-    for path in folder.glob(f"{TEMP_PREFIX}*"):
-        if path.is_dir() and not path.is_symlink() and is_stale(path):
-            shutil.rmtree(path, ignore_errors=True)
+def publish(write: Callable[[Path], Any], out: Path) -> Path:
+    """Run `write(tmp_dir)` in a scratch folder inside `out`, then move its files into `out`.
+
+    A failure leaves nothing half-written (and a folder this call created is removed again).
+    `out` must be new, empty or a folder of earlier paradiff output; only files paradiff wrote
+    there (and nobody changed since) are replaced, nothing else in it is touched or removed,
+    and nothing is written through a link below it. The manifest records what was written and
+    the scratch folder (so that a killed run's is removed by the next run, and nothing else)."""
+    out = output_folder(out)
+    owned_outputs(out)
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    had_manifest = (out / OUTPUT_MANIFEST).exists()
+    manifest = read_manifest(out) if had_manifest else {"files": {}, "scratch": {}}
+    remove_stale_temps(out, manifest)
+    name, token = scratch_name(TEMP_PREFIX)
+    manifest["scratch"][name] = token
+    write_manifest(out, manifest)
+    tmp, done = None, False
+    try:
+        tmp = make_scratch(out, name, token)
+        write(tmp)
+        written = sorted(
+            p.relative_to(tmp).as_posix()
+            for p in tmp.rglob("*")
+            if p.is_file() and p != tmp / SCRATCH_MARKER
+        )
+        owned = owned_outputs(out)  # again: the folder may have changed while `write` ran
+        for relative in written:
+            try:
+                target = safe_target(out, relative)
+            except FileInputError as err:
+                raise CommandError(f"{err}: not replaced") from None
+            if (target.exists() or target.is_symlink()) and relative not in owned:
+                raise CommandError(f"{target} exists and was not written by paradiff: not replaced")
+        files = dict(owned)
+        for relative in written:
+            files[relative] = file_digest(tmp / relative)
+            move_into(tmp / relative, out, relative)
+        manifest["files"] = files
+        done = True
+    finally:
+        if tmp is not None:
+            remove_scratch(tmp, token)
+        manifest["scratch"].pop(name, None)
+        if done or manifest["files"] or manifest["scratch"] or had_manifest:
+            write_manifest(out, manifest)
+        else:  # nothing was written: leave the folder as it was
+            (out / OUTPUT_MANIFEST).unlink(missing_ok=True)
+            for folder in missing:
+                try:
+                    folder.rmdir()  # only an empty folder this call made
+                except OSError:
+                    break
+    return out
 
 
-def is_stale(path: Path) -> bool:
-    pid = path.name.removeprefix(TEMP_PREFIX).split("-")[0]
-    if pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except OSError:  # alive, someone else's
-            return False
-        return False
-    return time.time() - path.stat().st_mtime > STALE_TEMP_AGE_S
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    write_atomic(out / OUTPUT_MANIFEST, json.dumps(manifest, indent=1) + "\n", root=out)
+
+
+def remove_stale_temps(out: Path, manifest: dict[str, Any]) -> None:
+    """Delete the scratch folders a killed paradiff process left in `out`: only those its
+    manifest lists, holding the marker paradiff wrote with the listed token, whose process is
+    gone. Nothing else is ever removed (a listed name that is gone is dropped from the list)."""
+    for name, token in list(manifest["scratch"].items()):
+        path = out / name
+        if not name.startswith(TEMP_PREFIX) or Path(name).name != name:
+            continue
+        if not path.exists() and not path.is_symlink():
+            del manifest["scratch"][name]
+        elif is_scratch(path, token) and not process_alive(scratch_owner(path)):
+            if remove_scratch(path, token):
+                del manifest["scratch"][name]
 
 
 # -- models -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ FLOORS = {
     "paradiff.checkpoint": 1,
     "paradiff.trajectory": 1,
     "paradiff.plots": 1,
+    "paradiff.files": 1,
     "paradiff.model": 2,
     "paradiff.sampling": 3,
     "paradiff.pipeline": 4,

@@ -23,6 +23,7 @@ from paradiff.bench.data import BenchDataError, load_parabench
 from paradiff.bench.judge import JudgeClient, JudgeError
 from paradiff.cli import main
 from paradiff.command import OUTPUT_MANIFEST, CommandError, publish
+from paradiff.files import SAVE_TOKEN, SCRATCH_MARKER
 from paradiff.layout import Layout
 from paradiff.pipeline import ParallelPipeline, PipelineInputError
 from paradiff.training.recipe import RecipeError
@@ -125,6 +126,9 @@ def snapshot(root: Path) -> dict[str, str]:
     return state
 
 
+OUTPUT_FILES = ("image.png", "reasoning.txt", "meta.json", "trajectory.gif")
+
+
 # -- the table ----------------------------------------------------------------------------------
 def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
     gen = ("generate", "a cat", "--model", "{model}", "--out", "{root}/out", "--quiet")
@@ -142,7 +146,7 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
         "an image the sequence cannot hold": ((*gen, "--height", "512", "--width", "512"), "fit"),
         "a huge text length": (
             (*gen, "--text-gen-length", "100000000", "--text-block-length", "100000000"),
-            "fit",
+            "at most 65536",
         ),
         "more text steps than tokens": ((*gen, "--text-steps", "1000"), "text tokens to reveal"),
         "a 25 M pixel input image": ((*edit, "--image", "{root}/huge.png"), "pixels"),
@@ -362,20 +366,86 @@ def test_a_truncated_training_state_is_a_one_line_error(tmp_path, pipe):
         folder.load_state(path)
 
 
-# -- 3: scratch folders of killed runs are removed at the next run ------------------------------
-def test_stale_scratch_folders_are_removed_at_the_next_run(tmp_path, pipe):
-    dead = 2**22 + 12345  # above any pid this machine hands out (pid_max is at most 2^22)
-    stale = tmp_path / f".paradiff-{dead}-abc"
-    alive = tmp_path / f".paradiff-{os.getpid()}-abc"
-    stale.mkdir()
-    alive.mkdir()
-    publish(_writer({"a.txt": "a"}), tmp_path / "out")
-    assert not stale.exists() and alive.exists()
+# -- 3: scratch folders of killed runs are removed at the next run, and nothing else ----------
+DEAD_PID = 2**22 + 12345  # above any pid this machine hands out (pid_max is at most 2^22)
+
+
+def _killed_scratch(folder: Path, name: str, token: str) -> Path:
+    path = folder / name
+    path.mkdir()
+    (path / SCRATCH_MARKER).write_text(json.dumps({"token": token, "pid": DEAD_PID}))
+    (path / "image.png").write_text("half written")
+    return path
+
+
+def test_only_the_scratch_folders_paradiff_made_and_listed_are_removed(tmp_path):
+    out = tmp_path / "out"
+    publish(_writer({"a.txt": "a"}), out)
+    killed = _killed_scratch(out, f".paradiff-{DEAD_PID}-abc", "tok")
+    manifest = json.loads((out / OUTPUT_MANIFEST).read_text())
+    (out / OUTPUT_MANIFEST).write_text(json.dumps({**manifest, "scratch": {killed.name: "tok"}}))
+    # the user's own: beside --out, inside it (unlisted, or listed with another token), and in
+    # the nearest existing folder above a deep new --out
+    (tmp_path / ".paradiff-config").mkdir()
+    (tmp_path / ".paradiff-config" / "settings.ini").write_text("mine")
+    (out / ".paradiff-backup").mkdir()
+    (out / ".paradiff-backup" / "old.png").write_text("mine")
+    for old in (tmp_path / ".paradiff-config", out / ".paradiff-backup"):
+        os.utime(old, (1e9, 1e9))  # older than any age a clean-up could go by
+    unlisted = _killed_scratch(out, f".paradiff-{DEAD_PID}-def", "tok")
+    (tmp_path / "deep").mkdir()
+    _killed_scratch(tmp_path / "deep", f".paradiff-{DEAD_PID}-ghi", "tok")
+    before = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(f"out/{killed.name}")}
+    before.pop("out/" + OUTPUT_MANIFEST)
+    publish(_writer({"a.txt": "a"}), out)  # a re-run
+    publish(_writer({"b.txt": "b"}), tmp_path / "deep" / "a" / "b" / "new")
+    after = snapshot(tmp_path)
+    assert not killed.exists() and unlisted.exists()
+    assert json.loads((out / OUTPUT_MANIFEST).read_text())["scratch"] == {}
+    assert {k: after[k] for k in before} == before  # every other file byte for byte
+
+
+def test_an_empty_out_and_a_link_to_one_take_the_output(tmp_path, world, capsys):
+    argv = ["generate", "a cat", "--model", str(world["model"]), "--quiet", "--out"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (tmp_path / "target").mkdir()
+    assert main([*argv, str(empty)]) == 0, capsys.readouterr().err
+    assert main([*argv, str(tmp_path / "link")]) == 0, capsys.readouterr().err
+    for folder in (empty, tmp_path / "target"):
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == sorted([OUTPUT_MANIFEST, *OUTPUT_FILES]), names
+    assert (tmp_path / "link").is_symlink()
+
+
+def test_a_failed_run_leaves_no_folder_and_no_scratch(tmp_path):
+    def fail(tmp: Path) -> None:
+        (tmp / "image.png").write_text("x")
+        raise CommandError("sampling failed")
+
+    with pytest.raises(CommandError):
+        publish(fail, tmp_path / "a" / "b" / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CommandError):
+        publish(fail, tmp_path / "empty")
+    assert snapshot(tmp_path) == {"empty": "dir"}
+
+
+def test_training_scratch_folders_are_removed_only_with_their_marker(tmp_path, pipe):
     run = tmp_path / "run"
-    (run / ".checkpoint-000004.x1y2").mkdir(parents=True)
-    (run / ".final.abcd").mkdir()
+    folder = RunFolder(run)
+    folder.start(resume=False, overwrite=False)
+    folder.write_checkpoint(pipe, 1, {"step": 1}, keep=2)
+    killed = run / ".checkpoint-000004.x1y2"
+    killed.mkdir()
+    (killed / SCRATCH_MARKER).write_text(json.dumps({"token": SAVE_TOKEN, "pid": DEAD_PID}))
+    (run / ".final.bak").mkdir()  # the user's, in the run folder
+    (run / ".final.bak" / "model.safetensors").write_text("mine")
+    (run / ".checkpoint-notes.md").write_text("mine")
+    before = {k: v for k, v in snapshot(run).items() if ".x1y2" not in k}
     RunFolder(run).start(resume=True, overwrite=False)
-    assert not any(run.iterdir())
+    assert not killed.exists() and snapshot(run) == before
 
 
 # -- 4 and 9: benchmark data stays inside its folder, and says what it is -----------------------
@@ -429,7 +499,7 @@ def test_sizes_are_refused_before_the_sequence_is_built(tiny_pipe, monkeypatch):
     with pytest.raises(PipelineInputError, match="do not fit"):
         tiny_pipe.run("generate", [_request("a cat")], height=1024, width=1024)
     with pytest.raises(PipelineInputError, match="image_steps"):
-        tiny_pipe.run("generate", [_request("a cat")], image_steps=10**9)
+        tiny_pipe.run("generate", [_request("a cat")], image_steps=4000)
     assert built == []
 
 

@@ -7,7 +7,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
+
+from paradiff.files import MAX_IMAGE_SIDE, ImageInputError, open_image
 
 
 @runtime_checkable
@@ -27,13 +29,9 @@ class ImageTokenizer(Protocol):
     def decode(self, codes: torch.Tensor) -> torch.Tensor: ...
 
 
-class ImageInputError(ValueError):
-    """An input image that cannot be used (unreadable, too large, too elongated)."""
-
-
 # How far outside [0, 1] pixels may stray (float rounding) before `check_image_batch` refuses them.
 PIXEL_RANGE_SLACK = 1e-3
-MAX_IMAGE_PIXELS = 4096 * 4096  # larger input images are refused before they are decoded
+MAX_IMAGE_PIXELS = MAX_IMAGE_SIDE * MAX_IMAGE_SIDE  # input images: MAX_IMAGE_SIDE a side
 
 
 def check_image_batch(images: torch.Tensor, downsample: int) -> tuple[int, int]:
@@ -79,21 +77,8 @@ def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
     """
     if isinstance(source, Image.Image):
         image = source
-    else:
-        try:
-            with Image.open(source) as opened:
-                if opened.width * opened.height > MAX_IMAGE_PIXELS:  # before decoding it
-                    raise ImageInputError(
-                        f"image {os.fspath(source)} is {opened.width}x{opened.height} pixels, "
-                        f"more than the {MAX_IMAGE_PIXELS} paradiff reads"
-                    )
-                opened.load()
-                image = ImageOps.exif_transpose(opened)
-        except ImageInputError:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ImageInputError(f"cannot read image {os.fspath(source)}: {reason}") from None
+    else:  # a regular file, its header's size checked before decoding (paradiff.files)
+        image = open_image(source)
     if image.mode.startswith("I;16"):
         levels = np.asarray(image, dtype=np.float32) / 257.0  # 0..65535 -> 0..255
         image = Image.fromarray(levels.round().clip(0, 255).astype(np.uint8))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,68 @@ SETTING_CHOICES: dict[str, tuple[str, ...]] = {
     "uncond_recompute": ("all", "guided"),
     "image_order": ("confidence", "halton"),
 }
+
+# The range of every numeric setting (checked with its type before anything is sampled; the
+# pipeline also bounds steps and lengths by the tokens a model's sequence holds).
+MAX_STEPS = 4096  # text_steps, image_steps; cache_refresh and guidance_reuse too
+MAX_TEXT_LENGTH = 65536  # text_gen_length, text_block_length
+MAX_BEST_OF = 16  # best_of: K candidates cost K sampler runs
+MAX_TEMPERATURE = 100.0  # text_temperature, image_temperature
+MAX_GUIDANCE = 100.0  # cfg_text, cfg_image (beyond it logits overflow)
+MAX_SEED = 2**63 - 1  # seeds are 0 .. MAX_SEED
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "text_steps": (1, MAX_STEPS),
+    "image_steps": (1, MAX_STEPS),
+    "text_gen_length": (1, MAX_TEXT_LENGTH),
+    "text_block_length": (1, MAX_TEXT_LENGTH),
+    "best_of": (1, MAX_BEST_OF),
+    "cache_refresh": (0, MAX_STEPS),
+    "guidance_reuse": (0, MAX_STEPS),
+    "seed": (0, MAX_SEED),
+}
+FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "text_temperature": (0.0, MAX_TEMPERATURE),
+    "image_temperature": (0.0, MAX_TEMPERATURE),
+    "cfg_text": (0.0, MAX_GUIDANCE),
+    "cfg_image": (0.0, MAX_GUIDANCE),
+}
+
+
+def check_setting(name: str, value: Any) -> None:
+    """Refuse a value of the wrong type (a bool is no number, a string no number nor bool) or
+    out of its stated range, for one SamplerConfig field; SamplerConfigError names it."""
+    if name in OPTIONAL_SETTINGS and value is None:
+        return
+    if name in INT_RANGES:
+        low, high = INT_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise SamplerConfigError(f"{name} must be a whole number, got {value!r}")
+        if value < low:
+            raise SamplerConfigError(f"{name} must be at least {low}, got {value}")
+        if value > high:
+            raise SamplerConfigError(f"{name} must be at most {high}, got {value}")
+    elif name in FLOAT_RANGES:
+        low, high = FLOAT_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise SamplerConfigError(f"{name} must be a number, got {value!r}")
+        if not (math.isfinite(value) and low <= value <= high):  # NaN fails both comparisons
+            raise SamplerConfigError(
+                f"{name} must be a finite number in [{low:g}, {high:g}], got {value}"
+            )
+    elif name == "text_threshold":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise SamplerConfigError(f"{name} must be a number in (0, 1], got {value!r}")
+        if not 0 < value <= 1:
+            raise SamplerConfigError(f"text_threshold must be in (0, 1], got {value}")
+    elif name == "compile":
+        if not isinstance(value, bool):
+            raise SamplerConfigError(f"compile must be true or false, got {value!r}")
+    elif name in SETTING_CHOICES:
+        if not isinstance(value, str) or value not in SETTING_CHOICES[name]:
+            raise SamplerConfigError(
+                f"{name} must be one of {SETTING_CHOICES[name]}, got {value!r}"
+            )
+
 
 # The fast settings and their exact-mode values (each is approximate when set).
 EXACT_FAST_SETTINGS: dict[str, Any] = {
@@ -165,9 +228,8 @@ class SamplerConfig:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("text_steps", "image_steps", "text_gen_length", "text_block_length"):
-            if int(getattr(self, name)) < 1:
-                raise SamplerConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for field in dataclasses.fields(self):
+            check_setting(field.name, getattr(self, field.name))
         if self.profile == "default" and self.text_gen_length % self.text_block_length:
             raise SamplerConfigError(
                 f"text_block_length {self.text_block_length} does not divide "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from paradiff.shapes.dataset import DatasetError, make_dataset, parse_weights
 from paradiff.shapes.drafting import LEVELS
@@ -49,6 +50,14 @@ def _save_tokenizers(args: argparse.Namespace) -> int:
 def _init_model(args: argparse.Namespace) -> int:
     from paradiff.shapes.checkpoint import MODEL_DEFAULTS, MODEL_SIZES, new_shapes_pipeline
 
+    out = Path(args.out)
+    if out.is_symlink() or out.exists() and (not out.is_dir() or any(out.iterdir())):
+        print(
+            f"paradiff shapes init-model: {out} exists and is not empty: choose a new folder "
+            "(an existing one is never replaced)",
+            file=sys.stderr,
+        )
+        return 2
     names = (*MODEL_SIZES, *MODEL_DEFAULTS)
     sizes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     pipe = new_shapes_pipeline(seed=args.seed, cell_px=args.cell_px, **sizes)

@@ -8,11 +8,15 @@ A run folder holds one run:
 - `latest`: the name of the newest checkpoint, written after it is complete;
 - `log.jsonl`: one line per logged step; `final/`: the trained model.
 
-A folder that holds a run is continued with `--resume` (from `latest`, or, when `latest` is
-broken, from the newest complete checkpoint) or started over with `--overwrite` (which deletes
-the old run's files, and only those); anything else is refused before any work. Only the
-checkpoints of the run in progress are pruned, never the one `latest` names; scratch folders a
-killed run left behind are deleted when the next run starts.
+paradiff marks a run folder as its own with `.paradiff-run` when a run starts in it (a new or
+empty folder); a non-empty folder without the marker is refused, unless it is a run written
+before markers existed (only run files, at least one complete checkpoint). A folder that holds a
+run is continued with `--resume` (from `latest`, or, when `latest` is broken, from the newest
+complete checkpoint) or started over with `--overwrite` (which deletes the old run's files —
+checkpoints, `latest`, `log.jsonl`, `final/`, `tensorboard/`, the recipe's own — and nothing
+else); anything else is refused before any work. Only the checkpoints of the run in progress are
+pruned, never the one `latest` names; the scratch folders of a killed run (those holding the
+marker `paradiff.checkpoint.save_model` writes inside) are deleted when the next run starts.
 """
 
 from __future__ import annotations
@@ -29,6 +33,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from paradiff.files import (
+    SAVE_TOKEN,
+    FileInputError,
+    is_scratch,
+    process_alive,
+    read_text,
+    remove_scratch,
+    scratch_owner,
+    write_atomic,
+)
 from paradiff.training.recipe import RecipeError
 
 STATE_FILE = "training_state.pt"
@@ -36,7 +50,9 @@ LOG_FILE = "log.jsonl"
 LATEST_FILE = "latest"
 FINAL_DIR = "final"
 CHECKPOINT = re.compile(r"checkpoint-(\d{6,})")
-SCRATCH_PATTERNS = (".checkpoint-*", f".{FINAL_DIR}.*", f"{LATEST_FILE}.tmp", f"{LOG_FILE}.tmp")
+TRACKER_DIR = "tensorboard"  # paradiff.training.trackers
+RUN_MARKER = ".paradiff-run"  # written by paradiff into every run folder it starts
+SCRATCH_PATTERNS = (".checkpoint-*", f".{FINAL_DIR}.*")  # save_model's scratch folders
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -90,6 +106,14 @@ class RunFolder:
             raise RecipeError("--resume continues the run in the folder, --overwrite deletes it")
         if self.root.exists() and not self.root.is_dir():
             raise RecipeError(f"output.dir {self.root} exists and is not a directory")
+        marked = self.is_marked()
+        empty = not self.root.is_dir() or not any(self.root.iterdir())
+        if not marked and not empty:
+            if not self.is_unmarked_run():
+                raise RecipeError(
+                    f"output.dir {self.root} holds files that are not a paradiff run (no "
+                    f"{RUN_MARKER}): choose a new or empty folder"
+                )
         held = self.run_files()
         if held and not (resume or overwrite):
             raise RecipeError(
@@ -98,29 +122,59 @@ class RunFolder:
             )
         checkpoint = self.resume_point() if resume else None
         if main:
-            self._remove(SCRATCH_PATTERNS)
+            self.root.mkdir(parents=True, exist_ok=True)
+            if empty:
+                write_atomic(self.root / RUN_MARKER, json.dumps({"paradiff": "training run"}))
+            self._remove_scratch()
             if overwrite:
-                self._remove(("checkpoint-*", LATEST_FILE, FINAL_DIR, LOG_FILE, *self.extra_files))
+                self._remove_run()
             else:
                 self._trim_log(self.step_of(checkpoint) if checkpoint else 0)
         return checkpoint
+
+    def run_names(self) -> tuple[str, ...]:
+        return (LATEST_FILE, FINAL_DIR, LOG_FILE, TRACKER_DIR, *self.extra_files)
+
+    def is_marked(self) -> bool:
+        marker = self.root / RUN_MARKER
+        return marker.is_file() and not marker.is_symlink()
+
+    def is_unmarked_run(self) -> bool:
+        """A run folder from before markers: only run files, and a complete checkpoint."""
+        names = self.run_names()
+        for path in self.root.iterdir():
+            scratch = any(path.match(p) for p in SCRATCH_PATTERNS) and is_scratch(path, SAVE_TOKEN)
+            if not (path.name in names or CHECKPOINT.fullmatch(path.name) or scratch):
+                return False
+        return bool(self.checkpoints())
 
     def run_files(self) -> list[str]:
         """The names of an earlier run's files in the folder."""
         if not self.root.is_dir():
             return []
-        names = (LATEST_FILE, FINAL_DIR, LOG_FILE, *self.extra_files)
+        names = self.run_names()
         return sorted(
-            p.name for p in self.root.iterdir() if p.name in names or CHECKPOINT.fullmatch(p.name)
+            p.name
+            for p in self.root.iterdir()
+            if (p.name in names and p.name != TRACKER_DIR) or CHECKPOINT.fullmatch(p.name)
         )
 
-    def _remove(self, patterns: Sequence[str]) -> None:
-        for pattern in patterns:
+    def _remove_scratch(self) -> None:
+        """The scratch folders of killed runs: those holding save_model's marker."""
+        for pattern in SCRATCH_PATTERNS:
             for path in self.root.glob(pattern):
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
+                if is_scratch(path, SAVE_TOKEN) and not process_alive(scratch_owner(path)):
+                    remove_scratch(path, SAVE_TOKEN)
+
+    def _remove_run(self) -> None:
+        """The old run's files (--overwrite): nothing else, and never through a link."""
+        for path in self.root.iterdir():
+            if not (path.name in self.run_names() or CHECKPOINT.fullmatch(path.name)):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
     # -- checkpoints ---------------------------------------------------------------------------
     @staticmethod
@@ -143,7 +197,10 @@ class RunFolder:
         or names one that is not there (a run killed mid-write)."""
         pointer = self.root / LATEST_FILE
         if pointer.is_file():
-            name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+            try:
+                name = read_text(pointer, inside=self.root, limit=4096).strip()
+            except FileInputError:
+                name = ""
             path = self.root / name
             if CHECKPOINT.fullmatch(name) and self.is_complete(path):
                 return path
@@ -156,9 +213,7 @@ class RunFolder:
         run only: `start`); the new one is never deleted."""
         name = f"checkpoint-{step:06d}"
         pipe.save_pretrained(self.root / name, lambda tmp: torch.save(state, tmp / STATE_FILE))
-        tmp = self.root / f"{LATEST_FILE}.tmp"
-        tmp.write_text(name + "\n", encoding="utf-8")
-        tmp.replace(self.root / LATEST_FILE)
+        write_atomic(self.root / LATEST_FILE, name + "\n")
         ours = [p for p in self.checkpoints() if self.step_of(p) <= step]
         for path in ours[: -max(1, int(keep))]:
             shutil.rmtree(path, ignore_errors=True)
@@ -193,13 +248,17 @@ class RunFolder:
         if not path.is_file():
             return
         kept = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            text = read_text(path, inside=self.root)
+        except FileInputError as err:
+            raise RecipeError(str(err)) from None
+        for line in text.splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a torn last line
-            if isinstance(record, dict) and int(record.get("step", 0)) <= step:
-                kept.append(line + "\n")
-        tmp = path.with_name(f"{LOG_FILE}.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        tmp.replace(path)
+            record_step = record.get("step", 0) if isinstance(record, dict) else None
+            if isinstance(record_step, int) and not isinstance(record_step, bool):
+                if record_step <= step:
+                    kept.append(line + "\n")
+        write_atomic(path, "".join(kept))
