@@ -144,5 +144,5 @@ def test_the_development_split_is_shapebench_sized_disjoint_and_judged_like_it(c
     assert main(["bench", "shapebench", "--oracle", "--split", "development", "--limit", "15"]) == 0
     assert "overall" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stopped:
-        main(["bench", "shapebench", "--oracle", "--split", "wild"])
+        main(["bench", "shapebench", "--oracle", "--split", "training"])
     assert stopped.value.code == 2 and "--split" in capsys.readouterr().err

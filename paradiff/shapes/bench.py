@@ -3,7 +3,12 @@
 `paradiff bench shapebench` (registered with the bench commands through pyproject.toml's
 `paradiff.benchmarks` entry point).
 
-300 fixed samples (200 editing, 100 generation; `paradiff.shapes.dataset.shapebench_samples`).
+300 fixed samples (200 editing, 100 generation; `paradiff.shapes.dataset.shapebench_samples`);
+`--split development` scores the 300 development prompts instead, `--split wild` the 250 of
+ShapeBench-wild (`paradiff.shapes.dataset.wild_samples`: the opt-in kinds and every category in
+held-out phrasings). Every report also gives the exact rate: the share of edits whose output
+scene is exactly the target (`paradiff.shapes.judge.exact_match`; a generation has many right
+scenes, so it has none).
 `run_shapebench(predict)` asks a predictor for each sample's answer — a callable mapping a
 `ShapeSample` to (reasoning text, output image) where the image is anything
 `paradiff.shapes.judge.read_output` reads (a Scene, a code grid, a PIL image) — and scores it.
@@ -43,9 +48,10 @@ from paradiff.shapes.dataset import (
     DEVELOPMENT_PER_CATEGORY,
     development_samples,
     shapebench_samples,
+    wild_samples,
 )
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
-from paradiff.shapes.judge import score_sample
+from paradiff.shapes.judge import exact_match, score_sample
 from paradiff.shapes.render import render_scene
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.scene import Scene
@@ -62,16 +68,19 @@ def oracle(sample: ShapeSample) -> tuple[str, Any]:
     return sample.reasoning, sample.scene_out
 
 
-SPLITS = ("shapebench", "development")
+SPLITS = ("shapebench", "development", "wild")
 
 
 def select_samples(limit: int | None = None, split: str = "shapebench") -> list[ShapeSample]:
-    """The first `limit` samples of a split (all 300 for None), categories interleaved:
-    ShapeBench, or the development split (disjoint from it, for tuning and training curves)."""
+    """The first `limit` samples of a split (all for None), categories interleaved: ShapeBench,
+    the development split (disjoint from it, for tuning and training curves) or ShapeBench-wild
+    (the opt-in kinds first, then every category; held-out phrasings)."""
     if split not in SPLITS:
         raise ShapeBenchError(f"--split must be one of {SPLITS}, got {split!r}")
     if split == "shapebench":
         samples = list(shapebench_samples())
+    elif split == "wild":
+        samples = list(wild_samples())
     else:
         samples = development_samples(DEVELOPMENT_PER_CATEGORY)
     if limit is not None:
@@ -113,14 +122,40 @@ def predictor_answerer(predict: Predictor, samples: Sequence[ShapeSample]) -> An
 
 
 def exact_scorer(samples: Sequence[ShapeSample]) -> Scorer:
-    """A run scorer: the exact judge on the saved reasoning and output image."""
+    """A run scorer: the exact judge on the saved reasoning and output image, and for an edit
+    "exact" (100 when the output scene is exactly the target, else 0)."""
     by_id = {sample.id: sample for sample in samples}
 
     def score(item: BenchItem, record: dict[str, Any], image_path: Path) -> dict[str, Any]:
+        sample = by_id[item.id]
         with Image.open(image_path) as image:
-            return score_sample(by_id[item.id], record["text"], image.convert("RGB"))
+            output = image.convert("RGB")
+        metrics = score_sample(sample, record["text"], output)
+        if sample.task != "edit":
+            return metrics
+        return {**metrics, "exact": 100.0 * exact_match(sample, output)}
 
     return score
+
+
+def exact_rates(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """% of edits whose output scene is exactly the target: overall, per task and per category
+    (over the records that carry "exact": edits; a run folder scored before it existed has
+    none)."""
+    rows = [r for r in records if r.get("exact") is not None]
+
+    def rate(group: list[dict[str, Any]]) -> float:
+        return sum(r["exact"] for r in group) / len(group)
+
+    by: dict[str, dict[str, list]] = {"per_task": {}, "per_category": {}}
+    for row in rows:
+        by["per_task"].setdefault(row["task"], []).append(row)
+        by["per_category"].setdefault(row["category"], []).append(row)
+    return {
+        "n": len(rows),
+        "overall": rate(rows) if rows else None,
+        **{name: {k: rate(v) for k, v in groups.items()} for name, groups in by.items()},
+    }
 
 
 def run_shapebench(
@@ -151,6 +186,7 @@ def run_shapebench(
         with folder.discarded_on_error():
             records = run_benchmark(folder, items, answer, exact_scorer(samples), progress=progress)
     summary = summarise(records, benchmark="shapebench", mode=mode, model=settings["model"])
+    summary["exact"] = exact_rates(records)
     if out is not None:
         write_report(out, summary, f"ShapeBench: {settings['model']} ({mode})")
     return summary
@@ -172,10 +208,19 @@ def rounded(report: dict[str, Any], digits: int = 2) -> dict[str, Any]:
 def format_table(summary: dict[str, Any]) -> str:
     """A plain-text table of a summary's means: one row per category, task and overall; one
     column per metric (blank where no sample has it)."""
-    lines = [f"{'':<14}{'n':>5}" + "".join(f"{SHORT_NAMES[m]:>10}" for m in METRICS)]
+    exact = summary.get("exact") or {}
+    rates = {
+        **exact.get("per_category", {}),
+        **exact.get("per_task", {}),
+        "overall": exact.get("overall"),
+    }
+    head = "".join(f"{SHORT_NAMES[m]:>10}" for m in METRICS)
+    lines = [f"{'':<14}{'n':>5}" + head + f"{'exact':>10}"]
     for name, group in groups_of(summary).items():
         means = {m: group["metrics"][m]["mean"] for m in group["metrics"]}
         cells = "".join(f"{means[m]:>10.1f}" if m in means else f"{'':>10}" for m in METRICS)
+        rate = rates.get(name)
+        cells += f"{rate:>10.1f}" if rate is not None else f"{'':>10}"
         lines.append(f"{name:<14}{group['count']:>5}" + cells)
     return "\n".join(lines)
 
@@ -236,8 +281,10 @@ def register_shapebench(bench_subparsers: argparse._SubParsersAction) -> argpars
         "--split",
         choices=SPLITS,
         default="shapebench",
-        help="the 300 ShapeBench prompts (default), or the 300 of the development split (disjoint"
-        " from ShapeBench; for tuning and RL curves)",
+        help="the 300 ShapeBench prompts (default), the 300 of the development split (disjoint"
+        " from ShapeBench; for tuning and RL curves) or the 250 of ShapeBench-wild (absent,"
+        " ambiguous, neighbour, cell and several-object edits and every category, in phrasings"
+        " no training sample uses)",
     )
     parser.add_argument(
         "--out",

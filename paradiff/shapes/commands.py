@@ -29,7 +29,8 @@ def _make_dataset(args: argparse.Namespace) -> int:
             cell_px=args.cell_px,
             overwrite=args.overwrite,
             progress=not args.quiet,
-            varied_phrasing=args.phrasing == "varied",
+            varied_phrasing=args.phrasing != "templates",
+            wide_phrasing=args.phrasing == "wide",
             sparse_share=args.sparse_share,
             exclude_development=args.exclude_development,
         )
@@ -147,7 +148,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     make.add_argument(
         "--categories",
         default=None,
-        help="category weights, e.g. 'add:2,remove,counting:0.5' (curriculum handle)",
+        help="category weights, e.g. 'add:2,remove,counting:0.5' (curriculum handle); the opt-in"
+        " editing kinds several, neighbour, cell, absent and ambiguous are drawn only when named",
     )
     make.add_argument(
         "--difficulty",
@@ -167,10 +169,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     make.add_argument("--cell-px", type=int, default=DEFAULT_CELL_PX, help="pixels per cell")
     make.add_argument(
         "--phrasing",
-        choices=("varied", "templates"),
+        choices=("varied", "templates", "wide"),
         default="varied",
         help="varied (default): most instructions rephrased as people type them (questions, "
-        "'please', lower case, other words for 'shape'); templates: the tidy template sentences",
+        "'please', lower case, other words for 'shape'); templates: the tidy template sentences;"
+        " wide: varied plus other verbs and requests (never the ones ShapeBench-wild holds out)",
     )
     make.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     make.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,10 +1,13 @@
-"""Datasets of the shapes world: seeded training records, the fixed ShapeBench split and a
-development split for tuning.
+"""Datasets of the shapes world: seeded training records, the fixed ShapeBench split, a
+development split for tuning and ShapeBench-wild.
 
 Seeds come from separate namespaces ("train" for `make_dataset`, "shapebench" for the bench,
-"dev" for `development_samples`) and training or development samples whose prompt (instruction
-+ input scene) equals a ShapeBench prompt are redrawn, so the benchmark never occurs in training
-data and settings tuned on the development split are not tuned to the benchmark.
+"dev" for `development_samples`, "wild" for `wild_samples`) and training, development or wild
+samples whose prompt (instruction + input scene) equals a ShapeBench prompt are redrawn, so the
+benchmark never occurs in training data and settings tuned on the development split are not
+tuned to the benchmark. ShapeBench-wild holds the opt-in kinds
+(`paradiff.shapes.reference_edits`) and every ShapeBench category, all in held-out phrasings
+(`paradiff.shapes.wide_phrasing`) that no training sample uses.
 
 A dataset folder holds `records.jsonl` (one training record per line, as docs/architecture.md
 describes, plus the scenes and constraints the exact judge reads), `images/<id>_in.png` /
@@ -36,14 +39,18 @@ from paradiff.shapes.tasks import (
     CATEGORIES,
     MAX_INSTRUCTION_TOKENS,
     MAX_REASONING_TOKENS,
+    OPT_IN_CATEGORIES,
     derive_seed,
     make_sample,
     task_of,
 )
 from paradiff.shapes.tokenizer import save_text_tokenizer
+from paradiff.shapes.wide_phrasing import held_out_rephrase, training_rephrase
 
 SHAPEBENCH_PER_CATEGORY = 20  # 10 editing x 20 = 200, 5 generation x 20 = 100 (as ParaBench)
 DEVELOPMENT_PER_CATEGORY = 20  # the development split as held out from training data: 300
+WILD_PER_KIND = 20  # ShapeBench-wild: 5 opt-in kinds x 20 = 100 ...
+WILD_PER_CATEGORY = 10  # ... and 15 ShapeBench categories x 10 = 150, in held-out phrasings
 RECORDS_FILE = "records.jsonl"
 IMAGES_DIR = "images"
 META_FILE = "dataset.json"
@@ -74,26 +81,50 @@ def development_samples(per_category: int, grid: int = DEFAULT_GRID) -> list[Sha
 
 
 def drawn_samples(
-    namespace: str, per_category: int, grid: int, taken: set[str]
+    namespace: str,
+    per_category: int,
+    grid: int,
+    taken: set[str],
+    categories: tuple[str, ...] | None = None,
 ) -> list[ShapeSample]:
-    """`per_category` samples of every category seeded from `namespace`, categories interleaved,
-    sample k of a category at difficulty 1 + k % 3; a draw whose prompt is in `taken` (or repeats
-    an earlier draw) is drawn again."""
+    """`per_category` samples of every category (of `CATEGORIES` unless given) seeded from
+    `namespace`, categories interleaved, sample k of a category at difficulty 1 + k % 3; a draw
+    whose prompt is in `taken` (or repeats an earlier draw) is drawn again."""
+    if categories is None:
+        categories = tuple(c for names in CATEGORIES.values() for c in names)
     samples: list[ShapeSample] = []
     for index in range(per_category):
-        for categories in CATEGORIES.values():
-            for category in categories:
-                sample_id = f"{namespace}-{category}-{index:02d}"
-                for attempt in range(MAX_REDRAWS):
-                    seed = derive_seed(namespace, category, index, attempt)
-                    sample = make_sample(category, seed, 1 + index % 3, grid, sample_id)
-                    if sample.key() not in taken:
-                        break
-                else:
-                    raise DatasetError(f"{sample_id} keeps repeating an earlier prompt")
-                taken.add(sample.key())
-                samples.append(sample)
+        for category in categories:
+            sample_id = f"{namespace}-{category}-{index:02d}"
+            for attempt in range(MAX_REDRAWS):
+                seed = derive_seed(namespace, category, index, attempt)
+                sample = make_sample(category, seed, 1 + index % 3, grid, sample_id)
+                if sample.key() not in taken:
+                    break
+            else:
+                raise DatasetError(f"{sample_id} keeps repeating an earlier prompt")
+            taken.add(sample.key())
+            samples.append(sample)
     return samples
+
+
+@lru_cache(maxsize=2)
+def wild_samples(grid: int = DEFAULT_GRID) -> tuple[ShapeSample, ...]:
+    """ShapeBench-wild: `WILD_PER_KIND` samples of every opt-in kind, then `WILD_PER_CATEGORY`
+    of every ShapeBench category (each part with its categories interleaved), none a ShapeBench
+    prompt, every instruction in held-out phrasings (seeded by the sample's id)."""
+    taken = set(shapebench_keys(grid))
+    drawn = drawn_samples("wild", WILD_PER_KIND, grid, taken, OPT_IN_CATEGORIES["edit"])
+    drawn += drawn_samples("wild", WILD_PER_CATEGORY, grid, taken)
+    return tuple(
+        dataclasses.replace(
+            sample,
+            instruction=held_out_rephrase(
+                sample.instruction, random.Random(derive_seed("wild-phrasing", sample.id))
+            ),
+        )
+        for sample in drawn
+    )
 
 
 @lru_cache(maxsize=2)
@@ -105,7 +136,8 @@ def parse_weights(spec: str | None = None, task: str = "both") -> dict[str, floa
     """Category weights from 'add:2,remove,counting:0.5' (weight 1 when omitted).
 
     Without a spec every category of `task` ('edit', 'generation' or 'both') weighs 1, which
-    gives ParaBench's 2:1 editing to generation ratio for 'both'.
+    gives ParaBench's 2:1 editing to generation ratio for 'both'. The opt-in kinds
+    (`OPT_IN_CATEGORIES`: several, neighbour, cell, absent, ambiguous) are drawn only when named.
     """
     tasks = tuple(CATEGORIES) if task == "both" else (task,)
     if any(t not in CATEGORIES for t in tasks):
@@ -139,6 +171,7 @@ def training_samples(
     varied_phrasing: bool = True,
     sparse_share: float = 0.0,
     exclude_development: bool = False,
+    wide_phrasing: bool = False,
 ) -> Iterator[ShapeSample]:
     """`n` training samples: category by weight, difficulty fixed or (None) drawn per sample.
 
@@ -147,7 +180,9 @@ def training_samples(
     With `varied_phrasing` most instructions are rephrased as people type them
     (`paradiff.shapes.phrasing`); the ShapeBench check looks at the template instruction, and
     with `exclude_development` the development split's too (`DEVELOPMENT_PER_CATEGORY` prompts
-    of every category: a prompt pool for runs judged on that split)."""
+    of every category: a prompt pool for runs judged on that split). `wide_phrasing` (with
+    `varied_phrasing`) adds the training phrasings of `paradiff.shapes.wide_phrasing`, never its
+    held-out ones."""
     weights = weights or parse_weights()
     if difficulty is not None and difficulty not in LEVELS:
         raise DatasetError(f"difficulty {difficulty} not in {LEVELS}")
@@ -169,9 +204,8 @@ def training_samples(
             if sample.key() not in bench:
                 if varied_phrasing:
                     rng = random.Random(derive_seed("phrasing", seed, index))
-                    sample = dataclasses.replace(
-                        sample, instruction=rephrase(sample.instruction, rng)
-                    )
+                    vary = training_rephrase if wide_phrasing else rephrase
+                    sample = dataclasses.replace(sample, instruction=vary(sample.instruction, rng))
                 yield sample
                 break
         else:
@@ -220,6 +254,7 @@ def make_dataset(
     varied_phrasing: bool = True,
     sparse_share: float = 0.0,
     exclude_development: bool = False,
+    wide_phrasing: bool = False,
 ) -> Path:
     """Write `n` training samples (records, PNGs, tokenizers) into `out`; returns its path."""
     if n < 1:
@@ -229,7 +264,15 @@ def make_dataset(
     counts: Counter[str] = Counter()
     with open(folder / RECORDS_FILE, "w", encoding="utf-8") as records:
         samples = training_samples(
-            n, seed, weights, difficulty, grid, varied_phrasing, sparse_share, exclude_development
+            n,
+            seed,
+            weights,
+            difficulty,
+            grid,
+            varied_phrasing,
+            sparse_share,
+            exclude_development,
+            wide_phrasing,
         )
         for sample in tqdm(samples, total=n, desc="shapes samples", disable=not progress):
             user_image, answer_image = write_images(sample, folder, cell_px)
@@ -244,7 +287,7 @@ def make_dataset(
         "grid": grid,
         "cell_px": cell_px,
         "difficulty": difficulty if difficulty is not None else "mixed",
-        "phrasing": "varied" if varied_phrasing else "templates",
+        "phrasing": ("wide" if wide_phrasing else "varied") if varied_phrasing else "templates",
         "sparse_share": sparse_share,
         "exclude_development": exclude_development,
         "weights": weights,
