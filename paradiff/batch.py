@@ -25,9 +25,20 @@ from typing import Any
 from paradiff.bench.data import BenchItem
 from paradiff.bench.generate import PIPELINE_TASKS, generate_answers
 from paradiff.bench.runner import RunFolder, Shard, file_name, run_benchmark
-from paradiff.command import CommandError, check_writable, load_configured_pipeline, output_dir
+from paradiff.command import (
+    CommandError,
+    check_size_flags,
+    check_writable,
+    load_configured_pipeline,
+    output_dir,
+    owned_outputs,
+    publish,
+)
+from paradiff.files import FileInputError, ImageInputError, open_image, read_text, safe_target
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
+from paradiff.sampling.config import SamplerConfigError, check_setting
+from paradiff.schema import SchemaError, record, take
 
 BENCH_TASKS = {pipeline: bench for bench, pipeline in PIPELINE_TASKS.items()}
 
@@ -43,15 +54,35 @@ class RequestFolder(RunFolder):
         name = file_name(item_id)
         return f"{name}/image.png", f"{name}/reasoning.txt"
 
+    def write_answer(self, item_id: str, text: str, image) -> str:
+        """Nothing to write: the answerer published the request's folder (`publish`)."""
+        return self.answer_files(item_id)[0]
+
+    def check_todo(self, items: list[BenchItem]) -> None:
+        """Refuse, before anything is sampled, a request folder paradiff may not write: a link,
+        a file, or a folder of the user's files (the rules of `publish`)."""
+        done = self.generated() if self.root.is_dir() else {}
+        for item in self.shard.select(items):
+            if item.id in done:
+                continue
+            try:
+                folder = safe_target(self.root, file_name(item.id))
+            except FileInputError as err:
+                raise BatchError(f"request {item.id}: {err}") from None
+            owned_outputs(folder)
+
 
 def read_requests(path: str | os.PathLike, task: str) -> list[BenchItem]:
     """The requests of a JSONL file for `task` ('edit' or 'generate'), every one checked (ids
-    unique, input images present, settings known) before anything is sampled."""
+    unique, fields of their kinds, input images readable regular files within the size limit,
+    settings known and in range) before anything is sampled."""
     path = Path(path)
-    if not path.is_file():
-        raise BatchError(f"no requests file at {path}")
+    try:
+        text = read_text(path, what="requests file")
+    except FileInputError as err:
+        raise BatchError(str(err)) from None
     items, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path.name} line {number}"
@@ -59,9 +90,12 @@ def read_requests(path: str | os.PathLike, task: str) -> list[BenchItem]:
             row = json.loads(line)
         except json.JSONDecodeError:
             raise BatchError(f"{where} is not JSON") from None
-        if not isinstance(row, dict):
-            raise BatchError(f"{where} is not a JSON object")
-        items.append(request_item(row, task, path.parent, where))
+        try:
+            items.append(request_item(record(row, where), task, path.parent, where))
+        except SchemaError as err:
+            raise BatchError(str(err)) from None
+        except SamplerConfigError as err:
+            raise BatchError(f"{where}: {err}") from None
         if items[-1].id in seen:
             raise BatchError(f"{where}: id {items[-1].id!r} occurs twice")
         seen.add(items[-1].id)
@@ -71,25 +105,26 @@ def read_requests(path: str | os.PathLike, task: str) -> list[BenchItem]:
 
 
 def request_item(row: dict[str, Any], task: str, base: Path, where: str) -> BenchItem:
-    request_id = row.get("id")
-    if not isinstance(request_id, str | int) or not str(request_id).strip():
-        raise BatchError(f"{where} has no id")
-    instruction = row.get("instruction", row.get("prompt"))
-    if not isinstance(instruction, str) or not instruction.strip():
+    request_id = take(row, "id", "id", where)
+    key = "instruction" if "instruction" in row else "prompt"
+    if key not in row:
         raise BatchError(f"{where} has no instruction (or prompt)")
+    instruction = take(row, key, "text", where)
     image = None
     if task == "edit":
-        if not isinstance(row.get("image"), str):
+        if "image" not in row:
             raise BatchError(f"{where}: an edit request needs an image path")
-        image = base / row["image"]
-        if not image.is_file():
-            raise BatchError(f"{where}: no image at {image}")
-    seed = row.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise BatchError(f"{where}: seed must be a whole number")
-    settings = row.get("settings") or {}
-    if not isinstance(settings, dict):
-        raise BatchError(f"{where}: settings must be an object of sampler settings")
+        image = base / take(row, "image", "text", where)
+        try:
+            open_image(image, decode=False)  # a regular file; its size from the header
+        except ImageInputError as err:
+            raise BatchError(f"{where}: {err}") from None
+    seed = take(row, "seed", "int", where, default=None, nullable=True)
+    if seed is not None:
+        check_setting("seed", seed)
+    settings = take(row, "settings", "object", where, default={}, nullable=True) or {}
+    for name, value in settings.items():
+        check_setting(name, value)
     try:
         SamplerConfig().replace(**settings)
     except (TypeError, ValueError) as err:
@@ -119,6 +154,7 @@ def run_batch(
     out = Path(out)
     folder = RequestFolder(out, shard or Shard.from_env())
     folder.check()  # new, empty, or an earlier batch run's folder: never a user's other files
+    folder.check_todo(items)
     overrides = dict(overrides or {})
     folder.start(
         {
@@ -131,9 +167,8 @@ def run_batch(
 
     def answer(todo: list[BenchItem]):
         for item, result in generate_answers(pipe, todo, batch_size, overrides, size):
-            folder_of = out / file_name(item.id)
-            folder_of.mkdir(parents=True, exist_ok=True)
-            result.save(folder_of)  # image, reasoning, meta, GIF; the runner records it after
+            # image, reasoning, meta, GIF under the rules of single runs; recorded after
+            publish(result.save, safe_target(out, file_name(item.id)))
             yield item, result.text, result.image, {"seed": result.settings["seed"]}
 
     with folder.discarded_on_error():
@@ -145,14 +180,14 @@ def sample_batch(args: argparse.Namespace, task: str) -> int:
     under --out; every check before the model is loaded."""
     if args.instruction is not None or getattr(args, "image", None) is not None:
         raise CommandError("--batch takes the requests from its file: drop the text and --image")
-    if bool(args.width) != bool(args.height):
-        raise CommandError("give both --height and --width, or neither")
+    size = check_size_flags(args)
     items = read_requests(args.batch, task)
     shard = Shard.parse(args.shard) if args.shard is not None else None
-    size = (args.width, args.height) if args.width and args.height else None
     out = output_dir(args.out)
     check_writable(out)
-    RequestFolder(out, shard or Shard.from_env()).check()
+    folder = RequestFolder(out, shard or Shard.from_env())
+    folder.check()
+    folder.check_todo(items)
     pipe, overrides = load_configured_pipeline(args)
     done = run_batch(
         pipe, task, items, out, args.batch_size, overrides, size, shard, args.model, not args.quiet
@@ -168,5 +203,7 @@ def add_batch_arguments(parser) -> None:
     group.add_argument(
         "--batch", default=None, metavar="REQUESTS", help="JSONL requests file (see docs)"
     )
-    group.add_argument("--batch-size", type=int, default=8, help="requests per sampler run")
+    group.add_argument(
+        "--batch-size", type=int, default=8, help="requests per sampler run (1..1024)"
+    )
     group.add_argument("--shard", default=None, help="i/n: this process's share of the requests")

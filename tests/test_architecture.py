@@ -22,6 +22,7 @@ FLOORS = {
     "paradiff.trajectory": 1,
     "paradiff.plots": 1,
     "paradiff.files": 1,
+    "paradiff.schema": 1,
     "paradiff.model": 2,
     "paradiff.sampling": 3,
     "paradiff.pipeline": 4,

@@ -13,7 +13,8 @@ from paradiff.cli import main
 from paradiff.pipeline import ParallelPipeline
 from tests.tiny_pipeline import build_tiny_pipeline
 
-OUTPUT_FILES = {"image.png", "reasoning.txt", "meta.json", "trajectory.gif"}
+# each request folder is published like a single run's --out: its files and their manifest
+OUTPUT_FILES = {"image.png", "reasoning.txt", "meta.json", "trajectory.gif", ".paradiff.json"}
 
 
 @pytest.fixture(scope="module")

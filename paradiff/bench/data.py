@@ -11,7 +11,6 @@ set, fetched through huggingface_hub like a model.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -22,7 +21,8 @@ from typing import Any
 from PIL import Image
 
 from paradiff import checkpoint
-from paradiff.image_tokenizers.base import MAX_IMAGE_PIXELS
+from paradiff.files import FileInputError, ImageInputError, open_image, read_text
+from paradiff.schema import check_kind
 
 TASKS = ("edit", "generation")
 # ParaBench's six metrics, each scored 0-100 per sample (by the LLM judge, or exactly by a world's
@@ -55,19 +55,16 @@ class BenchItem:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def image(self) -> Image.Image:
-        """The input image as RGB."""
+        """The input image as RGB (a regular file or bytes, its header checked before it is
+        decoded; an error names the item)."""
         source: Any = self.input_image
         if source is None:
             raise BenchDataError(f"item {self.id} has no input image")
-        if isinstance(source, bytes):
-            source = io.BytesIO(source)
         if not isinstance(source, Image.Image):
             try:
-                source = Image.open(source)
-            except OSError as err:
-                raise BenchDataError(
-                    f"item {self.id}: cannot read its input image: {err}"
-                ) from None
+                source = open_image(source)
+            except ImageInputError as err:
+                raise BenchDataError(f"item {self.id}: {err}") from None
         return source.convert("RGB")
 
 
@@ -127,17 +124,22 @@ def item_from_row(
     task = pick(row, "task", where, required=False) or (
         "edit" if image is not None else "generation"
     )
-    if task not in TASK_NAMES:
+    if not isinstance(task, str) or task not in TASK_NAMES:
         raise BenchDataError(f"{where}: unknown task {task!r} (expected edit or generation)")
     task = TASK_NAMES[task]
     item_id = pick(row, "id", where, required=False)
+    if item_id is not None and not check_kind(item_id, "id"):
+        raise BenchDataError(f"{where}: id must be a non-empty string or a whole number")
     instruction = pick(row, "instruction", where)
     if not isinstance(instruction, str) or not instruction.strip():
         raise BenchDataError(f"{where}: the instruction is missing or empty ({instruction!r})")
+    category = pick(row, "category", where, required=False)
+    if category is not None and not check_kind(category, "text"):
+        raise BenchDataError(f"{where}: category must be a non-empty string, got {category!r}")
     item = BenchItem(
         id=default_id if item_id is None else str(item_id),
         task=task,
-        category=str(pick(row, "category", where, required=False) or task),
+        category=category or task,
         instruction=instruction,
         input_image=image if task == "edit" else None,
     )
@@ -148,7 +150,11 @@ def item_from_row(
 
 def read_jsonl(path: Path, root: Path) -> list[BenchItem]:
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = read_text(path, inside=root)
+    except FileInputError as err:
+        raise BenchDataError(str(err)) from None
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -230,14 +236,7 @@ def check_inputs(items: Sequence[BenchItem]) -> None:
     for item in items:
         if item.task != "edit" or isinstance(item.input_image, Image.Image):
             continue
-        source: Any = item.input_image
         try:
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-                size = image.size
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise BenchDataError(f"item {item.id}: cannot read its input image: {err}") from None
-        if size[0] * size[1] > MAX_IMAGE_PIXELS:
-            raise BenchDataError(
-                f"item {item.id}: its input image is {size[0]}x{size[1]} pixels, more than "
-                f"the {MAX_IMAGE_PIXELS} paradiff reads"
-            )
+            open_image(item.input_image, decode=False)  # a regular file; the header's size
+        except ImageInputError as err:
+            raise BenchDataError(f"item {item.id}: {err}") from None

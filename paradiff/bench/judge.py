@@ -18,6 +18,7 @@ import io
 import json
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +32,8 @@ from PIL import Image
 
 from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.runner import write_atomic
+from paradiff.files import FileInputError, ImageInputError, make_dirs, open_image, read_text
+from paradiff.schema import SchemaError, is_number, take
 
 SCALE = 10  # the judge scores 0..SCALE; reports use 0-100
 # Defaults: an LLM judge answers a rubric with two images in seconds to a minute; one request
@@ -38,6 +41,7 @@ SCALE = 10  # the judge scores 0..SCALE; reports use 0-100
 JUDGE_TIMEOUT = 60.0
 JUDGE_RETRIES = 3
 JUDGE_DEADLINE = 300.0
+MAX_REPLY_BYTES = 16 << 20  # a judge reply larger than 16 MiB is refused, not read
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 RUBRICS: dict[str, str] = {
@@ -167,11 +171,10 @@ def parse_score(answer: str) -> float:
         match = re.findall(r'"?score"?\s*[:=]\s*(-?\d+(?:\.\d+)?)', answer, flags=re.IGNORECASE)
         if not match:
             raise MalformedAnswer("no score in the answer")
-        value = match[-1]
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        raise MalformedAnswer(f"score {value!r} is not a number") from None
+        value = float(match[-1])
+    if not is_number(value):  # JSON true is no score of 1, "7" no score of 7
+        raise MalformedAnswer(f"score {value!r} is not a number")
+    score = float(value)
     if not 0 <= score <= SCALE:
         raise MalformedAnswer(f"score {score:g} is outside 0..{SCALE}")
     return 100.0 * score / SCALE
@@ -196,6 +199,7 @@ class JudgeClient:
     on_retry: Callable[[str], None] | None = None
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    max_reply_bytes: int = MAX_REPLY_BYTES
 
     @property
     def endpoint(self) -> str:
@@ -219,8 +223,9 @@ class JudgeClient:
         key = hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
         cached = self.cache_dir / f"{key}.json" if self.cache_dir else None
         if cached is not None and cached.is_file():
-            record = json.loads(cached.read_text(encoding="utf-8"))
-            return record["score"], record["answer"]
+            found = self._cached(cached)
+            if found is not None:
+                return found
         error, attempts, made = "", self.retries + 1, 0
         give_up = self.clock() + self.deadline
         for attempt in range(attempts):
@@ -247,7 +252,7 @@ class JudgeClient:
                 error = str(getattr(err, "reason", None) or err) or type(err).__name__
                 continue
             if cached is not None:
-                cached.parent.mkdir(parents=True, exist_ok=True)
+                make_dirs(cached.parent.parent, cached.parent.name)  # never through a link
                 write_atomic(cached, json.dumps({"score": score, "answer": answer}) + "\n")
             return score, answer
         raise JudgeError(
@@ -255,18 +260,75 @@ class JudgeClient:
             f"last: {error}"
         )
 
+    @staticmethod
+    def _cached(path: Path) -> tuple[float, str] | None:
+        """A cached (score, answer), or None when the file is not one (asked again)."""
+        try:
+            row = json.loads(read_text(path, inside=path.parent, limit=1 << 22))
+            score = take(row, "score", "number", str(path))
+            answer = take(row, "answer", "str", str(path))
+        except (FileInputError, SchemaError, ValueError, AttributeError):
+            return None
+        return float(score), answer
+
     def _post(self, body: dict[str, Any], timeout: float) -> str:
-        """The answer text of one chat completion (MalformedAnswer when the reply is not one)."""
+        """The answer text of one chat completion (MalformedAnswer when the reply is not one).
+
+        `timeout` bounds the whole exchange — connecting, sending, every byte of the reply —
+        however slowly the server sends (a watchdog closes the connection when it runs out);
+        a reply beyond `max_reply_bytes` is refused unread."""
+        parts = urlsplit(self.endpoint)
+        kind = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = kind(parts.hostname, parts.port, timeout=timeout)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            sock = connection.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        watchdog = threading.Timer(timeout, expire)
+        watchdog.daemon = True
+        watchdog.start()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(
-            self.endpoint, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST"
-        )
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
-            return json.loads(raw)["choices"][0]["message"]["content"]
+            connection.request("POST", path, json.dumps(body).encode("utf-8"), headers)
+            response = connection.getresponse()
+            declared = response.getheader("Content-Length")
+            if declared and declared.isdigit() and int(declared) > self.max_reply_bytes:
+                raise MalformedAnswer(f"the reply has {declared} bytes, over the cap")
+            chunks, size = [], 0
+            while chunk := response.read1(1 << 16):
+                size += len(chunk)
+                if size > self.max_reply_bytes:
+                    raise MalformedAnswer(f"the reply is over {self.max_reply_bytes} bytes")
+                chunks.append(chunk)
+                if expired.is_set():
+                    break
+            if response.status >= 400:
+                raise urllib.error.HTTPError(
+                    self.endpoint, response.status, response.reason, response.headers, None
+                )
+        except (OSError, http.client.HTTPException) as err:
+            if expired.is_set():
+                raise TimeoutError(f"no complete answer within {timeout:g} s") from None
+            raise err
+        finally:
+            watchdog.cancel()
+            connection.close()
+        if expired.is_set():
+            raise TimeoutError(f"no complete answer within {timeout:g} s")
+        try:
+            return json.loads(b"".join(chunks))["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise MalformedAnswer("the reply is not a chat completion") from None
 
@@ -276,7 +338,12 @@ def judge_scorer(client: JudgeClient) -> Callable[[BenchItem, dict[str, Any], Pa
     the record gets the metrics (None where not judged) and the judge's answers."""
 
     def score(item: BenchItem, record: dict[str, Any], image_path: Path) -> dict[str, Any]:
-        output = image_path.read_bytes()
+        # the output as a decoded image (a regular file, its header checked), sent re-encoded:
+        # never a file's bytes as they are
+        try:
+            output = png_bytes(open_image(image_path, name=f"the output image of {item.id}"))
+        except ImageInputError as err:
+            raise JudgeError(str(err)) from None
         input_png = png_bytes(item.image()) if item.task == "edit" else None
         metrics: dict[str, Any] = {metric: None for metric in METRICS}
         answers = {}

@@ -36,13 +36,22 @@ from paradiff.bench.report import markdown_table, report_run
 from paradiff.bench.runner import RunFolder, Shard, run_benchmark, write_atomic
 from paradiff.checkpoint import is_hub_id
 from paradiff.command import (
+    MAX_BATCH_SIZE,
     CommandError,
     add_pipeline_arguments,
+    check_size_flags,
     check_writable,
     load_configured_pipeline,
+    one_line,
     output_dir,
+    sampler_overrides,
 )
+from paradiff.files import FileInputError, read_text
+from paradiff.schema import SchemaError, record, take
 
+MAX_CONCURRENCY = 64  # --concurrency: judge requests at a time
+MAX_JUDGE_TIMEOUT = 86400.0  # --judge-timeout, --judge-deadline, --judge-backoff: a day at most
+MAX_JUDGE_RETRIES = 100  # --judge-retries
 JUDGE_CACHE_DIR = "judge_cache"
 JUDGE_FILE = "judge.json"
 
@@ -81,7 +90,11 @@ def check_judge(out: Path, judge_model: str) -> None:
     """One judge per run folder: the first scoring run records it, later ones must match."""
     path = out / JUDGE_FILE
     if path.is_file():
-        earlier = json.loads(path.read_text(encoding="utf-8"))["judge_model"]
+        try:
+            row = json.loads(read_text(path, inside=out, limit=1 << 20))
+            earlier = take(record(row, str(path)), "judge_model", "text", str(path))
+        except (FileInputError, SchemaError, ValueError) as err:
+            raise CommandError(f"{path} is damaged: {one_line(err)}") from None
         if earlier != judge_model:
             raise CommandError(
                 f"{out} is scored by judge {earlier!r}: use --judge-model {earlier} or another --out"
@@ -96,9 +109,20 @@ def nothing_to_generate(items):
 
 def run_parabench(args: argparse.Namespace) -> int:
     """Every check (options, data, input images, judge, model) before the run folder is made."""
-    for name in ("batch_size", "concurrency"):
-        if getattr(args, name) < 1:
-            raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
+    for name, most in (("batch_size", MAX_BATCH_SIZE), ("concurrency", MAX_CONCURRENCY)):
+        if not 1 <= getattr(args, name) <= most:
+            bound = "at least 1" if getattr(args, name) < 1 else f"at most {most}"
+            raise CommandError(f"--{name.replace('_', '-')} must be {bound}")
+    for limit, flag in ((MAX_JUDGE_TIMEOUT, "timeout"), (MAX_JUDGE_TIMEOUT, "deadline")):
+        value = getattr(args, f"judge_{flag}")
+        if math.isfinite(value) and value > limit:
+            raise CommandError(f"--judge-{flag} must be at most {limit:g} seconds, got {value:g}")
+    if args.judge_retries > MAX_JUDGE_RETRIES:
+        raise CommandError(f"--judge-retries must be in 0..{MAX_JUDGE_RETRIES}")
+    if math.isfinite(args.judge_backoff) and args.judge_backoff > MAX_JUDGE_TIMEOUT:
+        raise CommandError(f"--judge-backoff must be at most {MAX_JUDGE_TIMEOUT:g} seconds")
+    sampler_overrides(args)  # every sampler flag typed and in range, before the model loads
+    check_size_flags(args)
     judged = not args.no_judge
     if judged and not (args.judge_url and args.judge_model):
         raise CommandError("give --judge-url and --judge-model, or --no-judge to only generate")

@@ -17,6 +17,7 @@ scorer only generates; a later run with one scores the saved answers without gen
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -33,8 +34,11 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
-from paradiff.bench.data import BenchItem
+from paradiff.bench.data import METRICS, BenchItem
+from paradiff.files import FileInputError, check_inside, make_dirs, read_text, safe_target
+from paradiff.files import write_atomic as write_file_atomic
 from paradiff.sampling.config import SamplerConfig, SamplerConfigError
+from paradiff.schema import SchemaError, record, take
 
 RUN_FILE = "run.json"
 OUTPUTS_DIR = "outputs"
@@ -108,31 +112,64 @@ def file_name(item_id: str) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file (readers never see half of it)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write `text` to `path` through a temporary file (readers never see half of it; a link
+    at `path` is replaced, never followed)."""
+    write_file_atomic(path, text)
 
 
-def read_records(paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
+def check_record(row: Any, kind: str | None, where: str) -> dict[str, Any]:
+    """A generations or scores record (any record with an id when `kind` is None), its fields
+    of the kinds the runner writes."""
+    row = record(row, where)
+    take(row, "id", "text", where)
+    for name in ("task", "category"):
+        take(row, name, "text", where, default=None)
+    if kind == GENERATIONS:
+        take(row, "image", "text", where)
+        take(row, "text", "str", where, default="")
+    if kind == SCORES:
+        for metric in METRICS:
+            take(row, metric, "number", where, default=None, nullable=True)
+    return row
+
+
+def read_records(
+    paths: Iterable[Path], root: Path | None = None, kind: str | None = None
+) -> dict[str, dict[str, Any]]:
     """id -> record of JSONL files, first occurrence kept; a torn last line (a killed write, or
-    another process mid-write) is skipped."""
+    another process mid-write) is skipped; any other line must be a record of `kind`
+    (`check_record`), else RunError naming the file and line."""
     records: dict[str, dict[str, Any]] = {}
     for path in paths:
-        for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            lines = read_text(path, inside=root).splitlines()
+        except FileInputError as err:
+            raise RunError(str(err)) from None
+        for number, line in enumerate(lines, 1):
             try:
-                record = json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError:
-                continue
-            records.setdefault(record["id"], record)
+                if number == len(lines):
+                    continue  # a torn last line
+                raise RunError(f"{path} line {number} is not JSON") from None
+            try:
+                row = check_record(row, kind, f"{path} line {number}")
+            except SchemaError as err:
+                raise RunError(str(err)) from None
+            records.setdefault(row["id"], row)
     return records
 
 
 class JsonlWriter:
     """Appends records to one JSONL file, each line handed to the OS at once (so it survives the
-    process being killed); a torn last line left by a killed run is cut off first."""
+    process being killed); a torn last line left by a killed run is cut off first. The file is
+    never reached through a link."""
 
     def __init__(self, path: Path) -> None:
+        try:
+            safe_target(path.parent, path.name)
+        except FileInputError as err:
+            raise RunError(str(err)) from None
         if path.exists():
             data = path.read_bytes()
             if data and not data.endswith(b"\n"):
@@ -141,8 +178,9 @@ class JsonlWriter:
         self.path, self.lock = path, threading.Lock()
 
     def append(self, record: dict[str, Any]) -> None:
-        with self.lock, open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        with self.lock, os.fdopen(os.open(self.path, flags, 0o644), "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
 
 
 class RunFolder:
@@ -171,7 +209,7 @@ class RunFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / RUN_FILE
         if path.is_file():
-            earlier = with_sampler_defaults(json.loads(path.read_text(encoding="utf-8")))
+            earlier = with_sampler_defaults(self.settings())
             changed = sorted(
                 k for k in settings.keys() | earlier.keys() if settings.get(k) != earlier.get(k)
             )
@@ -198,7 +236,10 @@ class RunFolder:
         path = self.root / RUN_FILE
         if not path.is_file():
             raise RunError(f"{self.root} is not a run folder (no {RUN_FILE})")
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            return record(json.loads(read_text(path, inside=self.root)), str(path))
+        except (FileInputError, SchemaError, json.JSONDecodeError) as err:
+            raise RunError(f"{path} is damaged: {err}") from None
 
     def files(self, kind: str) -> list[Path]:
         """Every shard's `kind` (generations or scores) files."""
@@ -212,11 +253,39 @@ class RunFolder:
         name = file_name(item_id)
         return f"{OUTPUTS_DIR}/{name}.png", f"{OUTPUTS_DIR}/{name}.txt"
 
+    def write_answer(self, item_id: str, text: str, image: Image.Image) -> str:
+        """Write an answer's image and reasoning (never through a link); returns the image's
+        path relative to the root."""
+        image_file, text_file = self.answer_files(item_id)
+        try:
+            make_dirs(self.root, Path(image_file).parent)
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            write_file_atomic(safe_target(self.root, image_file), buffer.getvalue())
+            write_file_atomic(safe_target(self.root, text_file), text + "\n")
+        except FileInputError as err:
+            raise RunError(str(err)) from None
+        return image_file
+
+    def answer_image(self, record: dict[str, Any]) -> Path:
+        """The output image a generation record names: a path inside the run folder."""
+        path = self.root / record["image"]
+        if Path(record["image"]).is_absolute() or ".." in Path(record["image"]).parts:
+            raise RunError(f"{self.root}: the image of {record['id']!r} is outside the run folder")
+        try:
+            check_inside(path, self.root, f"the image of {record['id']!r}")
+        except FileInputError as err:
+            raise RunError(str(err)) from None
+        return path
+
     def generated(self) -> dict[str, dict[str, Any]]:
-        return read_records(self.files(GENERATIONS))
+        records = read_records(self.files(GENERATIONS), self.root, GENERATIONS)
+        for row in records.values():
+            self.answer_image(row)
+        return records
 
     def scored(self) -> dict[str, dict[str, Any]]:
-        return read_records(self.files(SCORES))
+        return read_records(self.files(SCORES), self.root, SCORES)
 
 
 def run_benchmark(
@@ -253,7 +322,7 @@ def run_benchmark(
     }
 
     def score_one(item: BenchItem, record: dict[str, Any]) -> None:
-        metrics = score(item, record, folder.root / record["image"])
+        metrics = score(item, record, folder.answer_image(record))
         result = {"id": item.id, "task": item.task, "category": item.category, **metrics}
         scores.append(result)
         scored[item.id] = result
@@ -292,10 +361,7 @@ def _answers(
         return
     writer = JsonlWriter(folder.own_file(GENERATIONS))
     for item, text, image, extra in answer(items):
-        image_file, text_file = folder.answer_files(item.id)
-        (folder.root / image_file).parent.mkdir(parents=True, exist_ok=True)
-        image.save(folder.root / image_file)
-        (folder.root / text_file).write_text(text + "\n", encoding="utf-8")
+        image_file = folder.write_answer(item.id, text, image)
         record = {
             "id": item.id,
             "task": item.task,
