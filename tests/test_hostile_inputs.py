@@ -12,6 +12,9 @@ import json
 import math
 import os
 import shutil
+import stat
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,14 @@ def world(tmp_path_factory, tiny_shapes_model) -> dict[str, Path]:
         f"model: {{init: {shapes}}}\ndata: {{pretokenized: {root / 'pre'}}}\n"
         f"output: {{dir: {run}}}\ntrain: {{steps: 2, batch_size: 2}}\n"
     )
+    hostile_files(root, photo)
+    bench_runs(root)
+    batch_files(root / "batch", photo)
+    thesis = root / "thesis"  # the user's own folder named as a training output.dir
+    (thesis / "final").mkdir(parents=True)
+    (thesis / "log.jsonl").write_text('{"step": 5, "note": "my own log"}\n')
+    (thesis / "final" / "thesis-final.pdf").write_bytes(b"%PDF-1.4 mine")
+    (root / "thesis.yaml").write_text(recipe.read_text().replace(f"dir: {run}", f"dir: {thesis}"))
     return {
         "root": root, "model": model, "photo": photo, "mine": mine, "shapes": shapes,
         "garbage": garbage, "data": data, "run": run, "recipe": recipe, **broken,
@@ -93,6 +104,91 @@ def _garbage_weights(model: Path) -> None:
 DAMAGED_MODELS = {"nan": _nan_weight, "vocab": _small_vocab, "garbage": _garbage_weights}
 
 
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height (its pixel data is a stub: never decoded)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"x") + chunk(b"IEND", b"")
+
+
+def ico_embedding(png: bytes) -> bytes:
+    """An ICO file whose directory says 16x16 but whose one image is `png`."""
+    entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 22)
+    return struct.pack("<HHH", 0, 1, 1) + entry + png
+
+
+def hostile_files(root: Path, photo: Path) -> None:
+    """FIFOs, folders, image bombs by their headers and images wider than the limit."""
+    os.mkfifo(root / "fifo.png")
+    (root / "a-folder.png").mkdir()
+    (root / "bomb.ico").write_bytes(ico_embedding(png_header(13000, 13000)))
+    (root / "12000.png").write_bytes(png_header(12000, 12000))
+    (root / "100000.png").write_bytes(png_header(100000, 100000))
+    (root / "8192x2048.png").write_bytes(png_header(8192, 2048))
+    (root / "16384x1024.png").write_bytes(png_header(16384, 1024))
+    data = photo.read_bytes()
+    (root / "truncated.png").write_bytes(data[: len(data) - 30])
+
+
+def bench_runs(root: Path) -> None:
+    """Benchmark run folders with damaged or hostile records (each its own --out)."""
+    runs = root / "bench-runs"
+    record = {"id": "g", "task": "generation", "category": "generation", "text": "t"}
+    lines = {
+        "missing-id": [{"task": "generation", "text": "t", "image": "outputs/g.png"}],
+        "absolute-image": [{**record, "image": str(root / "letter.txt")}],
+        "linked-image": [{**record, "image": "outputs/g.png"}],
+        "scores-x": [{"x": 1}],
+        "scores-list": [[1, 2]],
+        "scores-bool": [{**record, "text_quality": True}],
+    }
+    for name, rows in lines.items():
+        folder = runs / name
+        (folder / "outputs").mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"benchmark": "parabench", "model": "m"}))
+        kind = "scores" if name.startswith("scores") else "generations"
+        (folder / f"{kind}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (runs / "linked-image" / "outputs" / "g.png").symlink_to(root / "letter.txt")
+
+
+BATCH_LINES = {
+    "steps-string": {"settings": {"image_steps": "4"}},
+    "steps-float": {"settings": {"image_steps": 1.5}},
+    "steps-bool": {"settings": {"image_steps": True}},
+    "cfg-string": {"settings": {"cfg_image": "2"}},
+    "compile-string": {"settings": {"compile": "yes"}},
+    "best-of-huge": {"settings": {"best_of": 100000, "image_temperature": 1.0}},
+    "cfg-huge": {"settings": {"cfg_text": 1e308}},
+    "settings-list": {"settings": [1]},
+    "seed-string": {"seed": "abc"},
+    "seed-huge": {"seed": 2**80},
+    "seed-bool": {"seed": True},
+    "id-bool": {"id": True},
+    "id-list": {"id": ["a"]},
+    "prompt-number": {"prompt": 7},
+}
+BATCH_IMAGES = {"image-huge": "100000.png", "image-fifo": "fifo.png", "image-wide": "8192x2048.png"}
+
+
+def batch_files(folder: Path, photo: Path) -> None:
+    """A requests file per hostile row (generation ones, and edit ones naming images)."""
+    folder.mkdir()
+    for name, change in BATCH_LINES.items():
+        row = {"id": "r", "prompt": "a cat", **change}
+        (folder / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
+    for name, image in BATCH_IMAGES.items():
+        row = {"id": "r", "instruction": "x", "image": f"../{image}"}
+        (folder / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
+    corrupt = {"id": "corrupt-one", "instruction": "x", "image": "../truncated.png"}
+    (folder / "image-corrupt.jsonl").write_text(json.dumps(corrupt) + "\n")
+    (folder / "good.jsonl").write_text(json.dumps({"id": "r", "prompt": "a cat"}) + "\n")
+    os.mkfifo(folder / "fifo.jsonl")
+
+
 def bench_data(folder: Path) -> Path:
     """A ParaBench folder per hostile row: each file is one --data."""
     (folder / "images").mkdir(parents=True)
@@ -103,7 +199,13 @@ def bench_data(folder: Path) -> Path:
         "symlink": {"id": "c", "task": "edit", "instruction": "x", "input_image": "images/ln.png"},
         "null": {"id": "d", "task": "generation", "instruction": None},
         "missing-image": {"id": "e", "task": "edit", "instruction": "x", "input_image": "no.png"},
+        "task-list": {"id": "f", "task": ["edit"], "instruction": "x"},
+        "fifo-image": {"id": "h", "task": "edit", "instruction": "x", "input_image": "fifo.png"},
+        "huge-image": {"id": "i", "task": "edit", "instruction": "x", "input_image": "big.png"},
+        "id-bool": {"id": True, "task": "generation", "instruction": "x"},
     }
+    os.mkfifo(folder / "fifo.png")
+    (folder / "big.png").write_bytes(png_header(100000, 100000))
     (folder / "images" / "ln.png").symlink_to(folder.parent / "outside.png")
     for name, row in rows.items():
         (folder / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
@@ -119,6 +221,8 @@ def snapshot(root: Path) -> dict[str, str]:
         key = str(path.relative_to(root))
         if path.is_symlink():
             state[key] = "link:" + os.readlink(path)
+        elif stat.S_ISFIFO(path.lstat().st_mode):
+            state[key] = "fifo"
         elif path.is_dir():
             state[key] = "dir"
         else:
@@ -247,6 +351,140 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
             ),
             "does not exist",
         ),  # fmt: skip
+        # files that are no regular files, images beyond the limit by their header (every format)
+        "a FIFO as --image": ((*edit, "--image", "{root}/fifo.png"), "not a regular file"),
+        "a FIFO as --paint-mask": (
+            (*edit, "--image", "{photo}", "--paint-mask", "{root}/fifo.png"),
+            "not a regular file",
+        ),
+        "a folder as --image": ((*edit, "--image", "{root}/a-folder.png"), "is a folder"),
+        "an ICO hiding a 13000 px PNG": ((*edit, "--image", "{root}/bomb.ico"), "not a PNG"),
+        "a 12000x12000 PNG": ((*edit, "--image", "{root}/12000.png"), "4096x4096"),
+        "a 100000x100000 PNG": ((*edit, "--image", "{root}/100000.png"), "4096x4096"),
+        "an 8192x2048 image": ((*edit, "--image", "{root}/8192x2048.png"), "4096x4096"),
+        "a 16384x1024 image": ((*edit, "--image", "{root}/16384x1024.png"), "4096x4096"),
+        "a truncated image": ((*edit, "--image", "{root}/truncated.png"), "truncated.png"),
+        # numeric settings beyond their stated range, refused before sampling
+        "text guidance 1e308": ((*gen, "--cfg-scale", "1e308"), "cfg_text must be a finite"),
+        "image guidance 1e308": ((*gen, "--cfg-img", "1e308"), "cfg_image must be a finite"),
+        "temperature 1e308": ((*gen, "--temperature", "1e308"), "image_temperature"),
+        "best of 100000": ((*gen, "--best-of", "100000", "--temperature", "1"), "at most 16"),
+        "a 20-digit seed": ((*gen, "--seed", "99999999999999999999"), "seed must be at most"),
+        "a negative seed": ((*gen, "--seed", "-1"), "seed must be at least 0"),
+        "a 20-digit cache refresh": (
+            (*gen, "--cache-refresh", "99999999999999999999"),
+            "cache_refresh must be at most",
+        ),
+        "a 20-digit guidance reuse": (
+            (*gen, "--guidance-reuse", "99999999999999999999"),
+            "guidance_reuse must be at most",
+        ),
+        "zero height and width": ((*gen, "--height", "0", "--width", "0"), "positive"),
+        "batch size -5 without --batch": ((*gen, "--batch-size", "-5"), "--batch-size"),
+        "--shard without --batch": ((*gen, "--shard", "0/2"), "--batch"),
+        # batch requests: one strict schema, the same ranges, images checked by their header
+        **{
+            f"batch {name}": (
+                ("generate", "--batch", f"{{root}}/batch/{name}.jsonl", *gen[2:]),
+                expected,
+            )
+            for name, expected in {
+                "steps-string": "image_steps must be a whole number",
+                "steps-float": "image_steps must be a whole number",
+                "steps-bool": "image_steps must be a whole number",
+                "cfg-string": "cfg_image must be a number",
+                "compile-string": "compile must be true or false",
+                "best-of-huge": "best_of must be at most 16",
+                "cfg-huge": "cfg_text must be a finite",
+                "settings-list": "'settings' must be a JSON object",
+                "seed-string": "'seed' must be a whole number",
+                "seed-huge": "seed must be at most",
+                "seed-bool": "'seed' must be a whole number",
+                "id-bool": "'id' must be",
+                "id-list": "'id' must be",
+                "prompt-number": "'prompt' must be",
+            }.items()
+        },
+        **{
+            f"batch {name}": (("edit", "--batch", f"{{root}}/batch/{name}.jsonl", *edit[2:]), exp)
+            for name, exp in {
+                "image-huge": "4096x4096",
+                "image-fifo": "not a regular file",
+                "image-wide": "4096x4096",
+                "image-corrupt": "item corrupt-one",
+            }.items()
+        },
+        "batch file a FIFO": (
+            ("generate", "--batch", "{root}/batch/fifo.jsonl", *gen[2:]),
+            "not a regular file",
+        ),
+        "batch zero height and width": (
+            (
+                "generate",
+                "--batch",
+                "{root}/batch/good.jsonl",
+                *gen[2:],
+                "--height",
+                "0",
+                "--width",
+                "0",
+            ),
+            "positive",
+        ),  # fmt: skip
+        "batch size 0": (
+            ("generate", "--batch", "{root}/batch/good.jsonl", *gen[2:], "--batch-size", "0"),
+            "--batch-size",
+        ),
+        # ParaBench records and run folders: the same schema; images only from inside
+        "bench task a list": ((*bench, "--data", "{data}/task-list.jsonl"), "unknown task"),
+        "bench id a bool": ((*bench, "--data", "{data}/id-bool.jsonl"), "id must be"),
+        "bench FIFO input image": (
+            (*bench, "--data", "{data}/fifo-image.jsonl"),
+            "not a regular file",
+        ),
+        "bench huge input image": ((*bench, "--data", "{data}/huge-image.jsonl"), "4096x4096"),
+        "bench concurrency 10**6": ((*bench, *good, "--concurrency", "1000000"), "at most 64"),
+        "bench rerun, generation without id": (
+            (*bench[:4], "--out", "{root}/bench-runs/missing-id", "--no-judge", *good),
+            "has no id",
+        ),
+        "bench scoring an absolute image": (
+            (*bench[:4], "--out", "{root}/bench-runs/absolute-image", "--no-judge", *good),
+            "outside the run folder",
+        ),
+        "bench scoring a linked image": (
+            (*bench[:4], "--out", "{root}/bench-runs/linked-image", "--no-judge", *good),
+            "outside the folder",
+        ),
+        "report of a scores line without id": (
+            ("bench", "report", "{root}/bench-runs/scores-x"),
+            "has no id",
+        ),
+        "report of a scores line that is a list": (
+            ("bench", "report", "{root}/bench-runs/scores-list"),
+            "not a JSON object",
+        ),
+        "report of a score true": (
+            ("bench", "report", "{root}/bench-runs/scores-bool"),
+            "'text_quality' must be a finite number",
+        ),
+        # training and model folders that hold the user's files
+        "train into the user's folder": (
+            ("train", "sft", "--config", "{root}/thesis.yaml"),
+            "not a paradiff run",
+        ),
+        "train --overwrite of the user's folder": (
+            ("train", "sft", "--config", "{root}/thesis.yaml", "--overwrite"),
+            "not a paradiff run",
+        ),
+        "train --resume in the user's folder": (
+            ("train", "sft", "--config", "{root}/thesis.yaml", "--resume"),
+            "not a paradiff run",
+        ),
+        "init-model over the user's folder": (
+            ("shapes", "init-model", "--out", "{mine}"),
+            "not empty",
+        ),
         "app on port 0": (("app", "--port", "0"), "--port"),
         "app on a device that is no device": (("app", "--device", "gpu!"), "not a device"),
         "app on a host that does not resolve": (("app", "--host", "256.1.1.1"), "not an address"),
@@ -257,8 +495,8 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
 CASES = _cases()
 
 
-def test_the_table_holds_at_least_forty_hostile_inputs():
-    assert len(CASES) >= 40
+def test_the_table_holds_at_least_a_hundred_hostile_inputs():
+    assert len(CASES) >= 100
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
