@@ -18,7 +18,15 @@ per batch) and pi_ref the frozen initial (SFT) model, the loss is
     k3 = pi_ref / pi_theta - log(pi_ref / pi_theta) - 1,
 
 over the (rollout, scored step) units U that decoded at least one token; `train.updates_per_batch`
-optimizer steps are taken on each rollout batch. Checkpoints are loadable pipelines plus
+optimizer steps are taken on each rollout batch.
+
+`train.estimator: masked` (with `reward.at: final`) scores every token of the final answer
+instead of the few decoded at s steps: each of `train.mask_draws` units per rollout masks the
+answer x_T at a random ratio t ~ U(0, 1) and takes log pi(o | masked x_T) at the masked
+positions — the one-forward likelihood estimate of masked-diffusion GRPO, the loss above
+otherwise unchanged. `train.advantage: positive` keeps only advantages above 0 (rollouts better
+than their group's mean are learned from, the others are left alone). `eval.call` logs held-out
+scores before the first step, every `eval.every` steps and at the end. Checkpoints are loadable pipelines plus
 `training_state.pt` (as SFT's); `--resume` continues from the latest one. Prompts, row seeds
 and scored steps come from generators seeded by (seed, step), so a resumed run repeats an
 uninterrupted one.
