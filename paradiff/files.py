@@ -107,6 +107,13 @@ def read_text(path, inside=None, limit: int | None = MAX_TEXT_BYTES, what: str =
         raise FileInputError(f"{what} {os.fspath(path)} is not UTF-8 text") from None
 
 
+def _known_formats() -> list[str]:
+    """The formats of IMAGE_FORMATS this Pillow reads (its plugins registered once)."""
+    if not all(f in Image.OPEN for f in IMAGE_FORMATS):
+        Image.init()
+    return [f for f in IMAGE_FORMATS if f in Image.OPEN]
+
+
 def check_image_size(width: int, height: int, name: str) -> None:
     if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
         raise ImageInputError(
@@ -141,9 +148,7 @@ def open_image(
     with handle, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is lower
         try:
-            Image.init()  # every plugin registered, so that `formats` names known ones only
-            formats = [f for f in IMAGE_FORMATS if f in Image.OPEN]
-            with Image.open(handle, formats=formats) as opened:
+            with Image.open(handle, formats=_known_formats()) as opened:
                 check_image_size(opened.width, opened.height, name)
                 if not decode:
                     return opened

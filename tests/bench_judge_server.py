@@ -9,8 +9,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # What the server does for a request: answer well, answer text without a score, answer a body
-# that is not a chat completion, answer an HTTP status, or answer late (after `slow_s`).
-BEHAVIOURS = ("good", "malformed", "not_json", "429", "500", "400", "slow")
+# that is not a chat completion, answer an HTTP status, answer late (after `slow_s`), send its
+# good answer one byte every `slow_s` (drip), or stream 64 MiB without a length (huge).
+BEHAVIOURS = ("good", "malformed", "not_json", "429", "500", "400", "slow", "drip", "huge")
 
 
 class JudgeServer:
@@ -55,8 +56,19 @@ class JudgeServer:
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
+                    if behaviour == "huge":
+                        self.end_headers()
+                        for _ in range(1024):
+                            self.wfile.write(b" " * (1 << 16))
+                        return
                     self.send_header("Content-Length", str(len(reply)))
                     self.end_headers()
+                    if behaviour == "drip":
+                        for byte in reply:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(server.slow_s)
+                        return
                     self.wfile.write(reply)
                 except OSError:  # the client gave up (timeout)
                     pass

@@ -7,6 +7,7 @@ anything is allocated, and a silent judge gives up in time."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -14,6 +15,9 @@ import os
 import shutil
 import stat
 import struct
+import time
+import tracemalloc
+import warnings
 import zlib
 from pathlib import Path
 
@@ -23,14 +27,15 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from paradiff.bench.data import BenchDataError, load_parabench
-from paradiff.bench.judge import JudgeClient, JudgeError
+from paradiff.bench.judge import JudgeClient, JudgeError, MalformedAnswer, parse_score
 from paradiff.cli import main
 from paradiff.command import OUTPUT_MANIFEST, CommandError, publish
 from paradiff.files import SAVE_TOKEN, SCRATCH_MARKER
 from paradiff.layout import Layout
 from paradiff.pipeline import ParallelPipeline, PipelineInputError
 from paradiff.training.recipe import RecipeError
-from paradiff.training.runs import LATEST_FILE, LOG_FILE, RunFolder
+from paradiff.training.runs import LATEST_FILE, LOG_FILE, RUN_MARKER, RunFolder
+from tests.bench_judge_server import JudgeServer
 from tests.tiny_pipeline import build_tiny_pipeline
 
 
@@ -785,3 +790,170 @@ def test_cuda_on_a_machine_without_it_is_one_line(world, capsys):
     argv = ["generate", "a cat", "--model", str(world["model"]), "--out", str(world["root"] / "o")]
     assert main([*argv, "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+# -- 10: batch output keeps the rules of single runs ---------------------------------------------
+def _batch(world, requests: Path, out: Path, *extra: str) -> list[str]:
+    model = str(world["model"])
+    return ["generate", "--batch", str(requests), "--model", model, "--out", str(out), "--quiet", *extra]  # fmt: skip
+
+
+def _two_requests(folder: Path) -> Path:
+    requests = folder / "requests.jsonl"
+    requests.write_text("".join(json.dumps({"id": i, "prompt": "a cat"}) + "\n" for i in "ab"))
+    return requests
+
+
+def test_a_batch_rerun_never_replaces_a_users_file_in_a_request_folder(world, tmp_path, capsys):
+    requests, out = _two_requests(tmp_path), tmp_path / "out"
+    assert main(_batch(world, requests, out, "--shard", "0/2")) == 0  # request a only
+    (out / "b").mkdir()
+    (out / "b" / "image.png").write_bytes(b"the user's own picture")
+    before = snapshot(tmp_path)
+    assert main(_batch(world, requests, out)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "holds no paradiff output" in err, err
+    assert snapshot(tmp_path) == before
+    (out / "b" / "image.png").unlink()  # the user moves it away: the re-run completes
+    assert main(_batch(world, requests, out)) == 0
+    assert json.loads((out / "b" / OUTPUT_MANIFEST).read_text())["files"].keys() == set(
+        OUTPUT_FILES
+    )
+
+
+def test_a_batch_never_writes_through_a_planted_link(world, tmp_path, capsys):
+    requests, out = _two_requests(tmp_path), tmp_path / "out"
+    assert main(_batch(world, requests, out, "--shard", "0/2")) == 0
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "keep.txt").write_text("mine")
+    (out / "b").symlink_to("../outside")
+    before = snapshot(tmp_path)
+    assert main(_batch(world, requests, out)) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
+
+
+# -- 11: a training folder holds a paradiff run, or it is refused --------------------------------
+def test_a_training_folder_of_the_users_files_is_refused_whatever_the_flags(tmp_path):
+    root = tmp_path / "thesis"
+    (root / "final").mkdir(parents=True)
+    (root / LOG_FILE).write_text('{"step": 9}\n{"step": 12, "note": "mine"}\n')
+    (root / "final" / "thesis-final.pdf").write_bytes(b"%PDF mine")
+    before = snapshot(tmp_path)
+    for resume, overwrite in ((False, False), (True, False), (False, True)):
+        with pytest.raises(RecipeError, match="not a paradiff run"):
+            RunFolder(root).start(resume=resume, overwrite=overwrite)
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_removes_the_whole_old_run_and_nothing_else(tmp_path, pipe):
+    run = tmp_path / "run"
+    folder = RunFolder(run)
+    folder.start(resume=False, overwrite=False)
+    folder.write_checkpoint(pipe, 1, {"step": 1}, keep=2)
+    folder.log({"step": 1})
+    (run / "tensorboard" / "sft").mkdir(parents=True)
+    (run / "tensorboard" / "sft" / "events.out").write_bytes(b"old run")
+    (run / "notes.md").write_text("the user's notes in the run folder")
+    RunFolder(run).start(resume=False, overwrite=True)
+    assert sorted(p.name for p in run.iterdir()) == [RUN_MARKER, "notes.md"]
+    assert (run / "notes.md").read_text() == "the user's notes in the run folder"
+
+
+# -- 12: a judge sees only images from inside the run folder, and answers in time --------------
+def test_a_score_that_is_no_number_is_no_score():
+    assert parse_score('{"score": 7}') == 70.0
+    for answer in ('{"score": true}', '{"score": "7"}', '{"score": null}', '{"score": [7]}'):
+        with pytest.raises(MalformedAnswer):
+            parse_score(answer)
+
+
+MESSAGES = [{"role": "system", "content": "Metric: text_quality"}, {"role": "user", "content": "x"}]
+
+
+def test_a_judge_sending_a_byte_at_a_time_gives_up_at_the_deadline():
+    with JudgeServer(script=["drip"] * 4, slow_s=0.05) as server:
+        client = JudgeClient(server.url, "j", timeout=0.5, retries=1, backoff=0, deadline=0.8)
+        started = time.monotonic()
+        with pytest.raises(JudgeError, match="within"):
+            client.score(MESSAGES)
+        assert time.monotonic() - started < 1.5  # the reply would take about 5 s per attempt
+
+
+def test_a_huge_judge_reply_is_refused_unread():
+    with JudgeServer(script=["huge"] * 2) as server:
+        client = JudgeClient(server.url, "j", retries=0, max_reply_bytes=1 << 20)
+        tracemalloc.start()
+        with pytest.raises(JudgeError, match="over"):
+            client.score(MESSAGES)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 8 << 20  # the server streams 64 MiB
+
+
+@pytest.fixture(scope="module")
+def generated_run(world, tmp_path_factory) -> Path:
+    """A --no-judge ParaBench run of one item (outputs/g.png), to be scored later."""
+    out = tmp_path_factory.mktemp("scored") / "run"
+    argv = [
+        "bench", "parabench", "--model", str(world["model"]), "--out", str(out), "--no-judge",
+        "--data", str(world["data"] / "good.jsonl"), "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+@pytest.mark.parametrize("damage", ["link", "absolute", "text"])
+def test_scoring_sends_the_judge_only_images_of_the_run_folder(
+    damage, generated_run, world, tmp_path, capsys
+):
+    run = Path(shutil.copytree(generated_run, tmp_path / "run", symlinks=True))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("a secret that must stay here")
+    if damage == "link":
+        (run / "outputs" / "g.png").unlink()
+        (run / "outputs" / "g.png").symlink_to(secret)
+    elif damage == "absolute":
+        line = json.loads((run / "generations.jsonl").read_text())
+        (run / "generations.jsonl").write_text(json.dumps({**line, "image": str(secret)}) + "\n")
+    else:  # inside, a regular file, but no image
+        (run / "outputs" / "g.png").write_text("a secret that must stay here")
+    before = snapshot(tmp_path)
+    with JudgeServer() as server:
+        argv = [
+            "bench", "parabench", "--out", str(run), "--judge-url", server.url,
+            "--judge-model", "j", "--data", str(world["data"] / "good.jsonl"), "--quiet",
+            "--judge-retries", "0",
+        ]  # fmt: skip
+        code = main(argv)
+        sent = json.dumps(server.requests)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert base64.b64encode(secret.read_bytes()).decode() not in sent and "secret" not in sent
+    assert {k: v for k, v in snapshot(tmp_path).items() if "judge" not in k} == {
+        k: v for k, v in before.items() if "judge" not in k
+    }
+
+
+# -- 13: image headers of every format are checked before decoding, without warnings -----------
+@pytest.mark.parametrize("name", ["bomb.ico", "12000.png", "100000.png", "8192x2048.png"])
+def test_an_image_beyond_the_limit_is_refused_undecoded_and_silently(name, world, monkeypatch):
+    from paradiff.image_tokenizers.base import ImageInputError, load_image
+
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageInputError):
+            load_image(world["root"] / name)
+    assert decoded == [] and caught == []
+
+
+def test_a_fifo_is_refused_at_once(world):
+    from paradiff.files import FileInputError, read_text
+
+    started = time.monotonic()
+    for path in (world["root"] / "fifo.png", world["root"] / "batch" / "fifo.jsonl"):
+        with pytest.raises(FileInputError, match="not a regular file"):
+            read_text(path)
+    assert time.monotonic() - started < 1
