@@ -115,6 +115,8 @@ def request_item(row: dict[str, Any], task: str, base: Path, where: str) -> Benc
         if "image" not in row:
             raise BatchError(f"{where}: an edit request needs an image path")
         image = base / take(row, "image", "text", where)
+        if not image.exists():
+            raise BatchError(f"{where}: no image at {image}")
         try:
             open_image(image, decode=False)  # a regular file; its size from the header
         except ImageInputError as err:

@@ -68,7 +68,7 @@ def open_regular(
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise FileInputError(f"no {what} at {os.fspath(path)}") from None
+        raise FileInputError(f"cannot read {what} {os.fspath(path)}: no such file") from None
     except OSError as err:
         raise FileInputError(
             f"cannot read {what} {os.fspath(path)}: {err.strerror or err}"
@@ -76,8 +76,8 @@ def open_regular(
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise FileInputError(f"{what} {os.fspath(path)} is {kind}")
+            kind = "it is a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise FileInputError(f"cannot read {what} {os.fspath(path)}: {kind}")
         if limit is not None and info.st_size > limit:
             raise FileInputError(
                 f"{what} {os.fspath(path)} has {info.st_size} bytes, more than the {limit} "

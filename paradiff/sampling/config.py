@@ -59,6 +59,8 @@ def check_setting(name: str, value: Any) -> None:
         low, high = INT_RANGES[name]
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise SamplerConfigError(f"{name} must be a whole number, got {value!r}")
+        if value < 0 and name in ("cache_refresh", "guidance_reuse"):
+            raise SamplerConfigError(f"{name} must be at least 1 (0 turns it off), got {value}")
         if value < low:
             raise SamplerConfigError(f"{name} must be at least {low}, got {value}")
         if value > high:
@@ -69,7 +71,7 @@ def check_setting(name: str, value: Any) -> None:
             raise SamplerConfigError(f"{name} must be a number, got {value!r}")
         if not (math.isfinite(value) and low <= value <= high):  # NaN fails both comparisons
             raise SamplerConfigError(
-                f"{name} must be a finite number in [{low:g}, {high:g}], got {value}"
+                f"{name} must be a finite non-negative number at most {high:g}, got {value}"
             )
     elif name == "text_threshold":
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
