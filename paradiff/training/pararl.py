@@ -83,6 +83,9 @@ DEFAULTS: dict[str, Any] = {
         "image_steps": None,
         "remasking": None,
         "mode": None,
+        # a speed preset (fast: cached forwards) makes rollouts cheaper; the loss still scores
+        # them with full forwards, so the sampling policy is the scored one only approximately
+        "speed": None,
     },
     "reward": {
         "kind": "clip",  # clip, colour_share, or a registered kind (scene_agreement, shapes_judge)
@@ -140,7 +143,7 @@ DEFAULTS: dict[str, Any] = {
 REWARD_AT = ("trajectory", "final")
 ESTIMATORS = ("steps", "masked")
 ADVANTAGES = ("group", "positive")
-ROLLOUT_SAMPLER_KEYS = ("text_steps", "image_steps", "remasking", "mode")
+ROLLOUT_SAMPLER_KEYS = ("text_steps", "image_steps", "remasking", "mode", "speed")
 STATS_FILE = "reward_stats.json"
 STATS_STREAM = 1  # generator stream of the statistics rollouts (training steps use 0)
 MASK_STREAM = 2  # generator stream of the masked estimator's masks
@@ -246,14 +249,10 @@ class ParaRLRun:
         self.folder = RunFolder(config["output"]["dir"], extra_files=(STATS_FILE,))
         self.out = self.folder.root
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        start_from = self.folder.start(resume, overwrite)
-        resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
-        self.tracker = Tracker(config["output"], "pararl", config)
+        # everything that can refuse the recipe comes before the folder is touched
         init = str(config["model"]["init"])
-        self.reference = ParallelPipeline.from_pretrained(init, "float32", device).model
-        self.reference.eval().requires_grad_(False)
-        self.pipe = ParallelPipeline.from_pretrained(str(start_from or init), "float32", device)
-        self.sampler_config = rollout_sampler_config(self.pipe.sampler_defaults, config["rollout"])
+        initial = ParallelPipeline.from_pretrained(init, "float32", device)
+        self.sampler_config = rollout_sampler_config(initial.sampler_defaults, config["rollout"])
         self.n_steps = len(make_plan(self.sampler_config))
         start, stop = config["reward"]["window"]
         self.window = step_window(self.n_steps, float(start), float(stop))
@@ -263,9 +262,14 @@ class ParaRLRun:
                 f" steps of reward.window {config['reward']['window']}"
             )
         self.records, image_root = load_records(config["data"]["records"], config["data"]["limit"])
-        self.rollouts = RolloutSampler(self.pipe, self.sampler_config, image_root)
         reward_cfg = config["reward"]
         self.reward = reward or build_reward(reward_cfg["kind"], reward_cfg, device)
+        start_from = self.folder.start(resume, overwrite)
+        resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
+        self.tracker = Tracker(config["output"], "pararl", config)
+        self.reference = initial.model.eval().requires_grad_(False)
+        self.pipe = ParallelPipeline.from_pretrained(str(start_from or init), "float32", device)
+        self.rollouts = RolloutSampler(self.pipe, self.sampler_config, image_root)
         self.optimizer = torch.optim.AdamW(
             self.pipe.model.parameters(),
             lr=float(train["lr"]),
