@@ -226,6 +226,8 @@ class Batch:
     """Left-padded sequences whose answer parts share positions across rows.
 
     `output_image` (h*w,) and `text` (N,) index every row; `attention_mask` is 0 on padding.
+    The last `n_uncond` rows are the unconditional twins of the first `n_uncond` (classifier-free
+    guidance): 0 when the batch carries none, else the number of conditional rows.
     """
 
     ids: torch.Tensor  # (B, L)
@@ -233,6 +235,19 @@ class Batch:
     output_image: torch.Tensor  # (h * w,)
     text: torch.Tensor  # (N,)
     grid: tuple[int, int]
+    n_uncond: int = 0
+
+    @property
+    def n_cond(self) -> int:
+        """The conditional rows: the first rows, whose answers are sampled."""
+        return self.ids.shape[0] - self.n_uncond
+
+    def with_unconditional(self, n_uncond: int) -> Batch:
+        """This batch with its last `n_uncond` rows marked as the twins of the first."""
+        rows = self.ids.shape[0]
+        if n_uncond not in (0, rows - n_uncond):
+            raise LayoutError(f"{n_uncond} unconditional rows in a batch of {rows}")
+        return dataclasses.replace(self, n_uncond=n_uncond)
 
     @property
     def answer_start(self) -> int:
@@ -398,8 +413,16 @@ class Layout:
             grid=(h, w),
         )
 
-    def collate(self, sequences: Sequence[Sequence1D]) -> Batch:
-        """Left-pad sequences to one length; their answer parts must have the same shape."""
+    def collate(
+        self, sequences: Sequence[Sequence1D], unconditional: Sequence[Sequence1D] = ()
+    ) -> Batch:
+        """Left-pad sequences to one length; their answer parts must have the same shape.
+
+        `unconditional`, when given, holds one unconditional twin per sequence (for guidance),
+        appended after them and marked in the batch's `n_uncond`."""
+        if unconditional:
+            batch = self.collate([*sequences, *unconditional])
+            return batch.with_unconditional(len(unconditional))
         if not sequences:
             raise LayoutError("cannot collate an empty list of sequences")
         length = max(len(seq.ids) for seq in sequences)

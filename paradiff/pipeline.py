@@ -248,15 +248,15 @@ class ParallelPipeline:
             cond, uncond = self.build_sequences(task, request, config, height, width)
             conditional.append(cond)
             unconditional.append(uncond)
-        guided = config.cfg_image > 0 or config.cfg_text > 0
-        batch = self.layout.collate(conditional + (unconditional if guided else []))
+        guided = config.cfg_image > 0 or config.cfg_text > 0  # twins only for guidance
+        batch = self.layout.collate(conditional, unconditional if guided else ())
         seeds = [config.seed if r.seed is None else r.seed for r in requests]
         seeds = [s if s is not None else int(torch.seed() % 2**31) for s in seeds]
         encoded = time.perf_counter()
         sampler = ParallelSampler(self.model, self.space, config)
         if on_partial is not None:
             on_step = self._partial_answers(batch, on_step, on_partial)
-        out = sampler(batch, n_cond=len(requests), seeds=seeds, on_step=on_step)
+        out = sampler(batch, seeds=seeds, on_step=on_step)
         sampled = time.perf_counter()
         device = tokenizer_device(self.image_tokenizer)
         images = to_pil(self.image_tokenizer.decode(out.image_codes.to(device)).float().cpu())

@@ -1,15 +1,16 @@
 """The parallel sampler, its settings and schedules."""
 
 from paradiff.sampling.config import SamplerConfig, SamplerConfigError
-from paradiff.sampling.reference import ReferenceSampler
-from paradiff.sampling.sampler import ParallelSampler, SampleOutput, StepPlan, make_plan
+from paradiff.sampling.plan import SamplerProfile, StepPlan
+from paradiff.sampling.sampler import ParallelSampler, SampleOutput, make_plan, sampler_for
 
 __all__ = [
     "ParallelSampler",
-    "ReferenceSampler",
     "SampleOutput",
     "SamplerConfig",
     "SamplerConfigError",
+    "SamplerProfile",
     "StepPlan",
     "make_plan",
+    "sampler_for",
 ]

@@ -1,6 +1,7 @@
-"""The forwards of the fast settings: cached keys/values, partial passes, reused guidance.
+"""The forward each step runs: the exact full forward, or the fast settings' cached one.
 
-Approximations of the exact step (a full forward of every row each step), each a setting:
+`step_forward` picks one per run. `FullForward` runs every position of the rows the step needs.
+`CachedForward` (cached keys/values, partial passes, reused guidance) takes approximations of the exact step (a full forward of every row each step), each a setting:
 - `cache_refresh` r: every r-th step runs the full forward and refills the key/value cache; the
   steps between compute only the positions the step decodes (the open text block, the output
   image) against the cached keys/values of the rest: the prompt and input image (a prefix cache),
@@ -21,20 +22,55 @@ data-dependent shape), so the loop needs no host synchronisation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from paradiff.layout import Batch
 from paradiff.model import MaskPredictor
 from paradiff.sampling.config import SamplerConfig
-from paradiff.sampling.schedules import cosine_masked
+from paradiff.sampling.plan import StepPlan
+from paradiff.sampling.state import RunState
+
+Forward = Callable[[int, StepPlan, bool], tuple[torch.Tensor, int, int]]
+
+
+def step_forward(
+    model: MaskPredictor, config: SamplerConfig, run: RunState, plan: list[StepPlan]
+) -> Forward:
+    """The forward of one run: `forward(step, step_plan, with_uncond)` returns the hidden states
+    (R, L, d) the step reads, the rows and the positions it computed."""
+    if config.fast:
+        return CachedForward(model, config, run, plan)
+    return FullForward(model, run)
+
+
+class FullForward:
+    """The exact step's forward: every position of the conditional rows, and of their
+    unconditional twins when the step is guided."""
+
+    def __init__(self, model: MaskPredictor, run: RunState) -> None:
+        self.model, self.run = model, run
+
+    def __call__(self, step: int, plan: StepPlan, with_uncond: bool):
+        run = self.run
+        rows = 2 * run.n_cond if with_uncond else run.n_cond
+        hidden = self.model.hidden_states(run.ids[:rows], run.batch.attention_mask[:rows])
+        return hidden, rows, rows * run.ids.shape[1]
 
 
 class CachedForward:
-    """The hidden states (R, L, d) each step reads, for one sampler run over `batch`."""
+    """The hidden states (R, L, d) each step reads, for one sampler run, with the fast settings."""
 
-    def __init__(self, model: MaskPredictor, config: SamplerConfig, batch: Batch, n_cond: int):
-        self.model, self.config, self.batch, self.n_cond = model, config, batch, n_cond
-        rows, length = batch.ids.shape
+    def __init__(
+        self, model: MaskPredictor, config: SamplerConfig, run: RunState, plan: list[StepPlan]
+    ):
+        self.model, self.config, self.run = model, config, run
+        self.batch, self.n_cond = run.batch, run.n_cond
+        self.active = None  # image_recompute 'active' (validated to come with cache_refresh)
+        if config.image_recompute == "active":
+            steps = [p for p in plan if p.image is not None]
+            self.active = ActiveImage(run.batch.output_image, run.masked_at_start, steps)
+        rows, length = run.batch.ids.shape
         self.hidden = torch.zeros(rows, length, model.config.d_model, device=model.device)
         self.hidden = self.hidden.to(model.dtype)  # the newest hidden state of every position
         self.cache = model.new_cache(rows, length) if config.cache_refresh else None
@@ -46,7 +82,18 @@ class CachedForward:
             forward = torch.compile(forward, dynamic=True)
         self.forward = forward
 
-    def __call__(
+    def __call__(self, step: int, plan: StepPlan, wants_uncond: bool):
+        """Hidden states for step `step` of the run's ids; the step reads the open text block and
+        the output image (all of it, or with `image_recompute` 'active' the active positions).
+        Returns (hidden (R, L, d), rows computed, positions computed)."""
+        run = self.run
+        text_at = run.text_block(plan.text) if plan.text else None
+        image_at = run.batch.output_image if plan.image is not None else None
+        if image_at is not None and self.active is not None:
+            image_at = self.active.positions(run.image_now() == run.mask_id)
+        return self._hidden(step, run.ids, wants_uncond, text_at, image_at)
+
+    def _hidden(
         self,
         step: int,
         ids: torch.Tensor,
@@ -56,7 +103,7 @@ class CachedForward:
     ) -> tuple[torch.Tensor, int, int]:
         """Hidden states for step `step` of `ids` (R, L); the step reads the open text block's
         positions `text_at` (P,) and the output image's `image_at` (P,) or per row (B, P), or
-        None. Returns (hidden (R, L, d), rows computed, positions computed)."""
+        None."""
         cfg, n = self.config, self.n_cond
         run_uncond = wants_uncond and (
             cfg.guidance_reuse == 0 or self.guided_steps % cfg.guidance_reuse == 0
@@ -76,21 +123,26 @@ class CachedForward:
             self.filled_rows = max(self.filled_rows, rows)
             computed = rows * length
         else:
-            at = row_positions(n, text_at, image_at)  # (n, P)
-            if run_uncond and cfg.uncond_recompute == "guided":
-                guided = row_positions(
-                    n,
-                    text_at if cfg.cfg_text > 0 else None,
-                    image_at if cfg.cfg_image > 0 else None,
-                )
-                computed = self._partial(ids, 0, n, at) + self._partial(ids, n, 2 * n, guided)
-            else:  # the unconditional rows (if any) compute the same positions
-                computed = self._partial(ids, 0, rows, at.repeat(rows // n, 1))
+            computed = self._partial_step(ids, rows, run_uncond, text_at, image_at)
         if run_uncond and cfg.guidance_reuse:
             self.residual = self.hidden[:n] - self.hidden[n:]
         elif wants_uncond and self.residual is not None:
             self.hidden[n:] = self.hidden[:n] - self.residual
         return self.hidden, rows, computed
+
+    def _partial_step(self, ids, rows, run_uncond, text_at, image_at) -> int:
+        """A step between full forwards: the positions the step reads, of `rows` rows, against the
+        cache (with `uncond_recompute` 'guided' the unconditional rows compute only the guided
+        modalities' positions); returns the number of positions computed."""
+        cfg, n = self.config, self.n_cond
+        at = row_positions(n, text_at, image_at)  # (n, P)
+        if run_uncond and cfg.uncond_recompute == "guided":
+            guided = row_positions(
+                n, text_at if cfg.cfg_text > 0 else None, image_at if cfg.cfg_image > 0 else None
+            )
+            return self._partial(ids, 0, n, at) + self._partial(ids, n, 2 * n, guided)
+        # the unconditional rows (if any) compute the same positions
+        return self._partial(ids, 0, rows, at.repeat(rows // n, 1))
 
     def _partial(self, ids: torch.Tensor, start: int, stop: int, at: torch.Tensor) -> int:
         """Compute positions `at` (stop - start, P) of rows start..stop against the cache; returns
@@ -123,9 +175,11 @@ class ActiveImage:
     first two image steps, then the most the cosine schedule leaves masked after image step j - 2
     in any row (an upper bound: a row with fewer active positions pads with others)."""
 
-    def __init__(self, image_pos: torch.Tensor, masked_at_start: list[int], progress: list[float]):
+    def __init__(
+        self, image_pos: torch.Tensor, masked_at_start: list[int], image_steps: list[StepPlan]
+    ):
         first = max(masked_at_start, default=0)
-        later = [max((cosine_masked(m, p) for m in masked_at_start), default=0) for p in progress]
+        later = [max(map(p.image_masked, masked_at_start), default=0) for p in image_steps]
         self.counts = [first, first, *later[:-2]]  # per image step
         self.image_pos = image_pos  # (P,)
         self.previous: torch.Tensor | None = None  # (B, P) masked before the previous image step

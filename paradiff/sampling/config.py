@@ -230,6 +230,7 @@ class SamplerConfig:
         self.validate()
 
     def validate(self) -> None:
+        """Every setting's type and range, then the settings that need one another."""
         for field in dataclasses.fields(self):
             check_setting(field.name, getattr(self, field.name))
         if self.profile == "default" and self.text_gen_length % self.text_block_length:
@@ -254,6 +255,10 @@ class SamplerConfig:
                 f"best_of {self.best_of} needs a text or image temperature above 0 "
                 "(greedy candidates are all the same: set best_of to 1)"
             )
+        self._validate_choices()
+
+    def _validate_choices(self) -> None:
+        """The named choices and the settings that need one another."""
         for name, allowed in SETTING_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise SamplerConfigError(

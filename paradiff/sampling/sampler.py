@@ -13,93 +13,36 @@ modality is guided, with their answer parts copied from the conditional rows fir
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
 from paradiff.layout import Batch, TokenSpace
 from paradiff.model import MaskPredictor
 from paradiff.sampling.best_of import candidate_seeds, image_given_text_score
-from paradiff.sampling.cache import ActiveImage, CachedForward, leading_columns
+from paradiff.sampling.cache import leading_columns, step_forward
 from paradiff.sampling.config import SamplerConfig
-from paradiff.sampling.schedules import (
-    block_text_plan,
-    cosine_masked,
-    halton_order,
-    spread_steps,
-)
+from paradiff.sampling.plan import DEFAULT, SamplerProfile, StepPlan
+from paradiff.sampling.reference import REFERENCE
+from paradiff.sampling.state import RunState, SampleOutput
+
+__all__ = ["ParallelSampler", "SampleOutput", "StepPlan", "make_plan", "sampler_for"]
+
+PROFILES = {profile.name: profile for profile in (DEFAULT, REFERENCE)}
 
 
-@dataclass(frozen=True)
-class StepPlan:
-    """What one step of the timeline decodes.
-
-    text: (block index, tokens to reveal) or None; image: the cosine progress reached after this
-    step (in (0, 1]) or None; last_image: whether this is the final image step; text_open: the
-    most tokens of the open block still masked before this step (the schedule's count; fewer
-    when a confidence threshold revealed more).
-    """
-
-    text: tuple[int, int] | None
-    image: float | None
-    last_image: bool = False
-    text_open: int = 0
+def sampler_for(profile: str) -> SamplerProfile:
+    """The timeline and step rules of a profile name ('default' or 'reference')."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown sampler profile {profile!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[profile]
 
 
 def make_plan(config: SamplerConfig) -> list[StepPlan]:
     """The timeline of `config` (its speed preset applied): parallel, sequential, or its
     profile's own."""
     config = config.resolved()
-    return ParallelSampler.for_profile(config.profile).make_plan(config)
-
-
-def default_plan(config: SamplerConfig) -> list[StepPlan]:
-    """The default profile's timeline: text blocks and image steps spread over one timeline
-    (parallel), or all text steps before the image steps (sequential)."""
-    text = block_text_plan(config.text_gen_length, config.text_block_length, config.text_steps)
-    revealed: dict[int, int] = {}  # block -> tokens the schedule revealed before this text step
-    text_open = []  # per text step
-    for block, count in text:
-        text_open.append(config.text_block_length - revealed.get(block, 0))
-        revealed[block] = revealed.get(block, 0) + count
-    image_count = config.image_steps
-    if config.mode == "sequential":
-        steps = [StepPlan(t, None, text_open=n) for t, n in zip(text, text_open, strict=True)]
-        return steps + [
-            StepPlan(None, (j + 1) / image_count, j == image_count - 1) for j in range(image_count)
-        ]
-    T = max(len(text), image_count)
-    text_steps = zip(text, text_open, strict=True)
-    text_at = dict(zip(spread_steps(T, len(text)), text_steps, strict=True))
-    image_at = {s: j for j, s in enumerate(spread_steps(T, image_count))}
-    n_image = len(image_at)
-    return [
-        StepPlan(
-            text_at[s][0] if s in text_at else None,
-            (image_at[s] + 1) / n_image if s in image_at else None,
-            image_at.get(s) == n_image - 1,
-            text_at[s][1] if s in text_at else 0,
-        )
-        for s in range(T)
-    ]
-
-
-@dataclass
-class SampleOutput:
-    """Final tokens of the conditional rows and the trajectory of their answer part.
-
-    trajectory[s] is the answer part (columns `answer_start`..) after s steps; trajectory[0] is
-    the fully masked start, trajectory[-1] the result.
-    """
-
-    ids: torch.Tensor  # (B, L)
-    text_tokens: torch.Tensor  # (B, N)
-    image_codes: torch.Tensor  # (B, h, w)
-    trajectory: torch.Tensor  # (T + 1, B, A) int32
-    answer_start: int
-    plan: list[StepPlan]
-    forward_rows: int  # sequences run through the model, summed over steps
-    forward_positions: int = 0  # positions computed (over rows and steps); full: rows x L
+    return sampler_for(config.profile).make_plan(config)
 
 
 def pick_best(candidates: list[SampleOutput], scores: list[torch.Tensor]) -> SampleOutput:
@@ -119,16 +62,6 @@ def pick_best(candidates: list[SampleOutput], scores: list[torch.Tensor]) -> Sam
         forward_positions=sum(c.forward_positions for c in candidates)
         + len(candidates) * first.ids.numel(),
     )
-
-
-def row_generators(seeds: Sequence[int] | None, device: torch.device) -> list[torch.Generator]:
-    """One generator per row, so a row's randomness does not depend on its batch."""
-    gens = []
-    for seed in seeds or []:
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(seed))
-        gens.append(gen)
-    return gens
 
 
 def row_rand(
@@ -207,32 +140,16 @@ class ParallelSampler:
     """Runs `make_plan(config)` over a batch built by `Layout.collate`.
 
     The default profile's step is the paper's: LLaDA's low-confidence remasking inside the open
-    text block and aMUSEd's MaskGIT scheduler step on the image. `ParallelSampler(model, space,
-    config)` builds the class registered for `config.profile` (the reference profile's rules live
-    in `paradiff/sampling/reference.py`)."""
-
-    profiles: dict[str, type[ParallelSampler]] = {}
-
-    def __new__(cls, model: MaskPredictor, space: TokenSpace, config: SamplerConfig):
-        if cls is ParallelSampler:
-            cls = ParallelSampler.for_profile(config.profile)
-        return super().__new__(cls)
+    text block and aMUSEd's MaskGIT scheduler step on the image. The reference profile
+    (`paradiff/sampling/reference.py`) is its own timeline plus the few rules of
+    `SamplerProfile` where upstream's step differs."""
 
     def __init__(self, model: MaskPredictor, space: TokenSpace, config: SamplerConfig) -> None:
         self.model = model
         self.space = space
         self.config = config.resolved()
-        self.plan = self.make_plan(self.config)
-        self.image_rank: torch.Tensor | None = None  # set per run with image_order 'halton'
-
-    @staticmethod
-    def for_profile(profile: str) -> type[ParallelSampler]:
-        """The sampler class of a profile name ('default' is this class)."""
-        return ParallelSampler if profile == "default" else ParallelSampler.profiles[profile]
-
-    @staticmethod
-    def make_plan(config: SamplerConfig) -> list[StepPlan]:
-        return default_plan(config)
+        self.profile = sampler_for(self.config.profile)
+        self.plan = self.profile.make_plan(self.config)
 
     @torch.no_grad()
     def __call__(
@@ -242,8 +159,9 @@ class ParallelSampler:
         seeds: Sequence[int] | None = None,
         on_step: Callable[[int, int, torch.Tensor], None] | None = None,
     ) -> SampleOutput:
-        """Sample the answers of `batch`'s first `n_cond` rows; rows n_cond..2*n_cond are their
-        unconditional twins (used only when a guidance weight is non-zero).
+        """Sample the answers of `batch`'s conditional rows; its `n_uncond` unconditional twins
+        are used only on the steps whose modality has a non-zero guidance weight. `n_cond` marks
+        a batch collated without its twins marked: rows n_cond.. are the twins.
 
         `seeds` gives one seed per conditional row; `on_step(step, n_steps, ids)` sees the
         conditional rows (B, L) after every step. With the fast settings on, the forwards are
@@ -252,9 +170,14 @@ class ParallelSampler:
         scores highest is kept (`paradiff.sampling.best_of`); `on_step` sees every candidate's
         steps, counted on one timeline of K times the steps.
         """
+        if n_cond is not None:
+            rows = batch.ids.shape[0]
+            if rows not in (n_cond, 2 * n_cond):
+                raise ValueError(f"batch has {rows} rows for {n_cond} conditional rows")
+            batch = batch.with_unconditional(rows - n_cond)
         runs = self.config.best_of
         if runs == 1:
-            return self._sample_once(batch, n_cond, seeds, on_step)
+            return self.sample(batch, seeds, on_step)
         candidates, scores = [], []
         for k in range(runs):
 
@@ -262,94 +185,45 @@ class ParallelSampler:
                 on_step(k * n_steps + step, runs * n_steps, ids)
 
             report = None if on_step is None else candidate_step
-            out = self._sample_once(batch, n_cond, candidate_seeds(seeds, k), report)
+            out = self.sample(batch, candidate_seeds(seeds, k), report)
             candidates.append(out)
             scores.append(image_given_text_score(self.model, self.space, out.ids, batch))
         return pick_best(candidates, scores)
 
-    def _sample_once(
+    def sample(
         self,
         batch: Batch,
-        n_cond: int | None,
-        seeds: Sequence[int] | None,
-        on_step: Callable[[int, int, torch.Tensor], None] | None,
+        seeds: Sequence[int] | None = None,
+        on_step: Callable[[int, int, torch.Tensor], None] | None = None,
     ) -> SampleOutput:
-        cfg, space = self.config, self.space
+        """One run of the plan: per step one forward, whose logits decide the text and the image
+        writes before either is written."""
         device = self.model.device
-        batch = batch.to(device)
-        n_cond = batch.ids.shape[0] if n_cond is None else n_cond
-        if batch.ids.shape[0] not in (n_cond, 2 * n_cond):
-            raise ValueError(f"batch has {batch.ids.shape[0]} rows for {n_cond} conditional rows")
-        guided = batch.ids.shape[0] == 2 * n_cond
-        gens = row_generators(seeds if seeds is not None else None, device)
-        if gens and len(gens) != n_cond:
-            raise ValueError(f"{len(gens)} seeds for {n_cond} rows")
-        ids = batch.ids.clone()
-        answer = torch.arange(batch.answer_start, ids.shape[1])
-        answer = answer.to(device)
-        image_pos, text_pos = batch.output_image, batch.text
-        masked_at_start = (ids[:n_cond, image_pos] == space.mask_id).sum(1).tolist()
-        keep_at = {  # progress -> positions (B,) the cosine schedule keeps masked
-            p.image: torch.tensor(
-                [cosine_masked(n, p.image) for n in masked_at_start], device=device
-            )
-            for p in self.plan
-            if p.image is not None
-        }
-        self.image_rank = None  # image_order 'halton': each position's place in the order (P,)
-        if cfg.image_order == "halton":
-            order = torch.tensor(halton_order(*batch.grid), device=device)
-            places = torch.arange(len(order), device=device)
-            self.image_rank = torch.empty_like(order).scatter_(0, order, places)
-        cached = CachedForward(self.model, cfg, batch, n_cond) if cfg.fast else None
-        active = None  # image_recompute 'active' (validated to come with cache_refresh)
-        if cfg.image_recompute == "active":
-            progress = [p.image for p in self.plan if p.image is not None]
-            active = ActiveImage(image_pos, masked_at_start, progress)
-        trajectory = [ids[:n_cond, answer].to(torch.int32)]
-        forward_rows = forward_positions = 0
+        run = RunState.start(batch, self.plan, self.config, seeds, self.space.mask_id, device)
+        forward = step_forward(self.model, self.config, run, self.plan)
         for step, plan in enumerate(self.plan):
-            use_uncond = guided and (
-                (plan.text is not None and cfg.cfg_text > 0)
-                or (plan.image is not None and cfg.cfg_image > 0)
-            )
-            rows = 2 * n_cond if use_uncond else n_cond
-            if use_uncond:
-                ids[n_cond:, answer] = ids[:n_cond, answer]
-            if cached is None:
-                hidden = self.model.hidden_states(ids[:rows], batch.attention_mask[:rows])
-                forward_positions += rows * ids.shape[1]
-            else:
-                text_at = self._text_positions(text_pos, plan.text) if plan.text else None
-                image_at = image_pos if plan.image is not None else None
-                if image_at is not None and active is not None:
-                    image_at = active.positions(ids[:n_cond, image_pos] == space.mask_id)
-                hidden, rows, positions = cached(step, ids, use_uncond, text_at, image_at)
-                forward_positions += positions
-            forward_rows += rows
+            with_uncond = run.guided and self._guides(plan)
+            if with_uncond:
+                run.share_answers()
+            hidden, rows, positions = forward(step, plan, with_uncond)
+            run.count(rows, positions)
             writes = []
             if plan.text is not None:
-                writes.append(
-                    self._text_step(ids, hidden, text_pos, plan.text, n_cond, gens, plan.text_open)
-                )
+                writes.append(self._text_step(run, hidden, plan))
             if plan.image is not None:
-                keep = keep_at[plan.image]
-                writes.append(self._image_step(ids, hidden, image_pos, plan, keep, n_cond, gens))
-            for positions, values in writes:  # both decided from the same logits
-                ids[:n_cond, positions] = values
-            trajectory.append(ids[:n_cond, answer].to(torch.int32))
+                writes.append(self._image_step(run, hidden, plan))
+            for at, values in writes:  # both decided from the same logits
+                run.ids[: run.n_cond, at] = values
+            run.record()
             if on_step is not None:
-                on_step(step, len(self.plan), ids[:n_cond])
-        h, w = batch.grid
-        return SampleOutput(
-            ids=ids[:n_cond],
-            text_tokens=ids[:n_cond, text_pos],
-            image_codes=(ids[:n_cond, image_pos] - space.image_offset).view(-1, h, w),
-            trajectory=torch.stack(trajectory).cpu(),
-            answer_start=batch.answer_start,
-            plan=self.plan,
-            forward_rows=forward_rows,
-            forward_positions=forward_positions,
+                on_step(step, len(self.plan), run.ids[: run.n_cond])
+        return run.output(self.plan, self.space.image_offset)
+
+    def _guides(self, plan: StepPlan) -> bool:
+        """Whether a modality this step decodes has a non-zero guidance weight."""
+        cfg = self.config
+        return (plan.text is not None and cfg.cfg_text > 0) or (
+            plan.image is not None and cfg.cfg_image > 0
         )
 
     def _logits(self, hidden, at, vocab, n_cond, weight) -> torch.Tensor:
@@ -363,43 +237,48 @@ class ParallelSampler:
         return self.model.logits(guide(picked, n_cond, weight), None, vocab).float()
 
     # -- text: LLaDA's generate step inside the open semi-autoregressive block -------------------
-    def _text_step(self, ids, hidden, text_pos, text_plan, n_cond, gens, open_count=0):
+    def _text_step(self, run: RunState, hidden: torch.Tensor, plan: StepPlan):
         """Decide this step's text writes: (positions (P,), new values (B, P)).
 
         The head runs only at the still-masked positions of the open block, over the text ids
-        without the mask id (with the fast settings: at the block's first `open_count` columns,
+        without the mask id (with the fast settings: at the block's first `text_open` columns,
         masked ones first); random draws cover the whole block, so a row's draws do not depend
-        on its batch. Low-confidence remasking keeps the `count` most confident candidates
-        (their softmax probability); at temperature 0 the candidate is the argmax."""
-        cfg, space = self.config, self.space
-        count = text_plan[1]
-        positions = self._text_positions(text_pos, text_plan)
-        current = ids[:n_cond, positions]
-        cols = self._columns(current == space.mask_id, open_count)  # (B, P')
-        if cols.shape[1] == 0:
-            return positions, current
-        vocab = space.text_vocab
-        logits = self._logits(hidden, positions[cols], vocab, n_cond, cfg.cfg_text)
-        space.forbid_mask(logits)
-        candidates = None  # greedy low-confidence: the argmax (taken after the confidences)
+        on its batch. Low-confidence remasking keeps the block's count of most confident
+        candidates (their softmax probability); at temperature 0 the candidate is the argmax.
+        The reference profile (`whole_text`) reads every text position over the whole vocabulary
+        in float64."""
+        space, whole = self.space, self.profile.whole_text
+        positions = run.batch.text if whole else run.text_block(plan.text)
+        current = run.ids[: run.n_cond, positions]
+        if whole:
+            cols = torch.arange(len(positions), device=current.device).expand_as(current)
+        else:
+            cols = self._columns(current == space.mask_id, plan.text_open)  # (B, P')
+            if cols.shape[1] == 0:
+                return positions, current
+        vocab = None if whole else space.text_vocab
+        logits = self._logits(hidden, positions[cols], vocab, run.n_cond, self.config.cfg_text)
+        if not whole:
+            space.forbid_mask(logits)
+        precision = torch.float64 if whole else torch.float32
+        candidates, confidence = self._text_candidates(run, logits, cols, len(positions), precision)
+        count = plan.text[1]
+        return positions, self._reveal_text(current, cols, count, confidence, candidates)
+
+    def _text_candidates(self, run, logits, cols, n_positions, precision):
+        """Each open column's candidate (B, P') and its confidence (B, P') float64: a sample
+        at the text temperature (the argmax at 0) and its probability, or with random
+        remasking a uniform draw; the Gumbel noise and the softmax in `precision`."""
+        cfg = self.config
         if cfg.text_temperature > 0:
-            noise = self._text_noise(logits, cols, len(positions), gens, torch.float32)
+            noise = self._text_noise(logits, cols, n_positions, run.gens, precision)
             candidates = pick(logits, cfg.text_temperature, noise)
-        elif cfg.remasking == "random":
+        else:
             candidates = logits.argmax(-1)
         if cfg.remasking == "random":
-            confidence = self._random_confidence(cols, len(positions), gens)
-        elif candidates is None:
-            confidence = torch.softmax(logits, dim=-1).amax(-1).double()
-        else:
-            probs = torch.softmax(logits, dim=-1)
-            confidence = probs.gather(-1, candidates[..., None])[..., 0].double()
-        return positions, self._reveal_text(current, cols, count, confidence, candidates, logits)
-
-    def _text_positions(self, text_pos: torch.Tensor, text_plan) -> torch.Tensor:
-        """The sequence positions (P,) of the open text block."""
-        block_len = self.config.text_block_length
-        return text_pos[text_plan[0] * block_len : (text_plan[0] + 1) * block_len]
+            return candidates, self._random_confidence(cols, n_positions, run.gens)
+        probs = torch.softmax(logits.to(precision), dim=-1)
+        return candidates, probs.gather(-1, candidates[..., None])[..., 0].double()
 
     def _columns(self, masked: torch.Tensor, bound: int = 0) -> torch.Tensor:
         """The columns (B, P') of `masked` (B, P) a step computes: the masked ones (exact mode),
@@ -423,10 +302,10 @@ class ParallelSampler:
         confidence = row_rand((cols.shape[0], n_positions), gens, cols.device, torch.float64)
         return confidence.gather(1, cols)
 
-    def _reveal_text(self, current, cols, count, confidence, candidates, logits):
+    def _reveal_text(self, current, cols, count, confidence, candidates):
         """`current` (B, P) with the `count` most confident masked columns of `cols` (B, P')
-        revealed (their `candidates`, or the argmax of `logits` when None); with a
-        `text_threshold` tau also every masked column whose confidence is at least tau."""
+        revealed (their `candidates`); with a `text_threshold` tau also every masked column
+        whose confidence is at least tau."""
         mask_id = self.space.mask_id
         n_masked = (current == mask_id).sum(1)  # (B,)
         open_current = current.gather(1, cols)
@@ -436,66 +315,64 @@ class ParallelSampler:
             count = torch.maximum(count, (confidence >= self.config.text_threshold).sum(1))
         count = torch.minimum(n_masked, count)
         reveal = reveal_most_confident(confidence, count)  # (B, P')
-        if candidates is None:
-            candidates = logits.argmax(-1)  # (B, P'); no boolean indexing: no host sync
         return current.scatter(1, cols, torch.where(reveal, candidates, open_current))
 
     # -- image: aMUSEd's (MaskGIT) scheduler step on the codebook slice ---------------------------
-    def _image_step(self, ids, hidden, image_pos, plan, keep, n_cond, gens):
-        """Decide this step's image writes: (positions (P,), new values (B, P)); `keep` (B,) is
-        the cosine schedule's count of positions still masked after this step."""
-        current, cols, candidates, reveal = self._image_decision(
-            ids, hidden, image_pos, plan, keep, n_cond, gens
-        )
-        if cols.shape[1] == 0:
-            return image_pos, current
-        return image_pos, current.scatter(
-            1, cols, torch.where(reveal, candidates, current.gather(1, cols))
-        )
-
-    def _image_decision(self, ids, hidden, image_pos, plan, keep, n_cond, gens):
-        """The image step's candidates (B, P') as token ids at the still-masked columns `cols`
-        (B, P') of `current` (B, P), and which of them it reveals.
+    def _image_step(self, run: RunState, hidden: torch.Tensor, plan: StepPlan):
+        """Decide this step's image writes: (positions (P,), new values (B, P)).
 
         A code is sampled at every still-masked position; its confidence is its log-probability
         plus Gumbel noise scaled by T * (1 - progress); all but the `_kept_masked` least confident
         are revealed (with image_order 'halton': the earliest in the Halton order). The head runs
         only at the still-masked positions; random draws cover every position, so a row's draws
         do not depend on its batch."""
-        cfg, space = self.config, self.space
-        vocab = space.image_vocab
-        temperature = cfg.image_temperature
-        current = ids[:n_cond, image_pos]
-        unknown = current == space.mask_id
-        n_unknown = unknown.sum(1)
+        image_pos, temperature = run.batch.output_image, self.config.image_temperature
+        current = run.image_now()
+        unknown = current == self.space.mask_id
         cols = self._columns(unknown)  # (B, P')
+        uniforms = noise = None
         if temperature > 0:
-            uniforms = row_rand((n_cond, len(image_pos)), gens, ids.device).gather(1, cols)
-            noise = gumbel((n_cond, len(image_pos)), gens, ids.device).gather(1, cols)
+            uniforms = row_rand(current.shape, run.gens, current.device).gather(1, cols)
+            noise = gumbel(current.shape, run.gens, current.device).gather(1, cols)
         if cols.shape[1] == 0:
-            return current, cols, None, None
-        logits = self._logits(hidden, image_pos[cols], vocab, n_cond, cfg.cfg_image)
-        codes, log_probs = sample_codes(logits, temperature, uniforms if temperature > 0 else None)
-        if self.image_rank is not None:  # the earliest in the Halton order go first
-            confidence = -self.image_rank[cols].double()
-        else:
-            confidence = self._image_confidence(log_probs).double()
-            if temperature > 0:
-                confidence = confidence + temperature * (1 - plan.image) * noise
+            return image_pos, current
+        vocab = self.space.image_vocab
+        logits = self._logits(hidden, image_pos[cols], vocab, run.n_cond, self.config.cfg_image)
+        codes, log_probs = sample_codes(logits, temperature, uniforms)
+        codes = codes + self.space.image_offset
+        confidence = self._image_confidence(run, cols, log_probs, noise, plan)
         open_unknown = unknown.gather(1, cols)
-        keep = self._kept_masked(keep, n_unknown, plan).clamp(min=0)
+        n_unknown = unknown.sum(1)
+        confidence = confidence.masked_fill(~open_unknown, float("-inf"))
         reveal = reveal_most_confident(
-            confidence.masked_fill(~open_unknown, float("-inf")), n_unknown - keep
+            confidence, n_unknown - self._kept_masked(run, n_unknown, plan)
         )
-        return current, cols, codes + space.image_offset, reveal & open_unknown
+        values = current.scatter(
+            1, cols, torch.where(reveal & open_unknown, codes, current.gather(1, cols))
+        )
+        if plan.last_image and self.profile.image_keep_one:  # fill what the rule kept masked
+            still = values == self.space.mask_id  # every such position is among `cols`
+            values = torch.where(still, current.scatter(1, cols, codes), values)
+        return image_pos, values
 
-    def _image_confidence(self, log_probs: torch.Tensor) -> torch.Tensor:
-        """The confidence of a sampled code before the Gumbel noise: its log-probability."""
-        return log_probs
+    def _image_confidence(self, run, cols, log_probs, noise, plan) -> torch.Tensor:
+        """The confidence (B, P') float64 of each sampled code: minus its place in the Halton
+        order, or its log-probability (log(p + eps) under the profile's rule) plus Gumbel
+        noise scaled by T * (1 - progress)."""
+        if run.image_rank is not None:  # the earliest in the Halton order go first
+            return -run.image_rank[cols].double()
+        eps = self.profile.image_confidence_eps
+        confidence = (torch.log(log_probs.exp() + eps) if eps else log_probs).double()
+        if noise is not None:
+            confidence = confidence + self.config.image_temperature * (1 - plan.image) * noise
+        return confidence
 
-    def _kept_masked(self, keep, n_unknown, plan) -> torch.Tensor:
-        """Positions (B,) left masked after this step: the cosine schedule's count `keep`, at
-        most all but one still-masked position, none after the last image step."""
-        if plan.last_image:
+    def _kept_masked(self, run, n_unknown, plan) -> torch.Tensor:
+        """Positions (B,) left masked after this step: the cosine schedule's count, at most all
+        but one still-masked position, none after the last image step (with the profile's
+        `image_keep_one` rule at least one, filled after the last step)."""
+        keep_one = self.profile.image_keep_one
+        if plan.last_image and not keep_one:
             return torch.zeros_like(n_unknown)
-        return torch.minimum(keep, n_unknown - 1)
+        kept = torch.minimum(run.image_keep[plan.image], n_unknown - 1)
+        return kept.clamp(min=1 if keep_one else 0)
