@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from paradiff.config import tiny_config
 from paradiff.layout import Batch, Layout, TokenSpace
 from paradiff.model import MaskPredictor
-from paradiff.sampling import ParallelSampler, SamplerConfig, SamplerConfigError, make_plan
+from paradiff.sampling import (
+    ParallelSampler,
+    SamplerConfig,
+    SamplerConfigError,
+    make_plan,
+    sampler_for,
+)
 from paradiff.sampling.best_of import image_given_text_score
 from paradiff.sampling.config import SPEED_PRESETS
 from paradiff.sampling.sampler import guide
@@ -239,6 +245,24 @@ def test_a_batch_of_two_equals_two_single_runs(model, changes):
         assert torch.equal(out.trajectory[:, row], alone.trajectory[:, 0])
         assert torch.equal(out.text_tokens[row], alone.text_tokens[0])
         assert torch.equal(out.image_codes[row], alone.image_codes[0])
+
+
+def test_batch_marks_its_unconditional_rows(model):
+    layout = Layout(SPACE)
+    cond = [layout.build(prompt(n, n), GRID, TEXT_LENGTH) for n in (4, 6)]
+    uncond = [layout.build([3, SPACE.uncondition_id, 7], GRID, TEXT_LENGTH) for _ in cond]
+    marked = layout.collate(cond, uncond)
+    assert (marked.n_cond, marked.n_uncond) == (2, 2)
+    assert layout.collate(cond).n_uncond == 0
+    config = BASE.replace(text_temperature=0.5)
+    out = ParallelSampler(model, SPACE, config)(marked, seeds=[1, 2])
+    _, counted = sample(model, config, (4, 6), seeds=(1, 2))  # the same rows marked by n_cond
+    assert torch.equal(out.trajectory, counted.trajectory)
+    assert out.forward_rows == counted.forward_rows > len(out.plan) * 2  # guided steps ran 4 rows
+    with pytest.raises(ValueError, match="unconditional rows"):
+        marked.with_unconditional(1)
+    with pytest.raises(ValueError, match="unknown sampler profile"):
+        sampler_for("upstream")
 
 
 def test_same_seed_same_output_other_seed_other_output(model):
