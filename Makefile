@@ -8,7 +8,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet torch==2.13.0
 	rm -rf paradiff.egg-info  # stale metadata would hide the entry points (registries)
-	$(PIP) install --quiet -e ".[dev,app,browser]"
+	$(PIP) install --quiet -e ".[dev,app,browser,quant]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -359,17 +359,31 @@ def serve(page: gr.Blocks, host: str, port: int | None, share: bool = False) -> 
     return [local_url] + ([share_url] if share_url else [])
 
 
-def create_page(model: str | None, device: str | None, concurrency: int = 2) -> gr.Blocks:
-    """The page of `model` (None: the bundled model, else a random shapes model)."""
-    pipe = load_demo_pipeline(model, device)
+def create_page(
+    model: str | None,
+    device: str | None,
+    concurrency: int = 2,
+    quantize: str | None = None,
+    offload: bool = False,
+) -> gr.Blocks:
+    """The page of `model` (None: the bundled model, else a random shapes model), its weights
+    quantized (`quantize` int8 / int4) and offloaded as asked."""
+    pipe = load_demo_pipeline(model, device, quantize=quantize, offload=offload)
     return DemoApp(pipe, describe_model(model)).build(concurrency)
 
 
 def launch_app(
-    model: str | None, device: str | None, host: str, port: int, share: bool, concurrency: int
+    model: str | None,
+    device: str | None,
+    host: str,
+    port: int,
+    share: bool,
+    concurrency: int,
+    quantize: str | None = None,
+    offload: bool = False,
 ) -> int:
     """The body of `paradiff app`: load the model and serve the page until interrupted."""
-    page = create_page(model, device, concurrency)
+    page = create_page(model, device, concurrency, quantize=quantize, offload=offload)
     addresses = serve(page, host, port, share)
     print(f"paradiff app: serving {' and '.join(addresses)} (Ctrl-C stops)", flush=True)
     page.block_thread()

@@ -10,11 +10,13 @@ is handed (`MaskPredictor.from_pretrained` hands its own).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -100,16 +102,21 @@ def load_state_dict(directory: Path) -> dict[str, torch.Tensor]:
 
 def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Every model tensor present with its exact shape, and nothing unknown."""
+    check_shapes(model, {name: tuple(tensor.shape) for name, tensor in state.items()})
+
+
+def check_shapes(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> None:
+    """`check_state_dict` on the checkpoint's tensor shapes {name: shape}."""
     expected = model.state_dict()
     for name, tensor in expected.items():
-        if name not in state:
+        if name not in shapes:
             raise CheckpointError(f"checkpoint lacks tensor {name}")
-        if tuple(state[name].shape) != tuple(tensor.shape):
+        if tuple(shapes[name]) != tuple(tensor.shape):
             raise CheckpointError(
-                f"shape mismatch for {name}: checkpoint {tuple(state[name].shape)}, "
+                f"shape mismatch for {name}: checkpoint {tuple(shapes[name])}, "
                 f"model {tuple(tensor.shape)}"
             )
-    unknown = sorted(set(state) - set(expected))
+    unknown = sorted(set(shapes) - set(expected))
     if unknown:
         raise CheckpointError(f"checkpoint has unexpected tensor {unknown[0]}")
 
@@ -119,17 +126,155 @@ def load_model(
     path_or_hub_id: str | os.PathLike,
     dtype: torch.dtype | str | None = None,
     device: torch.device | str = "cpu",
+    quantize: str | None = None,
 ) -> nn.Module:
-    """Build `model_class(config)` from a checkpoint; `dtype` defaults to the config's dtype."""
+    """Build `model_class(config)` from a checkpoint; `dtype` defaults to the config's dtype.
+
+    `quantize` ('int8' or 'int4', see `paradiff.quantization`) streams the weights in: the model
+    is built on the meta device and each tensor is read, cast, moved and quantized in turn, so
+    the float model is never whole in memory (`load_streamed`)."""
     directory = resolve_checkpoint_dir(path_or_hub_id)
     config = read_config(directory)
     target_dtype = parse_dtype(dtype) or config.torch_dtype
+    if quantize is not None:
+        return load_streamed(model_class, directory, config, target_dtype, device, quantize)
     with torch.device("meta"):
         model = model_class(config)
     state = load_state_dict(directory)
     check_state_dict(model, state)
     model.load_state_dict(state, assign=True)
     return model.to(device=device, dtype=target_dtype).eval()
+
+
+# -- streamed loading --------------------------------------------------------------------------
+SAFETENSORS_DTYPES = {
+    "BF16": torch.bfloat16,
+    "F16": torch.float16,
+    "F32": torch.float32,
+    "F64": torch.float64,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor of a safetensors file lies: `start` and `stop` bytes in the file."""
+
+    file: Path
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start: int
+    stop: int
+
+
+def read_safetensors_header(file: Path) -> dict[str, TensorEntry]:
+    """The tensors of a safetensors file, from its header alone (no tensor data is read)."""
+    try:
+        size = file.stat().st_size
+        with open(file, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 0 < length <= min(MAX_HEADER_BYTES, size - 8):
+                raise ValueError("bad header length")
+            header = json.loads(handle.read(length))
+        header.pop("__metadata__", None)
+        entries = {}
+        for name, raw in header.items():
+            dtype = SAFETENSORS_DTYPES[raw["dtype"]]
+            shape = tuple(int(n) for n in raw["shape"])
+            begin, end = (8 + length + int(n) for n in raw["data_offsets"])
+            count = math.prod(shape)
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            if min(shape, default=0) < 0 or end - begin != count * itemsize or end > size:
+                raise ValueError(f"tensor {name} does not fit the file")
+            entries[name] = TensorEntry(file, dtype, shape, begin, end)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise CheckpointError(f"cannot read {file}: {err}") from None
+    return entries
+
+
+def read_tensor(handle, entry: TensorEntry) -> torch.Tensor:
+    """One tensor's bytes read from an open file into a fresh buffer (no memory map: only this
+    tensor is resident)."""
+    nbytes = entry.stop - entry.start
+    if nbytes == 0:
+        return torch.empty(entry.shape, dtype=entry.dtype)
+    buffer = bytearray(nbytes)
+    handle.seek(entry.start)
+    if handle.readinto(buffer) != nbytes:
+        raise CheckpointError(f"cannot read {entry.file}: it ends inside a tensor")
+    return torch.frombuffer(buffer, dtype=entry.dtype).reshape(entry.shape)
+
+
+def load_streamed(
+    model_class: Callable[[ModelConfig], nn.Module],
+    directory: Path,
+    config: ModelConfig,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    quantize: str,
+) -> nn.Module:
+    """Build `model_class(config)` on the meta device, then fill it one checkpoint tensor at a
+    time: read, checked finite, cast to `dtype`, moved to `device` and, for a linear layer's
+    weight, quantized (`paradiff.quantization.Quantizer`) before the next one is read. Every
+    name and shape is checked from the files' headers before any tensor is read. The model
+    records what was done in `model.quantization` ({mode, stored, bytes})."""
+    from paradiff.quantization import (
+        Quantizer,
+        check_quantization,
+        compute_dtype,
+        model_bytes,
+        quantized_linears,
+    )
+
+    device = torch.device(device)
+    check_quantization(quantize, device, dtype)
+    dtype = compute_dtype(quantize, device, dtype)
+    quantizer = Quantizer(quantize, device)
+    with torch.device("meta"):
+        model = model_class(config)
+    entries: dict[str, TensorEntry] = {}
+    for file in weight_files(directory):
+        entries.update(read_safetensors_header(file))
+    check_shapes(model, {name: entry.shape for name, entry in entries.items()})
+    modules = dict(model.named_modules())
+    linears = {f"{name}.weight": (name, is_head) for name, _, is_head in quantized_linears(model)}
+    by_file: dict[Path, list[tuple[str, TensorEntry]]] = {}
+    for name, entry in entries.items():
+        by_file.setdefault(entry.file, []).append((name, entry))
+    for file, items in by_file.items():
+        with open(file, "rb") as handle:
+            for name, entry in sorted(items, key=lambda item: item[1].start):
+                tensor = read_tensor(handle, entry)
+                if tensor.is_floating_point():
+                    if not torch.isfinite(tensor.sum(dtype=torch.float32)):
+                        if not torch.isfinite(tensor).all():  # not a sum that overflowed
+                            raise CheckpointError(
+                                f"{directory}: weight {name} holds NaN or inf values"
+                            )
+                    tensor = tensor.to(device=device, dtype=dtype)
+                else:
+                    tensor = tensor.to(device=device)
+                owner, _, attr = name.rpartition(".")
+                module = modules[owner]
+                if attr in module._buffers:
+                    module._buffers[attr] = tensor
+                else:
+                    module._parameters[attr] = nn.Parameter(tensor, requires_grad=False)
+                if name in linears:
+                    quantizer.apply(linears[name][0], module, is_head=linears[name][1])
+                del tensor
+    model.quantization = {
+        "mode": quantize,
+        "stored": dict(quantizer.stored),
+        "bytes": model_bytes(model),
+    }
+    return model.eval()
 
 
 def save_model(

@@ -17,9 +17,11 @@ from paradiff.command import (
     Parser,
     add_device_arguments,
     add_model_argument,
+    add_quantize_arguments,
     add_sampler_arguments,
     check_batch_size,
     check_device,
+    check_quantize_flags,
     check_size_flags,
     check_text,
     load_pipeline,
@@ -118,6 +120,7 @@ def run_app(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise CommandError(f"--concurrency must be at least 1, got {args.concurrency}")
     check_device(args.device)
+    check_quantize_flags(args)
     check_address(args.host, args.port)
     try:
         from paradiff.app import launch_app
@@ -126,7 +129,16 @@ def run_app(args: argparse.Namespace) -> int:
             raise
         raise CommandError("the app needs gradio: pip install 'paradiff[app]'") from err
     share = args.share == "on"
-    return launch_app(args.model, args.device, args.host, args.port, share, args.concurrency)
+    return launch_app(
+        args.model,
+        args.device,
+        args.host,
+        args.port,
+        share,
+        args.concurrency,
+        quantize=args.quantize,
+        offload=args.offload,
+    )
 
 
 def check_address(host: str, port: int) -> None:
@@ -147,6 +159,7 @@ def register_app(commands) -> None:
     app = commands.add_parser("app", help="the live demo app in the browser (paradiff[app])")
     add_model_argument(app)
     app.add_argument("--device", default=None, help="cpu, cuda … (default: best)")
+    add_quantize_arguments(app)
     app.add_argument("--host", default="127.0.0.1", help="address to serve on (default local)")
     app.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     app.add_argument(
@@ -188,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--quiet", action="store_true", help="no progress bar or summary")
         add_device_arguments(sub)
+        add_quantize_arguments(sub)
         add_sampler_arguments(sub)
         add_batch_arguments(sub)
         sub.set_defaults(func=lambda args, task=task: sample_and_save(args, task))

@@ -70,6 +70,52 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
+    """--quantize int8|int4 and --offload (`paradiff.quantization`)."""
+    parser.add_argument(
+        "--quantize",
+        choices=("int8", "int4"),
+        default=None,
+        help="weight-only quantization of the linear layers with torchao (paradiff[quant]), the "
+        "checkpoint streamed in tensor by tensor (default: off, the float weights)",
+    )
+    parser.add_argument(
+        "--offload",
+        action="store_true",
+        help="keep the transformer blocks' weights on the CPU, each moved to the GPU only while "
+        "it runs (a GPU too small for the model; CUDA only)",
+    )
+
+
+def check_quantize_flags(args: argparse.Namespace) -> None:
+    """Refuse, before any work, a --quantize / --offload this installation or device cannot
+    run: one line naming what is missing."""
+    from paradiff.quantization import (
+        QuantizationUnavailable,
+        check_offload,
+        check_quantization,
+    )
+
+    quantize, offload = getattr(args, "quantize", None), getattr(args, "offload", False)
+    if quantize is None and not offload:
+        return
+    import torch
+
+    from paradiff.config import ConfigError, parse_dtype
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dtype = parse_dtype(getattr(args, "dtype", None))
+    except ConfigError as err:
+        raise CommandError(f"--dtype: {err}") from None
+    try:
+        if offload:
+            check_offload(device, quantize)
+        check_quantization(quantize, device, dtype)
+    except QuantizationUnavailable as err:
+        raise CommandError(one_line(err)) from None
+
+
 def add_sampler_arguments(parser: argparse.ArgumentParser, sizes: bool = True) -> None:
     """Flags for every SamplerConfig field (and the output size unless `sizes` is False);
     unset flags keep the checkpoint's defaults."""
@@ -84,9 +130,11 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, sizes: bool = True) -
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, sizes: bool = True) -> None:
-    """--model, --device/--dtype and the sampler settings (see `load_configured_pipeline`)."""
+    """--model, --device/--dtype, --quantize/--offload and the sampler settings (see
+    `load_configured_pipeline`)."""
     add_model_argument(parser)
     add_device_arguments(parser)
+    add_quantize_arguments(parser)
     add_sampler_arguments(parser, sizes)
 
 
@@ -332,15 +380,22 @@ def remove_stale_temps(out: Path, manifest: dict[str, Any]) -> None:
 
 # -- models -----------------------------------------------------------------------------------
 def load_pipeline(args: argparse.Namespace):
-    """The pipeline of --model (bundled by default) on --device in --dtype; CommandError if it
-    cannot be loaded."""
+    """The pipeline of --model (bundled by default) on --device in --dtype (--quantize,
+    --offload); CommandError if it cannot be loaded."""
     from safetensors import SafetensorError
 
     from paradiff.pipeline import ParallelPipeline
 
     check_device(args.device)
+    check_quantize_flags(args)
     try:
-        return ParallelPipeline.from_pretrained(args.model, dtype=args.dtype, device=args.device)
+        return ParallelPipeline.from_pretrained(
+            args.model,
+            dtype=args.dtype,
+            device=args.device,
+            quantize=getattr(args, "quantize", None),
+            offload=getattr(args, "offload", False),
+        )
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
         where = args.model or "the bundled model"
         raise CommandError(f"cannot load model {where}: {one_line(err)}") from err

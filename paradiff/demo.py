@@ -73,8 +73,11 @@ def summary_picture(rows: list[tuple[str, Image.Image | None, Image.Image, str, 
     return picture
 
 
-def load_demo_pipeline(model: str | None, device: str | None):
-    """The requested model, else the bundled one, else (no bundled model yet) a random one."""
+def load_demo_pipeline(
+    model: str | None, device: str | None, quantize: str | None = None, offload: bool = False
+):
+    """The requested model, else the bundled one, else (no bundled model yet) a random one
+    (unquantized); `quantize` / `offload` as in `ParallelPipeline.from_pretrained`."""
     from paradiff.pipeline import ParallelPipeline, bundled_model_dir
 
     if model is None:
@@ -85,7 +88,9 @@ def load_demo_pipeline(model: str | None, device: str | None):
 
             print("no bundled model in this install: running an untrained random shapes model")
             return new_shapes_pipeline(seed=0)
-    return ParallelPipeline.from_pretrained(model, device=device)
+    return ParallelPipeline.from_pretrained(
+        model, device=device, quantize=quantize, offload=offload
+    )
 
 
 def run_demo(out: Path, model: str | None = None, device: str | None = None) -> int:

@@ -350,9 +350,11 @@ class MaskPredictor(nn.Module):
         path_or_hub_id: str,
         dtype: torch.dtype | str | None = None,
         device: torch.device | str = "cpu",
+        quantize: str | None = None,
     ) -> MaskPredictor:
-        """Load an HF-style checkpoint directory (or hub id); see `paradiff.checkpoint`."""
-        return load_model(cls, path_or_hub_id, dtype=dtype, device=device)
+        """Load an HF-style checkpoint directory (or hub id); see `paradiff.checkpoint`.
+        `quantize` ('int8' / 'int4') streams the weights in, quantized (`paradiff.quantization`)."""
+        return load_model(cls, path_or_hub_id, dtype=dtype, device=device, quantize=quantize)
 
     def save_pretrained(self, directory: str, max_shard_bytes: int | None = None) -> None:
         """Write config.json and safetensors weights atomically; see `paradiff.checkpoint`."""

@@ -21,6 +21,7 @@ from PIL import Image
 
 from paradiff import __version__
 from paradiff.checkpoint import load_tokenizers, resolve_checkpoint_dir, save_model
+from paradiff.config import parse_dtype
 from paradiff.image_tokenizers.base import (
     ImageTokenizer,
     check_size,
@@ -170,18 +171,36 @@ class ParallelPipeline:
         path_or_hub_id: str | os.PathLike | None = None,
         dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
+        quantize: str | None = None,
+        offload: bool = False,
     ) -> ParallelPipeline:
-        """Load a checkpoint directory or hub id; None is the bundled shapes-world model."""
+        """Load a checkpoint directory or hub id; None is the bundled shapes-world model.
+
+        `quantize` ('int8' or 'int4'): weight-only quantization with torchao, the weights
+        streamed in tensor by tensor so that host memory stays near the quantized size
+        (`paradiff.quantization`). `offload`: the transformer blocks' weights stay on the CPU
+        and each block's move to the (CUDA) device only while it runs (accelerate)."""
+        from paradiff.quantization import check_offload, check_quantization, offload_blocks
+
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if offload:
+            check_offload(device, quantize)
+        check_quantization(quantize, device, parse_dtype(dtype))
         if path_or_hub_id is None:
             directory = bundled_model_dir()
         elif isinstance(path_or_hub_id, str) and (BUNDLED_MODELS / path_or_hub_id).is_dir():
             directory = bundled_model_dir(path_or_hub_id)
         else:
             directory = resolve_checkpoint_dir(path_or_hub_id)
-        model = MaskPredictor.from_pretrained(str(directory), dtype=dtype, device=device)
-        check_finite(model, directory)
+        load_device = "cpu" if offload else device
+        model = MaskPredictor.from_pretrained(
+            str(directory), dtype=dtype, device=load_device, quantize=quantize
+        )
+        if quantize is None:  # the streamed loader checks each tensor as it reads it
+            check_finite(model, directory)
+        if offload:
+            offload_blocks(model, model.transformer.blocks, device)
         space = token_space_from_config(model.config)
         text_tokenizer, image_tokenizer = load_tokenizers(directory, space, device)
         return cls(model, text_tokenizer, image_tokenizer, **read_sampler_settings(directory))

@@ -19,6 +19,7 @@ FLOORS = {
     "paradiff.text_tokenizer": 1,
     "paradiff.image_tokenizers": 1,
     "paradiff.checkpoint": 1,
+    "paradiff.quantization": 1,
     "paradiff.trajectory": 1,
     "paradiff.plots": 1,
     "paradiff.files": 1,
