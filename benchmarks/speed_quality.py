@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from paradiff.bench.report import paired_differences
-from paradiff.bench.runner import RunFolder
+from paradiff.bench.runner import BenchFolder
 from paradiff.pipeline import ParallelPipeline, bundled_model_dir
 from paradiff.shapes.judge import METRICS
 
@@ -93,7 +93,7 @@ def main() -> None:
     scored, generated = {}, {}
     for speed in speeds:
         wall = bench(speed, args)
-        folder = RunFolder(root / speed)
+        folder = BenchFolder(root / speed)
         scored[speed] = folder.scored()
         generated[speed] = {k: {**v, "_speed": speed} for k, v in folder.generated().items()}
         summary = json.loads((root / speed / "summary.json").read_text())

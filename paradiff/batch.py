@@ -24,7 +24,7 @@ from typing import Any
 
 from paradiff.bench.data import BenchItem
 from paradiff.bench.generate import PIPELINE_TASKS, generate_answers
-from paradiff.bench.runner import RunFolder, Shard, file_name, run_benchmark
+from paradiff.bench.runner import BenchFolder, Shard, file_name, run_benchmark
 from paradiff.command import (
     CommandError,
     check_size_flags,
@@ -47,7 +47,7 @@ class BatchError(ValueError):
     """A requests file or output folder that cannot be used."""
 
 
-class RequestFolder(RunFolder):
+class RequestFolder(BenchFolder):
     """A run folder with one sub-folder per request id (image.png, reasoning.txt, …)."""
 
     def answer_files(self, item_id: str) -> tuple[str, str]:

@@ -84,7 +84,7 @@ def load_demo_pipeline(
         try:
             bundled_model_dir()
         except FileNotFoundError:
-            from paradiff.shapes.checkpoint import new_shapes_pipeline
+            from paradiff.shapes.family import new_shapes_pipeline
 
             print("no bundled model in this install: running an untrained random shapes model")
             return new_shapes_pipeline(seed=0)

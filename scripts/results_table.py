@@ -18,7 +18,7 @@ from pathlib import Path
 
 from paradiff.bench.data import METRICS
 from paradiff.bench.report import SUMMARY_JSON, groups_of, paired_differences
-from paradiff.bench.runner import RunFolder
+from paradiff.bench.runner import BenchFolder
 
 
 def main() -> None:
@@ -59,11 +59,11 @@ def main() -> None:
 
 def print_paired(runs: list[str], labels: list[str]) -> None:
     """Each later run minus the first, per metric, over the prompts both runs scored."""
-    base = RunFolder(Path(runs[0])).scored()
+    base = BenchFolder(Path(runs[0])).scored()
     print(f"\n| paired difference to {labels[0]} | n | " + " | ".join(METRICS) + " |")
     print("|---|---|" + "---|" * len(METRICS))
     for label, run in zip(labels[1:], runs[1:], strict=True):
-        scored = RunFolder(Path(run)).scored()
+        scored = BenchFolder(Path(run)).scored()
         differences = paired_differences(scored, base)
         cells = []
         for metric in METRICS:

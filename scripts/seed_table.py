@@ -16,7 +16,7 @@ import numpy as np
 
 from paradiff.bench.data import METRICS
 from paradiff.bench.report import SHORT_NAMES, seed_level_interval
-from paradiff.bench.runner import RunFolder
+from paradiff.bench.runner import BenchFolder
 
 COLUMNS = (*METRICS, "TA+IA")
 
@@ -24,7 +24,7 @@ COLUMNS = (*METRICS, "TA+IA")
 def per_prompt(folder: str, group: str) -> dict[str, dict[str, float]]:
     """Sample id -> its scores (and TA+IA) in the group of a run folder."""
     rows = {}
-    for item, record in RunFolder(folder).scored().items():
+    for item, record in BenchFolder(folder).scored().items():
         if group in ("overall", record["task"], record["category"]):
             row = {m: record[m] for m in METRICS if record.get(m) is not None}
             row["TA+IA"] = (record["text_alignment"] + record["image_alignment"]) / 2

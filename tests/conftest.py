@@ -58,7 +58,7 @@ def other_reference_root(request, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_shapes_model(tmp_path_factory) -> Path:
     """A randomly initialised one-layer shapes-world checkpoint (the start of SFT in tests)."""
-    from paradiff.shapes.checkpoint import new_shapes_pipeline
+    from paradiff.shapes.family import new_shapes_pipeline
 
     path = tmp_path_factory.mktemp("tiny-shapes") / "init"
     new_shapes_pipeline(

@@ -34,7 +34,7 @@ from paradiff.app import (  # noqa: E402
 )
 from paradiff.cli import build_parser, main  # noqa: E402
 from paradiff.demo import load_demo_pipeline  # noqa: E402
-from paradiff.shapes.checkpoint import new_shapes_pipeline  # noqa: E402
+from paradiff.shapes.family import new_shapes_pipeline  # noqa: E402
 from paradiff.trajectory import MASK_CHAR  # noqa: E402
 
 # gradio's queue calls pandas APIs that pandas 3 deprecates

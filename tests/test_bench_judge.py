@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from paradiff.bench.data import METRICS, BenchItem
-from paradiff.bench.judge import (
+from paradiff.bench.llm_judge import (
     JudgeClient,
     JudgeError,
     MalformedAnswer,

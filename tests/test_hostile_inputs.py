@@ -27,7 +27,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from paradiff.bench.data import BenchDataError, load_parabench
-from paradiff.bench.judge import JudgeClient, JudgeError, MalformedAnswer, parse_score
+from paradiff.bench.llm_judge import JudgeClient, JudgeError, MalformedAnswer, parse_score
 from paradiff.cli import main
 from paradiff.command import OUTPUT_MANIFEST, CommandError, publish
 from paradiff.files import SAVE_TOKEN, SCRATCH_MARKER

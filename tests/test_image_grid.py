@@ -10,7 +10,7 @@ import torch
 from paradiff.config import ModelConfig, tiny_config
 from paradiff.layout import FAMILY_A, Layout, LayoutError, family_m, image_grid_positions
 from paradiff.model import MaskPredictor
-from paradiff.shapes.checkpoint import new_shapes_pipeline
+from paradiff.shapes.family import new_shapes_pipeline
 
 
 @pytest.fixture(scope="module")

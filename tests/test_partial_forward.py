@@ -89,7 +89,7 @@ def test_fewer_rows_than_the_cache_use_its_first_rows(model):
 def test_image_grid_positions_reach_the_partial_forward():
     """With image-grid positions on (the shapes models), the positions computed get the row and
     column embeddings of their place in the whole row's image span."""
-    from paradiff.shapes.checkpoint import new_shapes_pipeline
+    from paradiff.shapes.family import new_shapes_pipeline
 
     pipe = new_shapes_pipeline(seed=1, d_model=32, n_heads=2, n_layers=2, mlp_hidden_size=64)
     model = pipe.model.double().eval()

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from paradiff.shapes import probe
-from paradiff.shapes.checkpoint import new_shapes_pipeline
 from paradiff.shapes.dataset import shapebench_samples
+from paradiff.shapes.family import new_shapes_pipeline
 from paradiff.shapes.render import render_scene
 
 

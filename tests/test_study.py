@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from paradiff.bench.runner import RunFolder
+from paradiff.bench.runner import BenchFolder
 from paradiff.cli import main
 from paradiff.pipeline import BUNDLED_MODELS
 from paradiff.shapes.study import SETTINGS, Claim, Inputs, Study, judge
@@ -79,7 +79,7 @@ def test_verdicts_on_hand_made_runs(tmp_path):
     low = _fake_run(tmp_path / "low", dict.fromkeys(ids, 10.0))
     high_a = _fake_run(tmp_path / "a", {i: 30.0 for i in ids})
     high_b = _fake_run(tmp_path / "b", {i: 50.0 for i in ids})
-    assert len(RunFolder(low).scored()) == 40
+    assert len(BenchFolder(low).scored()) == 40
     claim = Claim("t", "A beats B", "A", "B", "output_alignment", ("A", "B"))
     better = judge(claim, "t1", {"A": [high_a, high_b], "B": [low]})
     assert better["verdict"] == "reproduced"

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from paradiff.bench.data import check_inputs, load_parabench
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
-from paradiff.bench.judge import (
+from paradiff.bench.llm_judge import (
     JUDGE_DEADLINE,
     JUDGE_RETRIES,
     JUDGE_TIMEOUT,
@@ -33,7 +33,7 @@ from paradiff.bench.judge import (
     judge_scorer,
 )
 from paradiff.bench.report import markdown_table, report_run
-from paradiff.bench.runner import RunFolder, Shard, run_benchmark, write_atomic
+from paradiff.bench.runner import BenchFolder, Shard, run_benchmark, write_atomic
 from paradiff.checkpoint import is_hub_id
 from paradiff.command import (
     MAX_BATCH_SIZE,
@@ -132,14 +132,14 @@ def run_parabench(args: argparse.Namespace) -> int:
     check_inputs(shard.select(items))
     out = output_dir(args.out)
     check_writable(out)
-    RunFolder(out, shard).check()  # a folder of another run, or of the user's files
+    BenchFolder(out, shard).check()  # a folder of another run, or of the user's files
     client = judge_client(args, out) if judged else None
     if client is not None:
         try:
             client.check_reachable()
         except JudgeError as err:
             raise CommandError(str(err)) from None
-    folder = RunFolder(out, shard)
+    folder = BenchFolder(out, shard)
     data = (
         args.data
         if is_hub_id(args.data) and not Path(args.data).exists()

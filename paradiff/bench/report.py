@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from paradiff.bench.data import METRICS
-from paradiff.bench.runner import RunError, RunFolder, write_atomic
+from paradiff.bench.runner import BenchFolder, RunError, write_atomic
 from paradiff.plots import bar_chart
 
 SUMMARY_JSON = "summary.json"
@@ -163,7 +163,7 @@ def write_report(folder: str | os.PathLike, summary: dict[str, Any], title: str 
 def report_run(root: str | os.PathLike, ids: list[str] | None = None) -> dict[str, Any]:
     """Merge every shard's scores of a run folder (only `ids`, in that order, when given),
     write its report and return the summary."""
-    folder = RunFolder(root)
+    folder = BenchFolder(root)
     settings = folder.settings()
     scored = folder.scored()
     records = [scored[i] for i in ids if i in scored] if ids is not None else list(scored.values())

@@ -183,7 +183,7 @@ class JsonlWriter:
             out.write(json.dumps(record) + "\n")
 
 
-class RunFolder:
+class BenchFolder:
     """The files of one run folder, as seen by one shard."""
 
     def __init__(self, root: str | os.PathLike, shard: Shard = Shard()) -> None:
@@ -289,7 +289,7 @@ class RunFolder:
 
 
 def run_benchmark(
-    folder: RunFolder,
+    folder: BenchFolder,
     items: list[BenchItem],
     answer: Answerer,
     score: Scorer | None,
@@ -353,7 +353,7 @@ def run_benchmark(
 
 
 def _answers(
-    folder: RunFolder, items: list[BenchItem], answer: Answerer
+    folder: BenchFolder, items: list[BenchItem], answer: Answerer
 ) -> Iterator[tuple[BenchItem, dict[str, Any]]]:
     """Answer `items`, writing each answer's files, then its generation record (so a killed run
     leaves no record of a half-written answer)."""

@@ -35,7 +35,7 @@ from PIL import Image
 from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.report import SHORT_NAMES, groups_of, summarise, write_report
-from paradiff.bench.runner import Answerer, RunFolder, Scorer, run_benchmark
+from paradiff.bench.runner import Answerer, BenchFolder, Scorer, run_benchmark
 from paradiff.command import (
     CommandError,
     add_pipeline_arguments,
@@ -180,7 +180,7 @@ def run_shapebench(
     answer = answer or predictor_answerer(predict, samples)
     settings = settings or {"benchmark": "shapebench", "model": mode}
     with tempfile.TemporaryDirectory() if out is None else nullcontext(out) as root:
-        folder = RunFolder(root)
+        folder = BenchFolder(root)
         folder.start(settings)
         items = [bench_item(sample) for sample in samples]
         with folder.discarded_on_error():
@@ -233,7 +233,7 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     progress = not args.json
     if args.out is not None:
         check_writable(output_dir(args.out))
-        RunFolder(args.out).check()
+        BenchFolder(args.out).check()
     if args.oracle:
         return run_shapebench(
             oracle, out=args.out, progress=progress, mode="oracle", samples=samples

@@ -49,7 +49,7 @@ def _save_tokenizers(args: argparse.Namespace) -> int:
 
 
 def _init_model(args: argparse.Namespace) -> int:
-    from paradiff.shapes.checkpoint import MODEL_DEFAULTS, MODEL_SIZES, new_shapes_pipeline
+    from paradiff.shapes.family import MODEL_DEFAULTS, MODEL_SIZES, new_shapes_pipeline
 
     out = Path(args.out)
     if out.is_symlink() or out.exists() and (not out.is_dir() or any(out.iterdir())):

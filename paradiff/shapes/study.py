@@ -35,7 +35,7 @@ import numpy as np
 from paradiff.bench.data import METRICS
 from paradiff.bench.generate import pipeline_answerer
 from paradiff.bench.report import bootstrap_interval
-from paradiff.bench.runner import RunFolder as BenchFolder
+from paradiff.bench.runner import BenchFolder
 from paradiff.pipeline import ParallelPipeline
 from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.probe import GREEDY
