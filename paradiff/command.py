@@ -31,7 +31,7 @@ from paradiff.files import (
     scratch_owner,
     write_atomic,
 )
-from paradiff.sampling.config import SAMPLER_FLAGS, check_setting
+from paradiff.sampling.config import SAMPLER_FLAGS, check_setting, flag_table
 
 EXIT_USAGE = 2
 OUTPUT_MANIFEST = ".paradiff.json"  # what paradiff wrote into an --out folder
@@ -122,6 +122,8 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, sizes: bool = True) -
     group = parser.add_argument_group(
         "sampler settings", "defaults come from the checkpoint's sampler_config.json"
     )
+    parser.epilog = flag_table()  # kept as written: a table
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     for flag, (_, kind, text) in SAMPLER_FLAGS.items():
         group.add_argument(flag, type=kind, default=None, help=text)
     if sizes:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +224,15 @@ def test_an_output_path_that_is_a_file_is_refused(model_dir, tmp_path, capsys):
     target.write_text("keep me")
     code, _, err = run_cli(capsys, "generate", "a cat", "--model", model_dir, "--out", target)
     assert code == 2 and "not a directory" in err and target.read_text() == "keep me"
+
+
+def test_flag_to_setting_table_in_help_and_readme(capsys):
+    from paradiff.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["edit", "--help"])
+    help_text = capsys.readouterr().out
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for flag, (field, _, _) in SAMPLER_FLAGS.items():
+        assert re.search(rf"^\s+{flag}\s+{field}$", help_text, re.M), flag
+        assert f"`{flag}` | `{field}`" in readme, flag

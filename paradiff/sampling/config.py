@@ -162,6 +162,15 @@ SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
     ),
 }
 
+
+def flag_table() -> str:
+    """The flag <-> setting table: each command-line flag and the SamplerConfig field it sets
+    (the name batch `settings`, `sampler_config.json` and Python use), for `--help`."""
+    width = max(map(len, SAMPLER_FLAGS))
+    rows = [f"  {flag:<{width}}  {field}" for flag, (field, _, _) in SAMPLER_FLAGS.items()]
+    return "\n".join(["sampler flag -> setting (batch settings, sampler_config.json):", *rows])
+
+
 # The settings whose empty value means something: no seed draws a random one, no threshold
 # turns confidence-threshold decoding off.
 OPTIONAL_SETTINGS: dict[str, str] = {"seed": "draws a random one", "text_threshold": "turns it off"}
