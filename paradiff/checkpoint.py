@@ -223,7 +223,7 @@ def load_streamed(
     time: read, checked finite, cast to `dtype`, moved to `device` and, for a linear layer's
     weight, quantized (`paradiff.quantization.Quantizer`) before the next one is read. Every
     name and shape is checked from the files' headers before any tensor is read. The model
-    records what was done in `model.quantization` ({mode, stored, bytes})."""
+    records what was done in `model.quantization` ({mode, stored, bytes, quantized_bytes})."""
     from paradiff.quantization import (
         Quantizer,
         check_quantization,
@@ -272,7 +272,8 @@ def load_streamed(
     model.quantization = {
         "mode": quantize,
         "stored": dict(quantizer.stored),
-        "bytes": model_bytes(model),
+        "bytes": model_bytes(model),  # every tensor, as stored
+        "quantized_bytes": quantizer.bytes,  # the quantized weights (data and scales)
     }
     return model.eval()
 

@@ -30,6 +30,7 @@ from torch import nn
 
 QUANTIZE_MODES = ("int8", "int4")
 INT4_GROUP_SIZES = (128, 64, 32)  # the first that divides a layer's in-features
+INT8_BLOCK_VALUES = 1 << 24  # larger weights are quantized to int8 in blocks of rows this size
 INSTALL_HINT = "pip install 'paradiff[quant]'"
 MIN_TORCHAO = (0, 14)
 
@@ -194,18 +195,48 @@ class Quantizer:
         """Quantize `module`'s weight (already holding its float values) in place; returns the
         format it is stored in."""
         kind = self.format_for(name, module, is_head)
-        if kind == "int8":
-            config = self._int8
+        if kind == "int8" and module.weight.numel() > INT8_BLOCK_VALUES:
+            self._int8_in_row_blocks(module)
         else:
-            config = self._int4_config(int(kind.removeprefix("int4-g")))
-        with _quiet_loggers("torchao", "torch.utils._pytree"):
-            self._quantize(module, config)
+            config = self._int8 if kind == "int8" else self._int4_config(int(kind[6:]))
+            with _quiet_loggers("torchao", "torch.utils._pytree"):
+                self._quantize(module, config)
         weight = module.weight
         if type(weight) is torch.Tensor or type(weight) is nn.Parameter:
             raise QuantizationUnavailable(f"torchao left layer {name} unquantized ({kind})")
         self.stored[kind] = self.stored.get(kind, 0) + 1
         self.bytes += stored_bytes(weight)
         return kind
+
+    def _int8_in_row_blocks(self, module: nn.Linear) -> None:
+        """int8 of a large weight (the output head) a block of rows at a time: the scales are
+        per row, so the result is the same as quantizing it whole, but torchao's float32
+        temporaries (several times the weight's size) only ever cover one block."""
+        weight = module.weight.detach()
+        rows, columns = weight.shape
+        step = max(1, INT8_BLOCK_VALUES // columns)
+        parts, context, quantized = {}, None, None
+        for start in range(0, rows, step):
+            block = weight[start : start + step]
+            piece = nn.Linear(columns, block.shape[0], bias=False, device="meta")
+            piece.weight = nn.Parameter(block, requires_grad=False)
+            with _quiet_loggers("torchao", "torch.utils._pytree"):
+                self._quantize(piece, self._int8)
+            quantized = piece.weight
+            names, context = quantized.__tensor_flatten__()
+            for inner in names:
+                value = getattr(quantized, inner)
+                if value.shape[0] != block.shape[0]:
+                    raise QuantizationUnavailable(
+                        f"torchao's int8 weights hold {inner} of shape {tuple(value.shape)}: "
+                        "not one row per output"
+                    )
+                if inner not in parts:
+                    parts[inner] = value.new_empty((rows, *value.shape[1:]))
+                parts[inner][start : start + step] = value
+        whole = type(quantized).__tensor_unflatten__(parts, context, weight.shape, weight.stride())
+        del weight, quantized, piece
+        module.weight = nn.Parameter(whole, requires_grad=False)
 
 
 def stored_bytes(tensor: torch.Tensor) -> int:

@@ -230,3 +230,23 @@ def test_pipeline_and_app_loader_take_quantize():
     pipe = load_demo_pipeline(None, "cpu", quantize="int8")
     assert pipe.model.quantization["mode"] == "int8"
     assert pipe.model.quantization["stored"] == {"int8": 6 * 7 + 1}
+
+
+@needs_torchao
+def test_large_weights_quantize_in_row_blocks_to_the_same_int8(monkeypatch):
+    """The head is quantized a block of rows at a time (bounded temporaries): bit for bit what
+    torchao gives for the whole weight."""
+    import paradiff.quantization as quantization
+
+    torch.manual_seed(0)
+    whole = torch.nn.Linear(64, 200, bias=False)
+    blocks = torch.nn.Linear(64, 200, bias=False)
+    blocks.load_state_dict(whole.state_dict())
+    quantizer = quantization.Quantizer("int8", "cpu")
+    quantizer.apply("whole", whole)
+    monkeypatch.setattr(quantization, "INT8_BLOCK_VALUES", 64 * 37)  # 6 blocks, the last short
+    quantizer.apply("blocks", blocks)
+    for inner in whole.weight.__tensor_flatten__()[0]:
+        assert torch.equal(getattr(whole.weight, inner), getattr(blocks.weight, inner)), inner
+    x = torch.randn(3, 64)
+    assert torch.equal(whole(x), blocks(x))
