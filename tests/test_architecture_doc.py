@@ -14,7 +14,7 @@ def equation_table_places() -> list[tuple[str, str]]:
     """(module path, name) for every name in the 'where' column of the equation table; a module
     path alone (no name after it) gives (path, '')."""
     text = (ROOT / "docs" / "architecture.md").read_text()
-    section = text.split("## Where the paper's equations live", 1)[1]
+    section = text.split("## Where the paper's equations live", 1)[1].split("\n## ", 1)[0]
     places = []
     for line in section.splitlines():
         if not line.startswith("|") or line.startswith("| ---") or line.startswith("| equation"):
