@@ -320,6 +320,16 @@ def test_random_answer_masks_cover_the_answer_at_every_ratio():
     assert torch.equal(masks, again)
 
 
+def test_a_groups_rollouts_share_their_mask():
+    answer = torch.ones(12, 30, dtype=torch.bool)
+    masks = random_answer_masks(answer, torch.Generator().manual_seed(1), group=4)
+    for start in range(0, 12, 4):
+        assert (masks[start : start + 4] == masks[start]).all()
+    assert not torch.equal(masks[0], masks[4])  # groups draw their own
+    with pytest.raises(ValueError, match="groups of 5"):
+        random_answer_masks(answer, torch.Generator(), group=5)
+
+
 def test_masked_units_score_the_final_answer_under_a_mask(
     tmp_path, tiny_shapes_model, shapes_records
 ):
@@ -351,6 +361,10 @@ def test_masked_units_score_the_final_answer_under_a_mask(
         )
         assert torch.equal(decoded, masked) and (log_probs[masked] < 0).all()
     assert not torch.equal(units[0][0], units[1][0])  # independent draws
+    group = int(config["rollout"]["group"])
+    shared = units[0][0] == mask_id
+    for start in range(0, shared.shape[0], group):  # a prompt's rollouts share the mask
+        assert (shared[start : start + group] == shared[start]).all()
 
 
 def untimed(lines: list[dict]) -> list[dict]:
@@ -421,6 +435,7 @@ def test_reward_at_final_scores_the_answer_at_every_scored_step(
         ("train.estimator=masked", "train.estimator: masked scores the final answer's tokens"),
         ("train.estimator=exact", "train.estimator must be one of ('steps', 'masked')"),
         ("train.mask_draws=0", "train.mask_draws must be a whole number of at least 1, got 0"),
+        ("train.shared_masks=1", "train.shared_masks must be true or false, got 1"),
         ("train.steps=true", "train.steps must be a whole number of at least 1, got True"),
         ("train.lr=true", "train.lr must be a positive number, got True"),
         ("eval.call=os:nothing", "eval.call 'os:nothing' is not an importable"),

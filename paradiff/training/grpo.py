@@ -132,17 +132,25 @@ def replay_log_probs(
     return log_probs, decoded
 
 
-def random_answer_masks(answer: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random masks (B, A) over the True positions of `answer` (B, A): per row a ratio
-    t ~ U(0, 1), each position masked with probability t, and at least one masked (a row's
-    first position when the draw masked none).
+def random_answer_masks(
+    answer: torch.Tensor, generator: torch.Generator, group: int = 1
+) -> torch.Tensor:
+    """Random masks (B, A) over the True positions of `answer` (B, A): per group of `group`
+    consecutive rows one ratio t ~ U(0, 1) and one draw, each position masked with probability t,
+    and at least one masked (a row's first position when the draw masked none).
 
     Scoring a finished answer's tokens at the masked positions of such states averages the
-    one-step log-probabilities over noise levels as the masked-diffusion training loss does."""
-    rows = answer.shape[0]
-    ratio = torch.rand(rows, 1, generator=generator)  # (B, 1)
-    draws = torch.rand(answer.shape, generator=generator)  # (B, A)
-    masked = answer & (draws < ratio)
+    one-step log-probabilities over noise levels as the masked-diffusion training loss does. The
+    rows of a group (one prompt's rollouts, same layout) share their mask, so the terms of tokens
+    they share in the same context cancel in sum_i A_i log pi (the advantages sum to zero over a
+    group) instead of adding noise."""
+    rows, columns = answer.shape
+    if rows % group:
+        raise ValueError(f"{rows} rollouts do not split into groups of {group}")
+    ratio = torch.rand(rows // group, 1, generator=generator)  # (P, 1)
+    draws = torch.rand(rows // group, columns, generator=generator)  # (P, A)
+    shared = (draws < ratio).repeat_interleave(group, 0)  # (B, A)
+    masked = answer & shared
     first = torch.where(answer.any(1), answer.float().argmax(1), 0)  # (B,)
     empty = ~masked.any(1) & answer.any(1)
     masked[empty, first[empty]] = True

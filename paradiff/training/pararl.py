@@ -24,7 +24,8 @@ optimizer steps are taken on each rollout batch.
 instead of the few decoded at s steps: each of `train.mask_draws` units per rollout masks the
 answer x_T at a random ratio t ~ U(0, 1) and takes log pi(o | masked x_T) at the masked
 positions — the one-forward likelihood estimate of masked-diffusion GRPO, the loss above
-otherwise unchanged. `train.advantage: positive` keeps only advantages above 0 (rollouts better
+otherwise unchanged; with `train.shared_masks` a prompt's G rollouts share each mask, so tokens
+they share in the same context cancel in the group's advantage-weighted sum. `train.advantage: positive` keeps only advantages above 0 (rollouts better
 than their group's mean are learned from, the others are left alone). `eval.call` logs held-out
 scores before the first step, every `eval.every` steps and at the end. Checkpoints are loadable pipelines plus
 `training_state.pt` (as SFT's); `--resume` continues from the latest one. Prompts, row seeds
@@ -118,6 +119,7 @@ DEFAULTS: dict[str, Any] = {
         # masked: on the final answer's tokens under `mask_draws` random masks per rollout
         "estimator": "steps",
         "mask_draws": 1,
+        "shared_masks": True,  # masked: one prompt's rollouts share each mask draw
         # group: A = (r - mean) / std of the group (GRPO); positive: only rollouts above their
         # group's mean are learned from (the others get A = 0), reward-filtered self-training
         "advantage": "group",
@@ -164,6 +166,10 @@ def check_config(config: dict[str, Any]) -> None:
     if train["advantage"] not in ADVANTAGES:
         raise RecipeError(
             f"train.advantage must be one of {ADVANTAGES}, got {train['advantage']!r}"
+        )
+    if not isinstance(train["shared_masks"], bool):
+        raise RecipeError(
+            f"train.shared_masks must be true or false, got {train['shared_masks']!r}"
         )
     if train["estimator"] == "masked" and reward["at"] != "final":
         raise RecipeError(
@@ -337,10 +343,11 @@ class ParaRLRun:
             ]
         gen = example_generator(int(self.config["train"]["seed"]), self.step, MASK_STREAM)
         final, mask_id = trajectory[-1], self.pipe.space.mask_id
+        group = int(self.config["rollout"]["group"]) if self.config["train"]["shared_masks"] else 1
         answer = trajectory[0] == mask_id  # (B, A): the positions the sampler decoded
         units = []
         for _ in range(int(self.config["train"]["mask_draws"])):
-            masked = random_answer_masks(answer, gen)
+            masked = random_answer_masks(answer, gen, group)
             units.append((torch.where(masked, mask_id, final), final, advantages[:, 0]))
         return units
 
