@@ -25,7 +25,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from paradiff.command import one_line
+from paradiff.command_support import one_line
 from paradiff.demo import load_demo_pipeline
 from paradiff.files import MAX_IMAGE_SIDE
 from paradiff.pipeline import ParallelPipeline, PartialAnswer, Request, bundled_model_dir

@@ -25,7 +25,7 @@ from typing import Any
 from paradiff.bench.data import BenchItem
 from paradiff.bench.generate import PIPELINE_TASKS, generate_answers
 from paradiff.bench.runner import BenchFolder, Shard, file_name, run_benchmark
-from paradiff.command import (
+from paradiff.command_support import (
     CommandError,
     check_size_flags,
     check_writable,

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from paradiff import __version__
-from paradiff.command import (
+from paradiff.command_support import (
     EXIT_USAGE,
     CommandError,
     Parser,

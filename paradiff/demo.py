@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from paradiff.command import publish
+from paradiff.command_support import publish
 from paradiff.pipeline import Request
 from paradiff.shapes.judge import METRICS, score_sample
 from paradiff.shapes.render import render_scene

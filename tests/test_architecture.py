@@ -30,7 +30,7 @@ FLOORS = {
     "paradiff.training": 5,
     "paradiff.bench": 5,
     "paradiff.batch": 5,
-    "paradiff.command": 5,
+    "paradiff.command_support": 5,
     "paradiff.cli": 6,
     "paradiff.app": 6,
     "paradiff.demo": 6,

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from paradiff.bench.data import BenchDataError, load_parabench
 from paradiff.bench.llm_judge import JudgeClient, JudgeError, MalformedAnswer, parse_score
 from paradiff.cli import main
-from paradiff.command import OUTPUT_MANIFEST, CommandError, publish
+from paradiff.command_support import OUTPUT_MANIFEST, CommandError, publish
 from paradiff.files import SAVE_TOKEN, SCRATCH_MARKER
 from paradiff.layout import Layout
 from paradiff.pipeline import ParallelPipeline, PipelineInputError

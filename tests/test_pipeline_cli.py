@@ -17,7 +17,7 @@ from PIL import Image
 
 from paradiff import __version__
 from paradiff.cli import main
-from paradiff.command import OUTPUT_MANIFEST
+from paradiff.command_support import OUTPUT_MANIFEST
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling.config import SAMPLER_FLAGS
 from tests.tiny_pipeline import SMALL_SAMPLER, build_tiny_pipeline

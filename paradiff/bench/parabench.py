@@ -35,7 +35,7 @@ from paradiff.bench.llm_judge import (
 from paradiff.bench.report import markdown_table, report_run
 from paradiff.bench.runner import BenchFolder, Shard, run_benchmark, write_atomic
 from paradiff.checkpoint import is_hub_id
-from paradiff.command import (
+from paradiff.command_support import (
     MAX_BATCH_SIZE,
     CommandError,
     add_pipeline_arguments,

@@ -36,7 +36,7 @@ from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.report import SHORT_NAMES, groups_of, summarise, write_report
 from paradiff.bench.runner import Answerer, BenchFolder, Scorer, run_benchmark
-from paradiff.command import (
+from paradiff.command_support import (
     CommandError,
     add_pipeline_arguments,
     check_writable,
