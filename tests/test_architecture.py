@@ -24,6 +24,7 @@ FLOORS = {
     "paradiff.plots": 1,
     "paradiff.files": 1,
     "paradiff.schema": 1,
+    "paradiff.registry": 1,
     "paradiff.model": 2,
     "paradiff.sampling": 3,
     "paradiff.pipeline": 4,

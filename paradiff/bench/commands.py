@@ -5,12 +5,14 @@ function adding its subcommand to the `bench` subparsers."""
 from __future__ import annotations
 
 import argparse
-from importlib.metadata import entry_points
 
 from paradiff.bench.parabench import register_parabench
 from paradiff.bench.report import compare_table, load_summary, markdown_table, report_run
+from paradiff.registry import Registry
 
 ENTRY_POINTS = "paradiff.benchmarks"
+# name -> a function adding the benchmark's subcommand to the `bench` subparsers
+BENCHMARKS = Registry(ENTRY_POINTS, {"parabench": register_parabench})
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -30,9 +32,8 @@ def run_compare(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="evaluation: ParaBench and registered benchmarks")
     subparsers = bench.add_subparsers(dest="bench_command", required=True)
-    for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
-        point.load()(subparsers)
-    register_parabench(subparsers)
+    for _, add_benchmark in sorted(BENCHMARKS.entries().items()):
+        add_benchmark(subparsers)
     report = subparsers.add_parser("report", help="write a run folder's report (all shards)")
     report.add_argument("run_dir", metavar="RUN_DIR")
     report.set_defaults(func=run_report)

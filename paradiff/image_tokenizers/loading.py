@@ -1,26 +1,28 @@
 """Find, load and save the image tokenizer that ships inside a checkpoint directory.
 
+Every image tokenizer is a registered `TokenizerKind`, the built-ins too:
 - `vqvae/` with a `tokenizer_config.json` whose `tokenizer_class` is a registered one: that
   tokenizer (the shapes world's quadrant codebook registers itself this way, family S);
-- `vqvae/` with a diffusers `config.json`: aMUSEd's VQModel (family A);
-- `magvit2/` with `model.safetensors`: MAGVIT-v2 (family M).
+- `vqvae/` with a diffusers `config.json`: aMUSEd's VQModel (family A, built in);
+- `magvit2/` with `model.safetensors`: MAGVIT-v2 (family M, built in).
 
-Registered tokenizers come from `register_image_tokenizer` and from the `paradiff.image_tokenizers`
-entry points of installed packages (paradiff's own pyproject.toml declares the shapes world's),
-so this module names no tokenizer it does not ship.
+Kinds come from the built-ins, `register_image_tokenizer` and the `paradiff.image_tokenizers`
+entry points of installed packages (`paradiff.registry`; paradiff's own pyproject.toml declares
+the shapes world's), so this module names no tokenizer it does not ship.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import torch
 
 from paradiff.image_tokenizers.base import ImageTokenizer
+from paradiff.registry import Registry
 
 VQVAE_DIR = "vqvae"
 MAGVIT2_DIR = "magvit2"
@@ -34,58 +36,90 @@ class ImageTokenizerNotFound(ValueError):
 
 @dataclass(frozen=True)
 class TokenizerKind:
-    """A registered image tokenizer: `vqvae/tokenizer_config.json` names `tokenizer_class`;
-    `load(folder)` reads one from a vqvae folder, `save(tokenizer, folder)` writes instances of
-    `type` there."""
+    """An image tokenizer a checkpoint may carry in its `folder`: `load(folder_path, device,
+    dtype)` reads one, `save(tokenizer, folder_path)` writes an instance of `type` there.
+
+    A checkpoint holds this kind when its `folder` has the `marker` file, or without a marker
+    when `vqvae/tokenizer_config.json` names `tokenizer_class`. `type` may be 'module:Class',
+    imported only when needed (aMUSEd's needs diffusers, seconds to import)."""
 
     tokenizer_class: str
-    type: type
-    load: Callable[[Path], ImageTokenizer]
+    type: type | str
+    load: Callable[[Path, torch.device | str, torch.dtype], ImageTokenizer]
     save: Callable[[ImageTokenizer, Path], None]
+    folder: str = VQVAE_DIR
+    marker: str | None = None
+
+    def holds(self, tokenizer: ImageTokenizer) -> bool:
+        """Whether `tokenizer` is of this kind (a class never imported has no instances)."""
+        cls = self.type
+        if isinstance(cls, str):
+            module, name = cls.split(":")
+            if module not in sys.modules:
+                return False
+            cls = getattr(sys.modules[module], name)
+        return isinstance(tokenizer, cls)
 
 
-_KINDS: dict[str, TokenizerKind] = {}
-_loaded_entry_points = False
+def _load_amused(folder: Path, device, dtype) -> ImageTokenizer:
+    from paradiff.image_tokenizers.amused import AmusedTokenizer
+
+    return AmusedTokenizer.from_pretrained(folder, device=device, dtype=dtype)
+
+
+def _load_magvit2(folder: Path, device, dtype) -> ImageTokenizer:
+    from paradiff.image_tokenizers.magvit2 import Magvit2Tokenizer
+
+    return Magvit2Tokenizer.from_pretrained(folder, device=device, dtype=dtype)
+
+
+AMUSED = TokenizerKind(
+    "AmusedTokenizer",
+    "paradiff.image_tokenizers.amused:AmusedTokenizer",
+    _load_amused,
+    lambda tokenizer, folder: tokenizer.vq_model.save_pretrained(folder),
+    marker="config.json",  # diffusers' VQModel config
+)
+MAGVIT2 = TokenizerKind(
+    "Magvit2Tokenizer",
+    "paradiff.image_tokenizers.magvit2:Magvit2Tokenizer",
+    _load_magvit2,
+    lambda tokenizer, folder: tokenizer.save_pretrained(folder),
+    folder=MAGVIT2_DIR,
+    marker="model.safetensors",
+)
+IMAGE_TOKENIZERS: Registry[TokenizerKind] = Registry(
+    ENTRY_POINTS,
+    {kind.tokenizer_class: kind for kind in (AMUSED, MAGVIT2)},
+    key=lambda _name, kind: kind.tokenizer_class,
+)
 
 
 def register_image_tokenizer(kind: TokenizerKind) -> None:
-    _KINDS[kind.tokenizer_class] = kind
+    IMAGE_TOKENIZERS.register(kind.tokenizer_class, kind)
 
 
 def registered_image_tokenizers() -> dict[str, TokenizerKind]:
     """The registered kinds by `tokenizer_class` (entry points read on first use)."""
-    global _loaded_entry_points
-    if not _loaded_entry_points:
-        _loaded_entry_points = True
-        for point in entry_points(group=ENTRY_POINTS):
-            register_image_tokenizer(point.load())
-    return _KINDS
+    return IMAGE_TOKENIZERS.entries()
 
 
 def load_image_tokenizer(
     checkpoint_dir: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> ImageTokenizer:
-    vqvae = checkpoint_dir / VQVAE_DIR
-    if (vqvae / CONFIG_FILE).is_file():
-        name = json.loads((vqvae / CONFIG_FILE).read_text()).get("tokenizer_class")
-        kind = registered_image_tokenizers().get(name)
-        if kind is None:
+    kinds = registered_image_tokenizers()
+    named = checkpoint_dir / VQVAE_DIR / CONFIG_FILE
+    if named.is_file():
+        name = json.loads(named.read_text()).get("tokenizer_class")
+        if name not in kinds:
             raise ImageTokenizerNotFound(
-                f"{vqvae / CONFIG_FILE} names tokenizer class {name!r}, which no installed "
-                f"package registers (registered: {sorted(registered_image_tokenizers())}; "
-                "reinstall paradiff if it should be one of its own)"
+                f"{named} names tokenizer class {name!r}, which no installed package registers "
+                f"(registered: {sorted(kinds)}; reinstall paradiff if it should be one of its own)"
             )
-        return kind.load(vqvae)
-    if (vqvae / "config.json").is_file():
-        from paradiff.image_tokenizers.amused import AmusedTokenizer
-
-        return AmusedTokenizer.from_pretrained(vqvae, device=device, dtype=dtype)
-    if (checkpoint_dir / MAGVIT2_DIR / "model.safetensors").is_file():
-        from paradiff.image_tokenizers.magvit2 import Magvit2Tokenizer
-
-        return Magvit2Tokenizer.from_pretrained(
-            checkpoint_dir / MAGVIT2_DIR, device=device, dtype=dtype
-        )
+        return kinds[name].load(checkpoint_dir / kinds[name].folder, device, dtype)
+    for kind in kinds.values():
+        if kind.marker is not None and (checkpoint_dir / kind.folder / kind.marker).is_file():
+            return kind.load(checkpoint_dir / kind.folder, device, dtype)
     raise ImageTokenizerNotFound(
         f"cannot tell the image tokenizer of {checkpoint_dir}: expected {VQVAE_DIR}/ "
         f"(aMUSEd VQ or a registered tokenizer's {CONFIG_FILE}) or "
@@ -95,16 +129,8 @@ def load_image_tokenizer(
 
 def save_image_tokenizer(tokenizer: ImageTokenizer, checkpoint_dir: Path) -> None:
     """Write `tokenizer` where `load_image_tokenizer` finds it."""
-    for kind in registered_image_tokenizers().values():  # before importing diffusers (seconds)
-        if isinstance(tokenizer, kind.type):
-            kind.save(tokenizer, checkpoint_dir / VQVAE_DIR)
+    for kind in registered_image_tokenizers().values():
+        if kind.holds(tokenizer):
+            kind.save(tokenizer, checkpoint_dir / kind.folder)
             return
-    from paradiff.image_tokenizers.amused import AmusedTokenizer
-    from paradiff.image_tokenizers.magvit2 import Magvit2Tokenizer
-
-    if isinstance(tokenizer, AmusedTokenizer):
-        tokenizer.vq_model.save_pretrained(checkpoint_dir / VQVAE_DIR)
-    elif isinstance(tokenizer, Magvit2Tokenizer):
-        tokenizer.save_pretrained(checkpoint_dir / MAGVIT2_DIR)
-    else:
-        raise TypeError(f"cannot save an image tokenizer of type {type(tokenizer).__name__}")
+    raise TypeError(f"cannot save an image tokenizer of type {type(tokenizer).__name__}")

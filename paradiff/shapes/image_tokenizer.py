@@ -237,6 +237,6 @@ def shapes_tokenizer(cell_px: int = DEFAULT_CELL_PX) -> ShapesImageTokenizer:
 KIND = TokenizerKind(
     tokenizer_class=TOKENIZER_CLASS,
     type=ShapesImageTokenizer,
-    load=ShapesImageTokenizer.from_dir,
+    load=lambda folder, _device, _dtype: ShapesImageTokenizer.from_dir(folder),
     save=lambda tokenizer, folder: tokenizer.save(folder),
 )
