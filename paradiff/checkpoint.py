@@ -9,6 +9,7 @@ is handed (`MaskPredictor.from_pretrained` hands its own).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -211,6 +212,28 @@ def read_tensor(handle, entry: TensorEntry) -> torch.Tensor:
     return torch.frombuffer(buffer, dtype=entry.dtype).reshape(entry.shape)
 
 
+def read_rows(handle, entry: TensorEntry, start: int, stop: int) -> torch.Tensor:
+    """Rows start..stop of a tensor (its first dimension) read from an open file."""
+    row = math.prod(entry.shape[1:]) * (entry.stop - entry.start) // max(1, math.prod(entry.shape))
+    part = TensorEntry(
+        entry.file,
+        entry.dtype,
+        (stop - start, *entry.shape[1:]),
+        entry.start + start * row,
+        entry.start + stop * row,
+    )
+    return read_tensor(handle, part)
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap memory back to the system (glibc keeps it otherwise, and the resident
+    size would grow with every tensor read and quantized); a no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def load_streamed(
     model_class: Callable[[ModelConfig], nn.Module],
     directory: Path,
@@ -250,18 +273,18 @@ def load_streamed(
     for file, items in by_file.items():
         with open(file, "rb") as handle:
             for name, entry in sorted(items, key=lambda item: item[1].start):
-                tensor = read_tensor(handle, entry)
-                if tensor.is_floating_point():
-                    if not torch.isfinite(tensor.sum(dtype=torch.float32)):
-                        if not torch.isfinite(tensor).all():  # not a sum that overflowed
-                            raise CheckpointError(
-                                f"{directory}: weight {name} holds NaN or inf values"
-                            )
-                    tensor = tensor.to(device=device, dtype=dtype)
-                else:
-                    tensor = tensor.to(device=device)
+                _release_freed_memory()
                 owner, _, attr = name.rpartition(".")
                 module = modules[owner]
+                if name in linears and quantizer.in_row_blocks(owner, module, linears[name][1]):
+
+                    def rows(start, stop, name=name, entry=entry):
+                        block = read_rows(handle, entry, start, stop)
+                        return _ready(block, name, directory, device, dtype)
+
+                    quantizer.apply_rows(owner, module, rows)  # never the whole float weight
+                    continue
+                tensor = _ready(read_tensor(handle, entry), name, directory, device, dtype)
                 if attr in module._buffers:
                     module._buffers[attr] = tensor
                 else:
@@ -269,6 +292,7 @@ def load_streamed(
                 if name in linears:
                     quantizer.apply(linears[name][0], module, is_head=linears[name][1])
                 del tensor
+    _release_freed_memory()
     model.quantization = {
         "mode": quantize,
         "stored": dict(quantizer.stored),
@@ -276,6 +300,17 @@ def load_streamed(
         "quantized_bytes": quantizer.bytes,  # the quantized weights (data and scales)
     }
     return model.eval()
+
+
+def _ready(tensor: torch.Tensor, name: str, directory: Path, device, dtype) -> torch.Tensor:
+    """A tensor read from a checkpoint, checked finite and cast (floats) and moved."""
+    if not tensor.is_floating_point():
+        return tensor.to(device=device)
+    for part in tensor.reshape(-1).split(1 << 22):  # a float32 sum of a part: small temporaries
+        if not torch.isfinite(part.sum(dtype=torch.float32)):
+            if not torch.isfinite(part).all():  # not a sum that overflowed
+                raise CheckpointError(f"{directory}: weight {name} holds NaN or inf values")
+    return tensor.to(device=device, dtype=dtype)
 
 
 def save_model(

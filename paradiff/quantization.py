@@ -195,8 +195,10 @@ class Quantizer:
         """Quantize `module`'s weight (already holding its float values) in place; returns the
         format it is stored in."""
         kind = self.format_for(name, module, is_head)
-        if kind == "int8" and module.weight.numel() > INT8_BLOCK_VALUES:
-            self._int8_in_row_blocks(module)
+        if self.in_row_blocks(name, module, is_head):
+            weight = module.weight.detach()
+            self._int8_in_row_blocks(module, lambda start, stop: weight[start:stop])
+            del weight
         else:
             config = self._int8 if kind == "int8" else self._int4_config(int(kind[6:]))
             with _quiet_loggers("torchao", "torch.utils._pytree"):
@@ -208,16 +210,28 @@ class Quantizer:
         self.bytes += stored_bytes(weight)
         return kind
 
-    def _int8_in_row_blocks(self, module: nn.Linear) -> None:
+    def in_row_blocks(self, name: str, module: nn.Linear, is_head: bool = False) -> bool:
+        """Whether `module` is quantized a block of rows at a time (a large int8 weight)."""
+        size = module.in_features * module.out_features
+        return size > INT8_BLOCK_VALUES and self.format_for(name, module, is_head) == "int8"
+
+    def apply_rows(self, name: str, module: nn.Linear, rows) -> str:
+        """`apply` for a weight not in memory: `rows(start, stop)` gives its float rows (read
+        from the checkpoint block by block, so the whole float weight never is)."""
+        self._int8_in_row_blocks(module, rows)
+        self.stored["int8"] = self.stored.get("int8", 0) + 1
+        self.bytes += stored_bytes(module.weight)
+        return "int8"
+
+    def _int8_in_row_blocks(self, module: nn.Linear, rows_of) -> None:
         """int8 of a large weight (the output head) a block of rows at a time: the scales are
         per row, so the result is the same as quantizing it whole, but torchao's float32
         temporaries (several times the weight's size) only ever cover one block."""
-        weight = module.weight.detach()
-        rows, columns = weight.shape
+        rows, columns = module.out_features, module.in_features
         step = max(1, INT8_BLOCK_VALUES // columns)
         parts, context, quantized = {}, None, None
         for start in range(0, rows, step):
-            block = weight[start : start + step]
+            block = rows_of(start, min(rows, start + step))
             piece = nn.Linear(columns, block.shape[0], bias=False, device="meta")
             piece.weight = nn.Parameter(block, requires_grad=False)
             with _quiet_loggers("torchao", "torch.utils._pytree"):
@@ -234,8 +248,8 @@ class Quantizer:
                 if inner not in parts:
                     parts[inner] = value.new_empty((rows, *value.shape[1:]))
                 parts[inner][start : start + step] = value
-        whole = type(quantized).__tensor_unflatten__(parts, context, weight.shape, weight.stride())
-        del weight, quantized, piece
+        whole = type(quantized).__tensor_unflatten__(parts, context, (rows, columns), (columns, 1))
+        del quantized, piece, block
         module.weight = nn.Parameter(whole, requires_grad=False)
 
 

@@ -250,3 +250,24 @@ def test_large_weights_quantize_in_row_blocks_to_the_same_int8(monkeypatch):
         assert torch.equal(getattr(whole.weight, inner), getattr(blocks.weight, inner)), inner
     x = torch.randn(3, 64)
     assert torch.equal(whole(x), blocks(x))
+
+
+@needs_torchao
+def test_large_weights_stream_from_the_file_in_row_blocks(sharded, monkeypatch):
+    """A weight past the block size is read from the file a block of rows at a time: the same
+    int8 model as reading it whole."""
+    import paradiff.quantization as quantization
+
+    _, directory = sharded
+    whole = MaskPredictor.from_pretrained(str(directory), quantize="int8")
+    monkeypatch.setattr(quantization, "INT8_BLOCK_VALUES", 64 * 10)
+    read_rows = checkpoint.read_rows
+    reads = []
+    monkeypatch.setattr(
+        checkpoint, "read_rows", lambda *a: reads.append(a[3] - a[2]) or read_rows(*a)
+    )
+    blocks = MaskPredictor.from_pretrained(str(directory), quantize="int8")
+    assert reads and max(reads) == 10  # rows of 64 values, 10 a block
+    ids = sample_ids()
+    with torch.no_grad():
+        assert torch.equal(whole(ids), blocks(ids))
