@@ -344,6 +344,24 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
         "--resume and --overwrite": ((*sft, "--resume", "--overwrite"), "--overwrite"),
         "--resume from a truncated state": ((*sft, "--resume"), "training_state.pt"),
         "keep 0": ((*sft, "--overwrite", "output.keep=0"), "output.keep"),
+        # bad recipe values stop before --overwrite touches the previous run
+        "betas x": ((*sft, "--overwrite", "train.betas=x"), "train.betas"),
+        "threads -1": ((*sft, "--overwrite", "train.threads=-1"), "train.threads"),
+        "an eval.call that is no evaluation": (
+            (*sft, "--overwrite", "eval.call=os:system", "eval.every=1"),
+            "eval.call 'os:system'",
+        ),
+        "steps abc": ((*sft, "--overwrite", "train.steps=abc"), "train.steps"),
+        "lr fast": ((*sft, "--overwrite", "train.lr=fast"), "train.lr"),
+        "lr 0": ((*sft, "--overwrite", "train.lr=0"), "train.lr"),
+        "min_lr_ratio -5": ((*sft, "--overwrite", "train.min_lr_ratio=-5"), "min_lr_ratio"),
+        "grad_clip -1": ((*sft, "--overwrite", "train.grad_clip=-1"), "train.grad_clip"),
+        "weight_decay -0.5": ((*sft, "--overwrite", "train.weight_decay=-0.5"), "weight_decay"),
+        "precision fp8-ultra": ((*sft, "--overwrite", "train.precision=fp8-ultra"), "precision"),
+        "micro_batch_size 0": ((*sft, "--overwrite", "train.micro_batch_size=0"), "micro_batch"),
+        "batch_size true": ((*sft, "--overwrite", "train.batch_size=true"), "train.batch_size"),
+        "log_with wandb": ((*sft, "--overwrite", "output.log_with=wandb"), "output.log_with"),
+        "cond_dropout 1": ((*sft, "--overwrite", "data.cond_dropout=1"), "data.cond_dropout"),
         "pretokenize a missing file": (
             (
                 "pretokenize",

@@ -55,7 +55,12 @@ from paradiff.training.grpo import (
     select_steps,
     step_window,
 )
-from paradiff.training.recipe import RecipeError, check_eval_settings, evaluation_function
+from paradiff.training.recipe import (
+    RecipeError,
+    check_eval_settings,
+    check_optimizer_settings,
+    evaluation_function,
+)
 from paradiff.training.rewards import Reward, RewardNormaliser, build_reward, stats_prompt_count
 from paradiff.training.rollouts import Rollouts, RolloutSampler, load_records
 from paradiff.training.runs import (
@@ -180,10 +185,8 @@ def check_config(config: dict[str, Any]) -> None:
         "rollout.group": (rollout["group"], 2),  # advantages are relative to the group
         "reward.steps": (reward["steps"], 1),
         "reward.stats_min_prompts": (reward["stats_min_prompts"], 1),
-        "train.steps": (train["steps"], 1),
         "train.updates_per_batch": (train["updates_per_batch"], 1),
         "train.mask_draws": (train["mask_draws"], 1),
-        "train.warmup_steps": (train["warmup_steps"], 0),
     }
     if config["data"]["limit"] is not None:
         minimums["data.limit"] = (config["data"]["limit"], 1)
@@ -195,7 +198,6 @@ def check_config(config: dict[str, Any]) -> None:
         "rollout.image_temperature": rollout["image_temperature"],
         "reward.clip_range": reward["clip_range"],
         "reward.stats_fraction": reward["stats_fraction"],
-        "train.lr": train["lr"],
         "train.clip_eps": train["clip_eps"],
     }
     for name, value in positive.items():
@@ -210,6 +212,7 @@ def check_config(config: dict[str, Any]) -> None:
         step_window(1, float(window[0]), float(window[1]))
     except (TypeError, ValueError) as err:
         raise RecipeError(f"reward.window: {err}") from None
+    check_optimizer_settings(train)
     check_eval_settings(config["eval"])
     check_output_settings(config["output"])
 

@@ -43,7 +43,8 @@ from paradiff.files import (
     scratch_owner,
     write_atomic,
 )
-from paradiff.training.recipe import RecipeError
+from paradiff.training.recipe import RecipeError, whole_number
+from paradiff.training.trackers import check_tracker_settings
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "log.jsonl"
@@ -81,13 +82,13 @@ def example_generator(seed: int, step: int, index: int) -> torch.Generator:
 
 
 def check_output_settings(output: dict[str, Any]) -> None:
-    """The recipe's `output` section: a folder, and whole numbers of at least 1."""
+    """The recipe's `output` section: a folder, whole numbers of at least 1, a tracker that can
+    run."""
     if not str(output["dir"] or "").strip():
         raise RecipeError("output.dir is empty")
     for key in ("save_every", "log_every", "keep"):
-        value = output[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise RecipeError(f"output.{key} must be a whole number of at least 1, got {value!r}")
+        whole_number("output", key, output[key], 1)
+    check_tracker_settings(output)
 
 
 class RunFolder:

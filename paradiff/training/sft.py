@@ -27,7 +27,14 @@ from paradiff.layout import Batch
 from paradiff.pipeline import ParallelPipeline
 from paradiff.training.data import PretokenizedDataset, epoch_batches, training_sequence
 from paradiff.training.masking import NoiseSettings, masked_diffusion_loss, noise_batch
-from paradiff.training.recipe import RecipeError, check_eval_settings, evaluation_function
+from paradiff.training.recipe import (
+    RecipeError,
+    check_eval_settings,
+    check_optimizer_settings,
+    evaluation_function,
+    number_in,
+    whole_number,
+)
 from paradiff.training.runs import (
     FINAL_DIR,
     RunFolder,
@@ -125,15 +132,23 @@ def check_config(config: dict[str, Any]) -> None:
     if not data["pretokenized"]:
         raise RecipeError("data.pretokenized is not set (run `paradiff pretokenize` first)")
     noise_settings(train)
-    for key in ("steps", "batch_size", "warmup_steps"):
-        if int(train[key]) < (0 if key == "warmup_steps" else 1):
-            raise RecipeError(f"train.{key} is out of range: {train[key]}")
+    check_optimizer_settings(train)
+    whole_number("train", "batch_size", train["batch_size"], 1)
+    if train["micro_batch_size"] is not None:
+        whole_number("train", "micro_batch_size", train["micro_batch_size"], 1)
+    if train["precision"] not in PRECISIONS:
+        raise RecipeError(
+            f"train.precision must be one of {PRECISIONS}, got {train['precision']!r}"
+        )
     if not isinstance(data["reasoning"], bool):
         raise RecipeError(f"data.reasoning must be true or false, got {data['reasoning']!r}")
-    if not 0 <= float(data["cond_dropout"]) < 1:
-        raise RecipeError("data.cond_dropout must be in [0, 1)")
+    if not number_in("data", "cond_dropout", data["cond_dropout"], 0, 1) < 1:
+        raise RecipeError(f"data.cond_dropout must be in [0, 1), got {data['cond_dropout']!r}")
     check_output_settings(config["output"])
     check_eval_settings(config["eval"])
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def mixed_precision(choice: str) -> str:

@@ -13,23 +13,32 @@ LOG_WITH = ("tensorboard",)
 TRACKER_DIR = "tensorboard"
 
 
+def check_tracker_settings(output: dict[str, Any]) -> bool:
+    """`output.log_with` is null or a tracker that can run here (RecipeError otherwise); whether
+    one is asked for."""
+    kind = output.get("log_with")
+    if kind is None:
+        return False
+    if not isinstance(kind, str) or kind not in LOG_WITH:
+        raise RecipeError(f"output.log_with must be null or one of {LOG_WITH}, got {kind!r}")
+    from accelerate.utils import is_tensorboard_available
+
+    if not is_tensorboard_available():
+        raise RecipeError(
+            "output.log_with: tensorboard needs tensorboard (pip install tensorboard)"
+        )
+    return True
+
+
 class Tracker:
     """Forwards logged lines (their numbers) to the tracker a recipe asked for, if any."""
 
     def __init__(self, output: dict[str, Any], run_name: str, config: dict[str, Any]) -> None:
-        kind = output.get("log_with")
         self.tracker = None
-        if kind is None:
+        if not check_tracker_settings(output):
             return
-        if kind not in LOG_WITH:
-            raise RecipeError(f"output.log_with must be null or one of {LOG_WITH}, got {kind!r}")
         from accelerate.tracking import TensorBoardTracker
-        from accelerate.utils import is_tensorboard_available
 
-        if not is_tensorboard_available():
-            raise RecipeError(
-                "output.log_with: tensorboard needs tensorboard (pip install tensorboard)"
-            )
         self.tracker = TensorBoardTracker(run_name, Path(output["dir"]) / TRACKER_DIR)
         self.tracker.start()
         self.tracker.store_init_configuration(flat(config))
