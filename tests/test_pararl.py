@@ -343,6 +343,7 @@ def test_masked_units_score_the_final_answer_under_a_mask(
         "reward.at=final",
         "train.estimator=masked",
         "train.mask_draws=3",
+        "train.shared_masks=true",
     )
     run = ParaRLRun(config, progress=False, reward=TargetCodeReward(target=5))
     rollouts = run.step_rollouts(0)

@@ -140,10 +140,11 @@ def random_answer_masks(
     and at least one masked (a row's first position when the draw masked none).
 
     Scoring a finished answer's tokens at the masked positions of such states averages the
-    one-step log-probabilities over noise levels as the masked-diffusion training loss does. The
-    rows of a group (one prompt's rollouts, same layout) share their mask, so the terms of tokens
-    they share in the same context cancel in sum_i A_i log pi (the advantages sum to zero over a
-    group) instead of adding noise."""
+    one-step log-probabilities over noise levels as the masked-diffusion training loss does. With
+    `group` > 1 the rows of a group (one prompt's rollouts, same layout) share their mask: the
+    terms of tokens they share in the same context then cancel in sum_i A_i log pi, but the
+    gradient averages over fewer independent masks (measured noisier,
+    benchmarks/rl_gradient_agreement.py)."""
     rows, columns = answer.shape
     if rows % group:
         raise ValueError(f"{rows} rollouts do not split into groups of {group}")

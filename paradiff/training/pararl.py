@@ -24,8 +24,8 @@ optimizer steps are taken on each rollout batch.
 instead of the few decoded at s steps: each of `train.mask_draws` units per rollout masks the
 answer x_T at a random ratio t ~ U(0, 1) and takes log pi(o | masked x_T) at the masked
 positions — the one-forward likelihood estimate of masked-diffusion GRPO, the loss above
-otherwise unchanged; with `train.shared_masks` a prompt's G rollouts share each mask, so tokens
-they share in the same context cancel in the group's advantage-weighted sum. `train.advantage: positive` keeps only advantages above 0 (rollouts better
+otherwise unchanged (`train.shared_masks` lets a prompt's G rollouts share each mask; measured
+worse than a mask per rollout). `train.advantage: positive` keeps only advantages above 0 (rollouts better
 than their group's mean are learned from, the others are left alone). `eval.call` logs held-out
 scores before the first step, every `eval.every` steps and at the end. Checkpoints are loadable pipelines plus
 `training_state.pt` (as SFT's); `--resume` continues from the latest one. Prompts, row seeds
@@ -124,7 +124,9 @@ DEFAULTS: dict[str, Any] = {
         # masked: on the final answer's tokens under `mask_draws` random masks per rollout
         "estimator": "steps",
         "mask_draws": 1,
-        "shared_masks": True,  # masked: one prompt's rollouts share each mask draw
+        # masked: one prompt's rollouts share each mask draw (off: measured to halve the agreement
+        # of two gradient estimates, benchmarks/rl_gradient_agreement.py)
+        "shared_masks": False,
         # group: A = (r - mean) / std of the group (GRPO); positive: only rollouts above their
         # group's mean are learned from (the others get A = 0), reward-filtered self-training
         "advantage": "group",
