@@ -8,6 +8,8 @@ and the cosine of the two gradients is printed. With g = signal + noise, E[cos] 
 full learning rate all the same.
 
     python benchmarks/rl_gradient_agreement.py --records runs/rl-data/records.jsonl
+
+Measured on the 2-core CPU beside two training runs (docs/results.md, "RL that learns").
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ ESTIMATORS = {
     "masked, shared, 4 draws": [
         "train.estimator=masked",
         "train.shared_masks=true",
+        "train.mask_draws=4",
+    ],
+    "masked, a mask per rollout, 4 draws": [
+        "train.estimator=masked",
+        "train.shared_masks=false",
         "train.mask_draws=4",
     ],
 }
@@ -88,7 +95,7 @@ def main() -> None:
                 second = gradient(run, rollouts, advantages, 2 * pair + 1)
                 cosines.append(float(torch.nn.functional.cosine_similarity(first, second, 0)))
             mean = sum(cosines) / len(cosines)
-            print(f"{name:<32} cos = {mean:.3f}  ({', '.join(f'{c:.3f}' for c in cosines)})")
+            print(f"{name:<38} cos = {mean:.3f}  ({', '.join(f'{c:.3f}' for c in cosines)})")
 
 
 if __name__ == "__main__":
