@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paradiff.model import eval_mode
 from paradiff.pipeline import ParallelPipeline
 from paradiff.shapes.dataset import development_samples
 from paradiff.shapes.judge import score_sample
-from paradiff.shapes.probe import GREEDY, request_of
+from paradiff.shapes.probe import GREEDY, answers_of
 from paradiff.shapes.scene import COLOURS
 from paradiff.training.pararl import DEFAULTS, ParaRLRun
 from paradiff.training.recipe import load_recipe
@@ -49,21 +48,13 @@ def held_out(pipe: ParallelPipeline, limit: int, reward: ColourShareReward) -> d
     metrics' means (0-100)."""
     samples = development_samples(-(-limit // 15))[:limit]
     shares, metrics = [], []
-    with eval_mode(pipe.model):
-        for task in ("edit", "generation"):
-            todo = [s for s in samples if s.task == task]
-            for start in range(0, len(todo), 20):
-                chunk = todo[start : start + 20]
-                results = pipe.run(
-                    "edit" if task == "edit" else "generate",
-                    [request_of(s) for s in chunk],
-                    **GREEDY,
-                )
-                for sample, result in zip(chunk, results, strict=True):
-                    pixels = torch.from_numpy(np.asarray(result.image.convert("RGB")).copy())
-                    image = pixels.permute(2, 0, 1).float() / 255  # (3, H, W)
-                    shares.append(float(reward.score([PartialState("", torch.zeros(1), image)])))
-                    metrics.append(score_sample(sample, result.text, result.image))
+    for task in ("edit", "generation"):
+        todo = [s for s in samples if s.task == task]
+        for sample, (text, image) in zip(todo, answers_of(pipe, todo, 20, **GREEDY), strict=True):
+            pixels = torch.from_numpy(np.asarray(image.convert("RGB")).copy())
+            rgb = pixels.permute(2, 0, 1).float() / 255  # (3, H, W)
+            shares.append(float(reward.score([PartialState("", torch.zeros(1), rgb)])))
+            metrics.append(score_sample(sample, text, image))
     mean = {m: round(sum(row[m] for row in metrics) / len(metrics), 2) for m in metrics[0]}
     return {"red_share": round(sum(shares) / len(shares), 5), **mean}
 

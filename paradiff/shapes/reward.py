@@ -41,14 +41,8 @@ class SceneAgreementReward:
         return torch.tensor([self.agreement(state) for state in states], dtype=torch.float32)
 
     def agreement(self, state: PartialState) -> float:
-        if state.record is None:
-            raise RewardError("scene agreement needs the prompt's record in every state")
-        base = ShapeSample.from_json(state.record).base_scene
-        codes = state.codes.long().cpu()  # (h, w), -1 still masked
-        if tuple(codes.shape) != (2 * base.rows, 2 * base.cols):
-            raise RewardError(
-                f"code grid {tuple(codes.shape)} does not fit a {base.rows}x{base.cols} scene"
-            )
+        sample, codes = sample_and_codes(state, "scene agreement")
+        base = sample.base_scene
         base_codes = self.tokenizer.scene_to_codes(base)  # b(q)
         reading = parse_reasoning(state.text, base.rows, base.cols)
         claimed_codes = self.tokenizer.scene_to_codes(reading.apply(base))  # t(q)
@@ -96,15 +90,8 @@ class JudgeReward:
         return torch.tensor([self.verdict(state) for state in states], dtype=torch.float32)
 
     def verdict(self, state: PartialState) -> float:
-        if state.record is None:
-            raise RewardError("the judge reward needs the prompt's record in every state")
-        sample = ShapeSample.from_json(state.record)
+        sample, codes = sample_and_codes(state, "the judge reward")
         base = sample.base_scene
-        codes = state.codes.long().cpu()  # (h, w), -1 still masked
-        if tuple(codes.shape) != (2 * base.rows, 2 * base.cols):
-            raise RewardError(
-                f"code grid {tuple(codes.shape)} does not fit a {base.rows}x{base.cols} scene"
-            )
         codes = torch.where(codes >= 0, codes, self.tokenizer.scene_to_codes(base))
         metrics = score_sample(sample, state.text, codes, self.tokenizer)
         total = sum(self.weights.values())
@@ -118,6 +105,22 @@ class JudgeReward:
         if metrics is not None and not isinstance(metrics, Mapping):
             raise RewardError(f"reward.metrics must map metric names to weights, got {metrics!r}")
         return cls(metrics)
+
+
+def sample_and_codes(state: PartialState, reward: str) -> tuple[ShapeSample, torch.Tensor]:
+    """The state's prompt as a `ShapeSample` (from its record) and its code grid (h, w) on the
+    CPU, -1 where still masked; RewardError naming `reward` when the record is missing or the
+    grid does not fit the scene."""
+    if state.record is None:
+        raise RewardError(f"{reward} needs the prompt's record in every state")
+    sample = ShapeSample.from_json(state.record)
+    base = sample.base_scene
+    codes = state.codes.long().cpu()
+    if tuple(codes.shape) != (2 * base.rows, 2 * base.cols):
+        raise RewardError(
+            f"code grid {tuple(codes.shape)} does not fit a {base.rows}x{base.cols} scene"
+        )
+    return sample, codes
 
 
 def _pairs(codes: torch.Tensor, where: torch.Tensor) -> set[tuple[int, int, int]]:
