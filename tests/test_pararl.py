@@ -444,6 +444,7 @@ def test_reward_at_final_scores_the_answer_at_every_scored_step(
         ("train.min_lr_ratio=-5", "train.min_lr_ratio must be a number in [0, 1], got -5"),
         ("eval.call=os:nothing", "eval.call 'os:nothing' is not an importable"),
         ("reward.kind=colour_share", "the colour_share reward needs reward.colour"),
+        ("reward.kind=word_share", "the word_share reward needs reward.word"),
         ('reward.kind=shapes_judge reward.metrics={"x":1}', "unknown metric 'x'"),
     ],
 )

@@ -285,3 +285,17 @@ def test_within_group_correlation_by_hand():
     assert math.isnan(within_group_correlation(x, torch.ones(6), 3))
     with pytest.raises(ValueError, match="groups of 4"):
         within_group_correlation(x, y, 4)
+
+
+def test_control_rewards_by_hand():
+    black = torch.zeros(3, 2, 2)
+    half_red = black.clone()
+    half_red[0, 0] = 1.0  # the top row red
+    colour = build_reward("colour_share", {"colour": [1, 0, 0]})
+    assert colour.score([PartialState("", torch.zeros(1), half_red)]).tolist() == [0.5]
+    word = build_reward("word_share", {"word": "Red"})
+    states = [PartialState(t, torch.zeros(1), black) for t in ("A red, RED star.", "", "redder")]
+    assert word.score(states).tolist() == pytest.approx([0.5, 0.0, 0.0])
+    for bad in ({}, {"word": "two words"}, {"word": 3}):
+        with pytest.raises(RewardError, match="reward.word"):
+            build_reward("word_share", bad)

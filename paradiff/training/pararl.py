@@ -94,10 +94,12 @@ DEFAULTS: dict[str, Any] = {
         "speed": None,
     },
     "reward": {
-        "kind": "clip",  # clip, colour_share, or a registered kind (scene_agreement, shapes_judge)
+        # clip, colour_share, word_share, or a registered kind (scene_agreement, shapes_judge)
+        "kind": "clip",
         "clip_dir": None,  # the CLIP directory of kind: clip
         "colour": None,  # [r, g, b] in [0, 1] of kind: colour_share
         "tolerance": 0.1,  # kind colour_share: how near a pixel must be (max over channels)
+        "word": None,  # kind word_share: the word whose share of the reasoning's words is scored
         "metrics": None,  # kind shapes_judge: {metric: weight} (all six equally when unset)
         "at": "trajectory",  # trajectory (ParaRL) or final (output-level RL)
         "steps": 3,  # s: scored steps per rollout batch

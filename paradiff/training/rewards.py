@@ -7,7 +7,8 @@ masked token's patch painted neutral grey (`PartialState`).
 - `ClipReward`: cosine similarity of CLIP's text and image embeddings (the paper's reward), from a
   local `CLIPModel` directory holding `tokenizer.json` (and optionally `preprocessor_config.json`).
 - `ColourShareReward`: the share of the image's pixels near one colour, a trivially learnable
-  reward that tells a defect of the RL machinery from a weak signal (`benchmarks/rl_control.py`).
+  reward that tells a defect of the RL machinery from a weak signal (`benchmarks/rl_control.py`);
+  `WordShareReward`, its twin for the reasoning: the share of its words that are one word.
 - others registered by kind (`reward.kind` of a recipe): the shapes world registers its exact
   `scene_agreement` and its judge's `shapes_judge` (`paradiff.shapes.reward`).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
@@ -186,6 +188,25 @@ class ColourShareReward:
         return (distance <= self.tolerance).float().mean((1, 2))
 
 
+class WordShareReward:
+    """The share of the reasoning's words (runs of letters, case-insensitive) that equal `word`,
+    in [0, 1]: the colour share's control for the text side, whatever the image shows."""
+
+    name = "word_share"
+
+    def __init__(self, word: str) -> None:
+        if not isinstance(word, str) or not re.fullmatch(r"[A-Za-z]+", word):
+            raise RewardError(f"reward.word must be one word of letters, got {word!r}")
+        self.word = word.lower()
+
+    def score(self, states: Sequence[PartialState]) -> torch.Tensor:
+        shares = []
+        for state in states:
+            words = re.findall(r"[a-z]+", state.text.lower())
+            shares.append(words.count(self.word) / len(words) if words else 0.0)
+        return torch.tensor(shares, dtype=torch.float32)
+
+
 # -- the registry -----------------------------------------------------------------------------
 # factory(settings, device) -> Reward; settings: the recipe's `reward` section (each reward reads
 # its own keys: clip_dir, colour, metrics, ...)
@@ -213,7 +234,17 @@ def _colour_share_reward(settings: Mapping[str, Any], device="cpu") -> ColourSha
     return ColourShareReward(colour, tolerance)
 
 
-_REWARDS: dict[str, RewardFactory] = {"clip": _clip_reward, "colour_share": _colour_share_reward}
+def _word_share_reward(settings: Mapping[str, Any], device="cpu") -> WordShareReward:
+    if settings.get("word") is None:
+        raise RewardError("the word_share reward needs reward.word: one word")
+    return WordShareReward(settings["word"])
+
+
+_REWARDS: dict[str, RewardFactory] = {
+    "clip": _clip_reward,
+    "colour_share": _colour_share_reward,
+    "word_share": _word_share_reward,
+}
 _loaded_entry_points = False
 
 
