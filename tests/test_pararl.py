@@ -54,6 +54,10 @@ def test_group_advantages_on_known_numbers():
     torch.testing.assert_close(advantages, torch.tensor(expected), atol=1e-5, rtol=0)
     three = group_advantages(torch.tensor([[0.0], [1.0], [2.0]]), 3)  # population std sqrt(2/3)
     assert three[:, 0].tolist() == pytest.approx([-math.sqrt(1.5), 0.0, math.sqrt(1.5)], abs=1e-5)
+    hair = torch.tensor([[0.5], [0.5], [0.5], [0.51]])  # one rollout better by a hair
+    assert group_advantages(hair, 4)[3, 0] == pytest.approx(math.sqrt(3), abs=1e-3)  # a full unit
+    centred = group_advantages(hair, 4, scaled=False)[:, 0].tolist()
+    assert centred == pytest.approx([-0.0025, -0.0025, -0.0025, 0.0075], abs=1e-6)
     with pytest.raises(ValueError, match="groups of 3"):
         group_advantages(torch.zeros(4, 1), 3)
 
@@ -437,6 +441,7 @@ def test_reward_at_final_scores_the_answer_at_every_scored_step(
         ("train.estimator=exact", "train.estimator must be one of ('steps', 'masked')"),
         ("train.mask_draws=0", "train.mask_draws must be a whole number of at least 1, got 0"),
         ("train.shared_masks=1", "train.shared_masks must be true or false, got 1"),
+        ("train.advantage=best", "train.advantage must be one of ('group', 'centred', 'positive')"),
         ("train.steps=true", "train.steps must be a whole number of at least 1, got True"),
         ("train.lr=true", "train.lr must be a number in [0, 1], got True"),
         ("train.grad_clip=-1", "train.grad_clip must be a number in [0, 1e+06], got -1"),

@@ -25,18 +25,23 @@ from paradiff.model import MaskPredictor
 from paradiff.sampling import SamplerConfig
 
 
-def group_advantages(rewards: torch.Tensor, group: int, eps: float = 1e-6) -> torch.Tensor:
+def group_advantages(
+    rewards: torch.Tensor, group: int, eps: float = 1e-6, scaled: bool = True
+) -> torch.Tensor:
     """Group-relative advantages of rewards (P * G, S), G consecutive rows per prompt:
 
         A_{i,s} = (r_{i,s} - mean_G r_{.,s}) / (std_G r_{.,s} + eps)
 
-    per group and scored step s (population std, so a group of equal rewards gets 0)."""
+    per group and scored step s (population std, so a group of equal rewards gets 0); with
+    `scaled` False, A_{i,s} = r_{i,s} - mean_G r_{.,s} (Dr. GRPO: a group whose rewards differ by
+    a hair keeps a hair of advantage instead of a full unit)."""
     if rewards.shape[0] % group:
         raise ValueError(f"{rewards.shape[0]} rollouts do not split into groups of {group}")
     grouped = rewards.double().view(-1, group, *rewards.shape[1:])  # (P, G, S)
-    mean = grouped.mean(1, keepdim=True)
-    std = grouped.std(1, unbiased=False, keepdim=True)
-    return ((grouped - mean) / (std + eps)).view_as(rewards).float()
+    centred = grouped - grouped.mean(1, keepdim=True)
+    if scaled:
+        centred = centred / (grouped.std(1, unbiased=False, keepdim=True) + eps)
+    return centred.view_as(rewards).float()
 
 
 KL_LOG_BOUND = 20.0  # |log pi_ref / pi_theta| per token in k3

@@ -129,8 +129,9 @@ DEFAULTS: dict[str, Any] = {
         # masked: one prompt's rollouts share each mask draw (off: measured to halve the agreement
         # of two gradient estimates, benchmarks/rl_gradient_agreement.py)
         "shared_masks": False,
-        # group: A = (r - mean) / std of the group (GRPO); positive: only rollouts above their
-        # group's mean are learned from (the others get A = 0), reward-filtered self-training
+        # group: A = (r - mean) / std of the group (GRPO); centred: A = r - mean (Dr. GRPO, no
+        # division by the group's std); positive: only rollouts above their group's mean are
+        # learned from (the others get A = 0), reward-filtered self-training
         "advantage": "group",
         "seed": 0,
         "threads": None,
@@ -153,7 +154,7 @@ DEFAULTS: dict[str, Any] = {
 }
 REWARD_AT = ("trajectory", "final")
 ESTIMATORS = ("steps", "masked")
-ADVANTAGES = ("group", "positive")
+ADVANTAGES = ("group", "centred", "positive")
 ROLLOUT_SAMPLER_KEYS = ("text_steps", "image_steps", "remasking", "mode", "speed")
 STATS_FILE = "reward_stats.json"
 STATS_STREAM = 1  # generator stream of the statistics rollouts (training steps use 0)
@@ -366,7 +367,9 @@ class ParaRLRun:
         sampled = time.perf_counter()
         raw, final_raw = self.rollouts.raw_scores(self.reward, rollouts, reward_cfg["at"])
         rewards = self.normaliser(raw)  # (B, S)
-        advantages = group_advantages(rewards, int(self.config["rollout"]["group"]))  # (B, S)
+        advantages = group_advantages(
+            rewards, int(self.config["rollout"]["group"]), scaled=train["advantage"] != "centred"
+        )  # (B, S)
         if train["advantage"] == "positive":
             advantages = advantages.clamp(min=0)
         model = self.pipe.model
