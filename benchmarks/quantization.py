@@ -34,9 +34,9 @@ from pathlib import Path
 
 import torch
 
-from paradiff.config import tiny_config
 from paradiff.layout import FAMILY_A
 from paradiff.model import MaskPredictor
+from paradiff.model_config import tiny_config
 
 SHAPES = {  # name: (d_model, layers, MLP hidden)
     "8b": (4096, 32, 12288),  # LLaDA-8B

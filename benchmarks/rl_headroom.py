@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.pipeline import ParallelPipeline, Request
 from paradiff.shapes.dataset import development_samples
 from paradiff.shapes.judge import exact_match, score_sample

@@ -14,9 +14,9 @@ import hashlib
 
 import torch
 
-from paradiff.config import tiny_config
 from paradiff.layout import Layout, TokenSpace
 from paradiff.model import MaskPredictor
+from paradiff.model_config import tiny_config
 from paradiff.sampling import ParallelSampler, SamplerConfig
 
 SPACE = TokenSpace(

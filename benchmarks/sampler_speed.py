@@ -35,9 +35,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from paradiff.config import tiny_config
 from paradiff.layout import FAMILY_A, Batch, Layout
 from paradiff.model import MaskPredictor
+from paradiff.model_config import tiny_config
 from paradiff.sampling import ParallelSampler, SamplerConfig
 
 SPACE = FAMILY_A

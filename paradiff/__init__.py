@@ -3,7 +3,7 @@
 Public API:
     ParallelPipeline, SampleResult, Request                  (paradiff.pipeline)
     SamplerConfig, ParallelSampler                           (paradiff.sampling)
-    MaskPredictor, ModelConfig                               (paradiff.model, paradiff.config)
+    MaskPredictor, ModelConfig                               (paradiff.model, paradiff.model_config)
     Layout, TokenSpace                                       (paradiff.layout)
     TextTokenizer                                            (paradiff.text_tokenizer)
 Names are imported on first use, so `import paradiff` stays cheap.
@@ -23,7 +23,7 @@ _EXPORTS = {
     "SamplerConfig": "paradiff.sampling",
     "ParallelSampler": "paradiff.sampling",
     "MaskPredictor": "paradiff.model",
-    "ModelConfig": "paradiff.config",
+    "ModelConfig": "paradiff.model_config",
     "Layout": "paradiff.layout",
     "TokenSpace": "paradiff.layout",
     "TextTokenizer": "paradiff.text_tokenizer",

@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from paradiff.bench.data import BenchItem
 from paradiff.bench.generate import PIPELINE_TASKS, generate_answers
+from paradiff.bench.items import BenchItem
 from paradiff.bench.runner import BenchFolder, Shard, file_name, run_benchmark
 from paradiff.command_support import (
     CommandError,

@@ -24,11 +24,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from paradiff.config import ConfigError, ModelConfig, parse_dtype
 from paradiff.files import SAVE_TOKEN, SCRATCH_MARKER
 from paradiff.image_tokenizers.base import ImageTokenizer
 from paradiff.image_tokenizers.loading import load_image_tokenizer
 from paradiff.layout import TokenSpace
+from paradiff.model_config import ConfigError, ModelConfig, parse_dtype
 from paradiff.text_tokenizer import REQUIRED_SPECIAL_TOKENS, TextTokenizer
 
 CONFIG_NAME = "config.json"

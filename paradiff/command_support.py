@@ -101,7 +101,7 @@ def check_quantize_flags(args: argparse.Namespace) -> None:
         return
     import torch
 
-    from paradiff.config import ConfigError, parse_dtype
+    from paradiff.model_config import ConfigError, parse_dtype
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from paradiff.checkpoint import load_model, save_model
-from paradiff.config import ModelConfig
 from paradiff.layout import image_grid_positions, token_space_from_config
+from paradiff.model_config import ModelConfig
 
 
 @contextmanager

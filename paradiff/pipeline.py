@@ -21,7 +21,6 @@ from PIL import Image
 
 from paradiff import __version__
 from paradiff.checkpoint import load_tokenizers, resolve_checkpoint_dir, save_model
-from paradiff.config import parse_dtype
 from paradiff.image_tokenizers.base import (
     ImageTokenizer,
     check_size,
@@ -32,6 +31,7 @@ from paradiff.image_tokenizers.base import (
 from paradiff.image_tokenizers.loading import save_image_tokenizer
 from paradiff.layout import Layout, LayoutError, Sequence1D, TokenSpace, token_space_from_config
 from paradiff.model import MaskPredictor
+from paradiff.model_config import parse_dtype
 from paradiff.sampling import ParallelSampler, SamplerConfig
 from paradiff.sampling.settings import read_sampler_settings, write_sampler_settings
 from paradiff.text_tokenizer import TextTokenizer

@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling.best_of import candidate_seeds, image_given_text_score
 from paradiff.sampling.best_of import masked_log_likelihood as log_likelihood

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.bench.report import SHORT_NAMES
 
 

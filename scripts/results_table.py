@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.bench.report import SUMMARY_JSON, groups_of, paired_differences
 from paradiff.bench.runner import BenchFolder
 

@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.pipeline import ParallelPipeline
 from paradiff.shapes.dataset import development_samples
 from paradiff.shapes.probe import scores_by_task

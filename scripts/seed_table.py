@@ -14,7 +14,7 @@ import argparse
 
 import numpy as np
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.bench.report import SHORT_NAMES, seed_level_interval
 from paradiff.bench.runner import BenchFolder
 

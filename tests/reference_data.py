@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from paradiff.config import ModelConfig
 from paradiff.layout import FAMILY_A, Layout
 from paradiff.model import MaskPredictor
+from paradiff.model_config import ModelConfig
 
 
 def load_llada_reference(root: Path) -> dict:

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "paradiff"
 # Floor of each module, by its dotted name's longest listed prefix (docs/architecture.md).
 FLOORS = {
     "paradiff.layout": 1,
-    "paradiff.config": 1,
+    "paradiff.model_config": 1,
     "paradiff.text_tokenizer": 1,
     "paradiff.image_tokenizers": 1,
     "paradiff.checkpoint": 1,

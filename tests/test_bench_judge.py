@@ -9,7 +9,7 @@ import socket
 import pytest
 from PIL import Image
 
-from paradiff.bench.data import METRICS, BenchItem
+from paradiff.bench.items import METRICS, BenchItem
 from paradiff.bench.llm_judge import (
     JudgeClient,
     JudgeError,

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from paradiff.bench import parabench
-from paradiff.bench.data import BenchDataError, item_from_row, load_parabench, read_parquet
+from paradiff.bench.items import BenchDataError, item_from_row, load_parabench, read_parquet
 from paradiff.bench.llm_judge import png_bytes
 from paradiff.bench.runner import JsonlWriter, RunError, Shard, read_records
 from paradiff.cli import main

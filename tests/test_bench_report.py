@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.bench.report import (
     bootstrap_interval,
     compare_table,

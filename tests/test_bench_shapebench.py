@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from paradiff.bench.data import METRICS
 from paradiff.bench.generate import item_seed, pipeline_answerer
+from paradiff.bench.items import METRICS
 from paradiff.cli import main
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from paradiff.bench.data import BenchDataError, load_parabench
+from paradiff.bench.items import BenchDataError, load_parabench
 from paradiff.bench.llm_judge import JudgeClient, JudgeError, MalformedAnswer, parse_score
 from paradiff.cli import main
 from paradiff.command_support import OUTPUT_MANIFEST, CommandError, publish

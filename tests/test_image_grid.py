@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from paradiff.config import ModelConfig, tiny_config
 from paradiff.layout import FAMILY_A, Layout, LayoutError, family_m, image_grid_positions
 from paradiff.model import MaskPredictor
+from paradiff.model_config import ModelConfig, tiny_config
 from paradiff.shapes.family import new_shapes_pipeline
 
 

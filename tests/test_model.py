@@ -9,9 +9,9 @@ import torch
 
 from paradiff import checkpoint
 from paradiff.checkpoint import CheckpointError
-from paradiff.config import ConfigError, ModelConfig, tiny_config
 from paradiff.layout import FAMILY_A, LayoutError, token_space_from_config
 from paradiff.model import MaskPredictor, eval_mode
+from paradiff.model_config import ConfigError, ModelConfig, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from paradiff.config import tiny_config
 from paradiff.model import MaskPredictor
+from paradiff.model_config import tiny_config
 
 VOCAB = 300
 CLOSE = dict(atol=1e-10, rtol=0)

@@ -12,8 +12,8 @@ import torch
 
 import paradiff.checkpoint as checkpoint
 from paradiff.cli import main
-from paradiff.config import tiny_config
 from paradiff.model import MaskPredictor
+from paradiff.model_config import tiny_config
 from paradiff.pipeline import ParallelPipeline
 from paradiff.quantization import (
     QuantizationUnavailable,

@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paradiff.config import tiny_config
 from paradiff.layout import Batch, Layout, TokenSpace
 from paradiff.model import MaskPredictor
+from paradiff.model_config import tiny_config
 from paradiff.sampling import (
     ParallelSampler,
     SamplerConfig,

@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.bench.report import groups_of
 from paradiff.shapes.bench import oracle, register_shapebench, run_shapebench
 from paradiff.shapes.dataset import shapebench_samples

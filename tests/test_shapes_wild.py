@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.cli import main
 from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.dataset import (

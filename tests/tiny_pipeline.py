@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from paradiff.config import tiny_config
 from paradiff.image_tokenizers.amused import AmusedTokenizer
 from paradiff.layout import TOKEN_SPACE_KEY, TokenSpace
 from paradiff.model import MaskPredictor
+from paradiff.model_config import tiny_config
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
 from paradiff.text_tokenizer import TextTokenizer

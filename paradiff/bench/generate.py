@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from paradiff.bench.data import BenchItem
+from paradiff.bench.items import BenchItem
 from paradiff.pipeline import ParallelPipeline, Request, SampleResult
 
 PIPELINE_TASKS = {"edit": "edit", "generation": "generate"}  # bench task -> pipeline task

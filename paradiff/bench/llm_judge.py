@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from PIL import Image
 
-from paradiff.bench.data import METRICS, BenchItem
+from paradiff.bench.items import METRICS, BenchItem
 from paradiff.bench.runner import write_atomic
 from paradiff.files import FileInputError, ImageInputError, make_dirs, open_image, read_text
 from paradiff.schema import SchemaError, is_number, take

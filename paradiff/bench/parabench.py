@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from paradiff.bench.data import check_inputs, load_parabench
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
+from paradiff.bench.items import check_inputs, load_parabench
 from paradiff.bench.llm_judge import (
     JUDGE_DEADLINE,
     JUDGE_RETRIES,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.bench.runner import BenchFolder, RunError, write_atomic
 from paradiff.plots import bar_chart
 

@@ -34,7 +34,7 @@ from typing import Any
 from PIL import Image
 from tqdm import tqdm
 
-from paradiff.bench.data import METRICS, BenchItem
+from paradiff.bench.items import METRICS, BenchItem
 from paradiff.files import FileInputError, check_inside, make_dirs, read_text, safe_target
 from paradiff.files import write_atomic as write_file_atomic
 from paradiff.sampling.config import SamplerConfig, SamplerConfigError

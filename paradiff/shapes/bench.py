@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from paradiff.bench.data import METRICS, BenchItem
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
+from paradiff.bench.items import METRICS, BenchItem
 from paradiff.bench.report import SHORT_NAMES, groups_of, summarise, write_report
 from paradiff.bench.runner import Answerer, BenchFolder, Scorer, run_benchmark
 from paradiff.command_support import (

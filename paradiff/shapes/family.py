@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from paradiff.config import tiny_config
 from paradiff.layout import TOKEN_SPACE_KEY, TokenSpace
 from paradiff.model import MaskPredictor
+from paradiff.model_config import tiny_config
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
 from paradiff.shapes.image_tokenizer import ShapesImageTokenizer, shapes_tokenizer

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.shapes.constraints import constraint_score, required_total
 from paradiff.shapes.image_tokenizer import ShapesImageTokenizer, shapes_tokenizer
 from paradiff.shapes.parser import parse_reasoning

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.model import eval_mode
 from paradiff.shapes.dataset import development_samples, shapebench_samples
 from paradiff.shapes.image_tokenizer import shapes_tokenizer

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from paradiff.bench.data import METRICS
+from paradiff.bench.items import METRICS
 from paradiff.shapes.image_tokenizer import ShapesImageTokenizer, shapes_tokenizer
 from paradiff.shapes.judge import f1, score_sample
 from paradiff.shapes.parser import parse_reasoning

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from paradiff.bench.data import METRICS
 from paradiff.bench.generate import pipeline_answerer
+from paradiff.bench.items import METRICS
 from paradiff.bench.report import bootstrap_interval
 from paradiff.bench.runner import BenchFolder
 from paradiff.pipeline import ParallelPipeline
