@@ -8,10 +8,14 @@ A requests file is JSONL, one request a line:
 `instruction` (or `prompt`, for generation) is required; `image` (editing, a path relative to the
 requests file) too for editing; `seed` and `settings` (SamplerConfig fields) are optional and
 replace the command's for that request. Requests are sampled in batches of one task, size and
-settings through the benchmark runner (`paradiff.bench.runner`), so a run is resumable (a re-run
-skips the ids it finished) and shardable (`--shard i/n`, or accelerate's RANK of WORLD_SIZE).
-DIR gets one folder per id — image.png, reasoning.txt, meta.json, trajectory.gif — plus the
-runner's run.json and generations*.jsonl (one line per finished id).
+settings (`generate_answers`, which the benchmarks answer their items with too), in a resumable
+folder (`paradiff.resumable`): a re-run skips the ids it finished, and a run can be split into
+shards (`--shard i/n`, or accelerate's RANK of WORLD_SIZE). DIR gets one folder per id —
+image.png, reasoning.txt, meta.json, trajectory.gif — plus run.json and generations*.jsonl (one
+line per finished id).
+
+Every prompt gets a fixed seed — its own, else `(base + crc32(id)) mod 2^31` — so its output
+depends on neither the order, the batch nor the shard it was drawn in.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from paradiff.bench.generate import PIPELINE_TASKS, generate_answers
-from paradiff.bench.items import BenchItem
-from paradiff.bench.runner import BenchFolder, Shard, file_name, run_benchmark
+from PIL import Image
+
 from paradiff.command_support import (
     CommandError,
     check_size_flags,
@@ -35,44 +41,127 @@ from paradiff.command_support import (
     publish,
 )
 from paradiff.files import FileInputError, ImageInputError, open_image, read_text, safe_target
-from paradiff.pipeline import ParallelPipeline
+from paradiff.pipeline import ParallelPipeline, Request, SampleResult
+from paradiff.resumable import Answered, ResumableFolder, Shard, file_name
 from paradiff.sampling import SamplerConfig
 from paradiff.sampling.config import SamplerConfigError, check_setting
 from paradiff.schema import SchemaError, record, take
 
-BENCH_TASKS = {pipeline: bench for bench, pipeline in PIPELINE_TASKS.items()}
+PIPELINE_TASKS = {"edit": "edit", "generation": "generate"}  # a prompt's task -> pipeline task
+RECORD_TASKS = {pipeline: task for task, pipeline in PIPELINE_TASKS.items()}
+
+
+class Prompt(Protocol):
+    """What batched sampling needs of a prompt (a request here, a benchmark's item): its id,
+    task (edit or generation), instruction, input image (editing), and its own seed and sampler
+    settings where it has them."""
+
+    id: str
+    task: str
+    instruction: str
+    seed: int | None
+    settings: dict[str, Any]
+
+    def image(self) -> Image.Image: ...
+
+
+P = TypeVar("P", bound=Prompt)
+
+
+def item_seed(item_id: str, base: int | None) -> int:
+    """The fixed seed of one prompt."""
+    return ((base or 0) + zlib.crc32(item_id.encode("utf-8"))) % 2**31
+
+
+def batches(items: Iterable[P], batch_size: int, fixed_size: bool) -> Iterator[list[P]]:
+    """Groups of at most `batch_size` prompts of one task, one set of settings and (editing,
+    unless every output has one `fixed_size`) one input image size, in the order their last
+    member arrives."""
+    pending: dict[tuple, list[P]] = {}
+    for item in items:
+        size = None if item.task == "generation" or fixed_size else item.image().size
+        key = (item.task, size, json.dumps(item.settings, sort_keys=True))
+        group = pending.setdefault(key, [])
+        group.append(item)
+        if len(group) == batch_size:
+            yield pending.pop(key)
+    yield from pending.values()
+
+
+def generate_answers(
+    pipe: ParallelPipeline,
+    items: Iterable[P],
+    batch_size: int = 8,
+    overrides: dict[str, Any] | None = None,
+    size: tuple[int, int] | None = None,
+) -> Iterator[tuple[P, SampleResult]]:
+    """Each prompt with its answer, batch by batch; `size` (width, height) fixes every
+    output's."""
+    width, height = size or (None, None)
+    for batch in batches(items, batch_size, size is not None):
+        settings = {**(overrides or {}), **batch[0].settings}
+        base = pipe.sampler_defaults.replace(**settings).seed
+        requests = [
+            Request(
+                item.instruction,
+                item.image() if item.task == "edit" else None,
+                seed=item_seed(item.id, base) if item.seed is None else item.seed,
+            )
+            for item in batch
+        ]
+        results = pipe.run(
+            PIPELINE_TASKS[batch[0].task], requests, height=height, width=width, **settings
+        )
+        yield from zip(batch, results, strict=True)
 
 
 class BatchError(ValueError):
     """A requests file or output folder that cannot be used."""
 
 
-class RequestFolder(BenchFolder):
-    """A run folder with one sub-folder per request id (image.png, reasoning.txt, …)."""
+@dataclass(frozen=True)
+class BatchRequest:
+    """One request of a requests file: `task` edit or generation (as its record names it),
+    `input_image` (editing) a path; `seed` and `settings` (SamplerConfig fields), where given,
+    replace the command's."""
 
-    def answer_files(self, item_id: str) -> tuple[str, str]:
-        name = file_name(item_id)
-        return f"{name}/image.png", f"{name}/reasoning.txt"
+    id: str
+    task: str
+    instruction: str
+    input_image: Path | None = None
+    seed: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
 
-    def write_answer(self, item_id: str, text: str, image) -> str:
-        """Nothing to write: the answerer published the request's folder (`publish`)."""
-        return self.answer_files(item_id)[0]
+    def image(self) -> Image.Image:
+        """The input image as RGB (its header checked before it is decoded)."""
+        try:
+            return open_image(self.input_image).convert("RGB")
+        except ImageInputError as err:
+            raise BatchError(f"item {self.id}: {err}") from None
 
-    def check_todo(self, items: list[BenchItem]) -> None:
+
+class RequestFolder(ResumableFolder):
+    """A batch run's folder: one sub-folder per request id (image.png, reasoning.txt, …)."""
+
+    def image_file(self, request_id: str) -> str:
+        """Where a request's image goes, relative to the root."""
+        return f"{file_name(request_id)}/image.png"
+
+    def check_todo(self, requests: list[BatchRequest]) -> None:
         """Refuse, before anything is sampled, a request folder paradiff may not write: a link,
         a file, or a folder of the user's files (the rules of `publish`)."""
         done = self.generated() if self.root.is_dir() else {}
-        for item in self.shard.select(items):
-            if item.id in done:
+        for request in self.shard.select(requests):
+            if request.id in done:
                 continue
             try:
-                folder = safe_target(self.root, file_name(item.id))
+                folder = safe_target(self.root, file_name(request.id))
             except FileInputError as err:
-                raise BatchError(f"request {item.id}: {err}") from None
+                raise BatchError(f"request {request.id}: {err}") from None
             owned_outputs(folder)
 
 
-def read_requests(path: str | os.PathLike, task: str) -> list[BenchItem]:
+def read_requests(path: str | os.PathLike, task: str) -> list[BatchRequest]:
     """The requests of a JSONL file for `task` ('edit' or 'generate'), every one checked (ids
     unique, fields of their kinds, input images readable regular files within the size limit,
     settings known and in range) before anything is sampled."""
@@ -81,7 +170,8 @@ def read_requests(path: str | os.PathLike, task: str) -> list[BenchItem]:
         text = read_text(path, what="requests file")
     except FileInputError as err:
         raise BatchError(str(err)) from None
-    items, seen = [], set()
+    requests: list[BatchRequest] = []
+    seen = set()
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -91,20 +181,20 @@ def read_requests(path: str | os.PathLike, task: str) -> list[BenchItem]:
         except json.JSONDecodeError:
             raise BatchError(f"{where} is not JSON") from None
         try:
-            items.append(request_item(record(row, where), task, path.parent, where))
+            requests.append(read_request(record(row, where), task, path.parent, where))
         except SchemaError as err:
             raise BatchError(str(err)) from None
         except SamplerConfigError as err:
             raise BatchError(f"{where}: {err}") from None
-        if items[-1].id in seen:
-            raise BatchError(f"{where}: id {items[-1].id!r} occurs twice")
-        seen.add(items[-1].id)
-    if not items:
+        if requests[-1].id in seen:
+            raise BatchError(f"{where}: id {requests[-1].id!r} occurs twice")
+        seen.add(requests[-1].id)
+    if not requests:
         raise BatchError(f"{path} holds no requests")
-    return items
+    return requests
 
 
-def request_item(row: dict[str, Any], task: str, base: Path, where: str) -> BenchItem:
+def read_request(row: dict[str, Any], task: str, base: Path, where: str) -> BatchRequest:
     request_id = take(row, "id", "id", where)
     key = "instruction" if "instruction" in row else "prompt"
     if key not in row:
@@ -131,15 +221,13 @@ def request_item(row: dict[str, Any], task: str, base: Path, where: str) -> Benc
         SamplerConfig().replace(**settings)
     except (TypeError, ValueError) as err:
         raise BatchError(f"{where}: {err}") from None
-    return BenchItem(
-        str(request_id), BENCH_TASKS[task], BENCH_TASKS[task], instruction, image, seed, settings
-    )
+    return BatchRequest(str(request_id), RECORD_TASKS[task], instruction, image, seed, settings)
 
 
 def run_batch(
     pipe: ParallelPipeline,
     task: str,
-    items: list[BenchItem],
+    requests: list[BatchRequest],
     out: str | os.PathLike,
     batch_size: int = 8,
     overrides: dict[str, Any] | None = None,
@@ -150,13 +238,13 @@ def run_batch(
 ) -> list[dict[str, Any]]:
     """Sample the shard's requests not yet finished in `out`; returns the shard's generation
     records (one per request, earlier runs' included). A re-run must use the same model,
-    command settings and size (the runner refuses others)."""
+    command settings and size (the folder refuses others)."""
     if batch_size < 1:
         raise BatchError(f"--batch-size must be at least 1, got {batch_size}")
     out = Path(out)
     folder = RequestFolder(out, shard or Shard.from_env())
     folder.check()  # new, empty, or an earlier batch run's folder: never a user's other files
-    folder.check_todo(items)
+    folder.check_todo(requests)
     overrides = dict(overrides or {})
     folder.start(
         {
@@ -167,14 +255,25 @@ def run_batch(
         }
     )
 
-    def answer(todo: list[BenchItem]):
-        for item, result in generate_answers(pipe, todo, batch_size, overrides, size):
+    def answer(todo: list[BatchRequest]) -> Iterator[Answered]:
+        for request, result in generate_answers(pipe, todo, batch_size, overrides, size):
             # image, reasoning, meta, GIF under the rules of single runs; recorded after
-            publish(result.save, safe_target(out, file_name(item.id)))
-            yield item, result.text, result.image, {"seed": result.settings["seed"]}
+            publish(result.save, safe_target(out, file_name(request.id)))
+            yield (
+                request,
+                {
+                    "id": request.id,
+                    "task": request.task,
+                    "category": request.task,
+                    "instruction": request.instruction,
+                    "text": result.text,
+                    "image": folder.image_file(request.id),
+                    "seed": result.settings["seed"],
+                },
+            )
 
     with folder.discarded_on_error():
-        return run_benchmark(folder, items, answer, None, progress=progress)
+        return folder.generate(requests, answer, progress)
 
 
 def sample_batch(args: argparse.Namespace, task: str) -> int:
@@ -183,16 +282,25 @@ def sample_batch(args: argparse.Namespace, task: str) -> int:
     if args.instruction is not None or getattr(args, "image", None) is not None:
         raise CommandError("--batch takes the requests from its file: drop the text and --image")
     size = check_size_flags(args)
-    items = read_requests(args.batch, task)
+    requests = read_requests(args.batch, task)
     shard = Shard.parse(args.shard) if args.shard is not None else None
     out = output_dir(args.out)
     check_writable(out)
     folder = RequestFolder(out, shard or Shard.from_env())
     folder.check()
-    folder.check_todo(items)
+    folder.check_todo(requests)
     pipe, overrides = load_configured_pipeline(args)
     done = run_batch(
-        pipe, task, items, out, args.batch_size, overrides, size, shard, args.model, not args.quiet
+        pipe,
+        task,
+        requests,
+        out,
+        args.batch_size,
+        overrides,
+        size,
+        shard,
+        args.model,
+        not args.quiet,
     )
     if not args.quiet:
         print(f"{len(done)} requests done in {out}")

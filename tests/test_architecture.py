@@ -31,6 +31,7 @@ FLOORS = {
     "paradiff.training": 5,
     "paradiff.bench": 5,
     "paradiff.batch": 5,
+    "paradiff.resumable": 5,
     "paradiff.command_support": 5,
     "paradiff.cli": 6,
     "paradiff.app": 6,
@@ -158,6 +159,15 @@ def test_imports_point_down_and_never_into_the_entry_floor_or_the_shapes_room(gr
         elif low is not None and high is not None and high > low:
             wrong.append(f"{importer} -> {target} (floor {low} imports floor {high})")
     assert not wrong, "\n".join(wrong)
+
+
+def test_batch_inference_stands_on_its_own_types_not_the_benchmark_runners(graph):
+    """`generate --batch` shares the resumable folder with the benchmarks (paradiff.resumable),
+    never their runner, items or commands."""
+    _, edges = graph
+    assert [
+        t for i, t in sorted(edges) if i == "paradiff.batch" and t.startswith("paradiff.bench")
+    ] == []
 
 
 def test_the_checker_sees_an_upward_import_and_a_cycle(tmp_path):

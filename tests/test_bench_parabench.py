@@ -14,9 +14,9 @@ from PIL import Image
 from paradiff.bench import parabench
 from paradiff.bench.items import BenchDataError, item_from_row, load_parabench, read_parquet
 from paradiff.bench.llm_judge import png_bytes
-from paradiff.bench.runner import JsonlWriter, RunError, Shard, read_records
 from paradiff.cli import main
 from paradiff.pipeline import ParallelPipeline
+from paradiff.resumable import JsonlWriter, RunError, Shard, read_records
 from tests.bench_judge_server import JudgeServer
 from tests.tiny_pipeline import build_tiny_pipeline
 

@@ -17,8 +17,8 @@ from paradiff.bench.report import (
     summarise,
     write_report,
 )
-from paradiff.bench.runner import RunError
 from paradiff.cli import main
+from paradiff.resumable import RunError
 
 
 def record(task: str, category: str, **scores: float | None) -> dict:

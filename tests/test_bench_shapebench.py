@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from paradiff.bench.generate import item_seed, pipeline_answerer
+from paradiff.batch import item_seed
+from paradiff.bench.generate import pipeline_answerer
 from paradiff.bench.items import METRICS
 from paradiff.cli import main
 from paradiff.pipeline import ParallelPipeline

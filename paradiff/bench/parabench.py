@@ -33,7 +33,7 @@ from paradiff.bench.llm_judge import (
     judge_scorer,
 )
 from paradiff.bench.report import markdown_table, report_run
-from paradiff.bench.runner import BenchFolder, Shard, run_benchmark, write_atomic
+from paradiff.bench.runner import BenchFolder, run_benchmark, write_atomic
 from paradiff.checkpoint import is_hub_id
 from paradiff.command_support import (
     MAX_BATCH_SIZE,
@@ -47,6 +47,7 @@ from paradiff.command_support import (
     sampler_overrides,
 )
 from paradiff.files import FileInputError, read_text
+from paradiff.resumable import Shard
 from paradiff.schema import SchemaError, record, take
 
 MAX_CONCURRENCY = 64  # --concurrency: judge requests at a time

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from paradiff.bench.items import METRICS
-from paradiff.bench.runner import BenchFolder, RunError, write_atomic
+from paradiff.bench.runner import BenchFolder, write_atomic
 from paradiff.plots import bar_chart
+from paradiff.resumable import RunError
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
