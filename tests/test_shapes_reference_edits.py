@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from paradiff.bench.items import METRICS
 from paradiff.shapes.dataset import parse_weights
 from paradiff.shapes.judge import exact_match, score_sample
 from paradiff.shapes.language import REFERENCE_TEMPLATES, RELATION_STEPS, count_tokens
@@ -27,17 +28,7 @@ from paradiff.shapes.tasks import (
 from paradiff.shapes.tokenizer import UNK, build_text_tokenizer
 
 KINDS = OPT_IN_CATEGORIES["edit"]
-PERFECT = dict.fromkeys(
-    (
-        "text_quality",
-        "text_alignment",
-        "image_quality",
-        "image_alignment",
-        "image_consistency",
-        "output_alignment",
-    ),
-    100.0,
-)
+PERFECT = dict.fromkeys(METRICS, 100.0)
 
 
 @pytest.fixture(scope="module")
