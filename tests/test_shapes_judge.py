@@ -11,7 +11,7 @@ import torch
 
 from paradiff.bench.items import METRICS
 from paradiff.bench.report import groups_of
-from paradiff.shapes.bench import oracle, register_shapebench, run_shapebench
+from paradiff.shapes.bench import SHAPEBENCH, oracle, run_shapebench
 from paradiff.shapes.dataset import shapebench_samples
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.judge import JudgeError, f1, score_sample
@@ -39,7 +39,7 @@ def garble(text: str, rng: random.Random) -> str:
 def cli(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="paradiff")
     bench_parsers = parser.add_subparsers(dest="command").add_parser("bench").add_subparsers()
-    register_shapebench(bench_parsers)
+    SHAPEBENCH.add_command(bench_parsers)
     return parser.parse_args(["bench", "shapebench", *argv])
 
 

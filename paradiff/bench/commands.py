@@ -1,18 +1,21 @@
-"""The `paradiff bench` commands: parabench, report, compare, and the benchmarks registered by
-installed packages' `paradiff.benchmarks` entry points (the shapes world's `shapebench`): each a
-function adding its subcommand to the `bench` subparsers."""
+"""The `paradiff bench` commands: report, compare, and one per benchmark of `BENCHMARKS`
+(`paradiff.bench.benchmark.Benchmark` objects: ParaBench built in, and those of installed
+packages' `paradiff.benchmarks` entry points, the shapes world's ShapeBench)."""
 
 from __future__ import annotations
 
 import argparse
 
-from paradiff.bench.parabench import register_parabench
+from paradiff.bench.benchmark import Benchmark
+from paradiff.bench.parabench import PARABENCH
 from paradiff.bench.report import compare_table, load_summary, markdown_table, report_run
 from paradiff.registry import Registry
 
 ENTRY_POINTS = "paradiff.benchmarks"
-# name -> a function adding the benchmark's subcommand to the `bench` subparsers
-BENCHMARKS = Registry(ENTRY_POINTS, {"parabench": register_parabench})
+# subcommand name -> its benchmark
+BENCHMARKS: Registry[Benchmark] = Registry(
+    ENTRY_POINTS, {PARABENCH.name: PARABENCH}, key=lambda _, benchmark: benchmark.name
+)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -32,8 +35,8 @@ def run_compare(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="evaluation: ParaBench and registered benchmarks")
     subparsers = bench.add_subparsers(dest="bench_command", required=True)
-    for _, add_benchmark in sorted(BENCHMARKS.entries().items()):
-        add_benchmark(subparsers)
+    for _, benchmark in sorted(BENCHMARKS.entries().items()):
+        benchmark.add_command(subparsers)
     report = subparsers.add_parser("report", help="write a run folder's report (all shards)")
     report.add_argument("run_dir", metavar="RUN_DIR")
     report.set_defaults(func=run_report)

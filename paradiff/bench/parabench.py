@@ -18,12 +18,14 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from paradiff.bench.benchmark import Benchmark, checked_out
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
-from paradiff.bench.items import check_inputs, load_parabench
+from paradiff.bench.items import BenchItem, check_inputs, load_parabench
 from paradiff.bench.llm_judge import (
     JUDGE_DEADLINE,
     JUDGE_RETRIES,
@@ -33,14 +35,13 @@ from paradiff.bench.llm_judge import (
     judge_scorer,
 )
 from paradiff.bench.report import markdown_table, report_run
-from paradiff.bench.runner import BenchFolder, run_benchmark, write_atomic
+from paradiff.bench.runner import Answerer, BenchFolder, Scorer, run_benchmark, write_atomic
 from paradiff.checkpoint import is_hub_id
 from paradiff.command_support import (
     MAX_BATCH_SIZE,
     CommandError,
     add_pipeline_arguments,
     check_size_flags,
-    check_writable,
     load_configured_pipeline,
     one_line,
     output_dir,
@@ -108,121 +109,147 @@ def nothing_to_generate(items):
     raise AssertionError("every item of the shard was generated before")
 
 
-def run_parabench(args: argparse.Namespace) -> int:
-    """Every check (options, data, input images, judge, model) before the run folder is made."""
-    for name, most in (("batch_size", MAX_BATCH_SIZE), ("concurrency", MAX_CONCURRENCY)):
-        if not 1 <= getattr(args, name) <= most:
-            bound = "at least 1" if getattr(args, name) < 1 else f"at most {most}"
-            raise CommandError(f"--{name.replace('_', '-')} must be {bound}")
-    for limit, flag in ((MAX_JUDGE_TIMEOUT, "timeout"), (MAX_JUDGE_TIMEOUT, "deadline")):
-        value = getattr(args, f"judge_{flag}")
-        if math.isfinite(value) and value > limit:
-            raise CommandError(f"--judge-{flag} must be at most {limit:g} seconds, got {value:g}")
-    if args.judge_retries > MAX_JUDGE_RETRIES:
-        raise CommandError(f"--judge-retries must be in 0..{MAX_JUDGE_RETRIES}")
-    if math.isfinite(args.judge_backoff) and args.judge_backoff > MAX_JUDGE_TIMEOUT:
-        raise CommandError(f"--judge-backoff must be at most {MAX_JUDGE_TIMEOUT:g} seconds")
-    sampler_overrides(args)  # every sampler flag typed and in range, before the model loads
-    check_size_flags(args)
-    judged = not args.no_judge
-    if judged and not (args.judge_url and args.judge_model):
-        raise CommandError("give --judge-url and --judge-model, or --no-judge to only generate")
-    shard = shard_of(args)
-    categories = [c.strip() for c in args.categories.split(",")] if args.categories else None
-    items = load_parabench(args.data, args.limit, categories)
-    check_inputs(shard.select(items))
-    out = output_dir(args.out)
-    check_writable(out)
-    BenchFolder(out, shard).check()  # a folder of another run, or of the user's files
-    client = judge_client(args, out) if judged else None
-    if client is not None:
-        try:
-            client.check_reachable()
-        except JudgeError as err:
-            raise CommandError(str(err)) from None
-    folder = BenchFolder(out, shard)
-    data = (
-        args.data
-        if is_hub_id(args.data) and not Path(args.data).exists()
-        else str(Path(args.data).resolve())
-    )
-    settings = {"benchmark": "parabench", "model": args.model or "bundled", "data": data}
-    generated = folder.generated() if out.is_dir() else {}
-    if shard.select(items) and all(item.id in generated for item in shard.select(items)):
-        folder.start({**folder.settings(), **settings})  # scoring only: no model is loaded
-        answer = nothing_to_generate
-    else:
+class ParaBench(Benchmark):
+    """Every ParaBench item generated with a model, the answers scored by an LLM judge."""
+
+    name = "parabench"
+    help = "ParaBench: generate with a model, score with an LLM judge"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--data",
+            required=True,
+            help="ParaBench folder or file (JSONL/parquet), or a hub id (tyfeld/ParaBench)",
+        )
+        parser.add_argument("--out", required=True, help="run folder (a re-run resumes)")
+        parser.add_argument("--judge-url", default=None, help="OpenAI-compatible server root")
+        parser.add_argument("--judge-model", default=None, help="the judge's model name")
+        parser.add_argument(
+            "--no-judge",
+            action="store_true",
+            help="only generate; a later run with a judge scores the saved answers",
+        )
+        parser.add_argument(
+            "--api-key-env", default=None, help="environment variable holding the judge's API key"
+        )
+        parser.add_argument("--limit", type=int, default=None, help="only the first N items")
+        parser.add_argument("--categories", default=None, help="comma-separated categories to keep")
+        parser.add_argument("--batch-size", type=int, default=8, help="items per sampler run")
+        parser.add_argument("--concurrency", type=int, default=4, help="judge requests at a time")
+        parser.add_argument("--shard", default=None, help="i/n: this process's share of the items")
+        parser.add_argument(
+            "--judge-timeout", type=float, default=JUDGE_TIMEOUT, help="seconds per attempt"
+        )
+        parser.add_argument(
+            "--judge-deadline",
+            type=float,
+            default=JUDGE_DEADLINE,
+            help="seconds for one request, all its retries included",
+        )
+        parser.add_argument("--judge-retries", type=int, default=JUDGE_RETRIES, help="retries")
+        parser.add_argument(
+            "--judge-backoff",
+            type=float,
+            default=2.0,
+            help="first retry wait, doubled each time (s)",
+        )
+        parser.add_argument("--quiet", action="store_true", help="no progress bars")
+        add_pipeline_arguments(parser)
+
+    def check_options(self, args: argparse.Namespace) -> None:
+        for name, most in (("batch_size", MAX_BATCH_SIZE), ("concurrency", MAX_CONCURRENCY)):
+            if not 1 <= getattr(args, name) <= most:
+                bound = "at least 1" if getattr(args, name) < 1 else f"at most {most}"
+                raise CommandError(f"--{name.replace('_', '-')} must be {bound}")
+        for limit, flag in ((MAX_JUDGE_TIMEOUT, "timeout"), (MAX_JUDGE_TIMEOUT, "deadline")):
+            value = getattr(args, f"judge_{flag}")
+            if math.isfinite(value) and value > limit:
+                raise CommandError(
+                    f"--judge-{flag} must be at most {limit:g} seconds, got {value:g}"
+                )
+        if args.judge_retries > MAX_JUDGE_RETRIES:
+            raise CommandError(f"--judge-retries must be in 0..{MAX_JUDGE_RETRIES}")
+        if math.isfinite(args.judge_backoff) and args.judge_backoff > MAX_JUDGE_TIMEOUT:
+            raise CommandError(f"--judge-backoff must be at most {MAX_JUDGE_TIMEOUT:g} seconds")
+        sampler_overrides(args)  # every sampler flag typed and in range, before the model loads
+        check_size_flags(args)
+        if not args.no_judge and not (args.judge_url and args.judge_model):
+            raise CommandError("give --judge-url and --judge-model, or --no-judge to only generate")
+
+    def items(self, args: argparse.Namespace) -> list[BenchItem]:
+        """The selected items; the input images of this process's shard checked."""
+        self.check_options(args)
+        shard = shard_of(args)
+        categories = [c.strip() for c in args.categories.split(",")] if args.categories else None
+        items = load_parabench(args.data, args.limit, categories)
+        check_inputs(shard.select(items))
+        return items
+
+    def answerer(self, args: argparse.Namespace) -> tuple[Answerer, dict[str, Any]]:
+        """The model's answers (under accelerate / torchrun on the GPU of LOCAL_RANK), at the
+        size of --width/--height when given."""
         if args.device is None and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
             args.device = f"cuda:{os.environ['LOCAL_RANK']}"
         pipe, overrides = load_configured_pipeline(args)
         size = (args.width, args.height) if args.width or args.height else None
-        sampler = sampler_settings(pipe, overrides)
-        folder.start({**settings, "sampler": sampler, "size": size})
         answer = pipeline_answerer(pipe, args.batch_size, overrides, size)
-    if client is None:
-        with folder.discarded_on_error():
-            run_benchmark(folder, items, answer, None, progress=not args.quiet)
-        print(f"generated {len(items)} items in {out}: score them with a run that has a judge")
-        return 0
-    check_judge(out, args.judge_model)
-    try:
-        with folder.discarded_on_error():
-            scorer = judge_scorer(client)
-            run_benchmark(folder, items, answer, scorer, args.concurrency, not args.quiet)
-    except JudgeError as err:
-        raise CommandError(f"{err} (run the command again to resume)") from None
-    scored = folder.scored()
-    missing = sum(item.id not in scored for item in items)
-    if missing:
-        print(
-            f"shard {shard.index}/{shard.count} done; {missing} of {len(items)} items wait for "
-            f"other shards: then run `paradiff bench report {out}`"
+        return answer, {"sampler": sampler_settings(pipe, overrides), "size": size}
+
+    def scorer(self, args: argparse.Namespace) -> Scorer | None:
+        """The LLM judge, reached once before any work (None with --no-judge)."""
+        if args.no_judge:
+            return None
+        client = judge_client(args, output_dir(args.out))
+        try:
+            client.check_reachable()
+        except JudgeError as err:
+            raise CommandError(str(err)) from None
+        return judge_scorer(client)
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Every check (options, data, input images, judge, model) before the run folder is
+        made."""
+        items = self.items(args)
+        shard = shard_of(args)
+        out = checked_out(args.out, shard)  # a folder of another run, or of the user's files
+        scorer = self.scorer(args)
+        folder = BenchFolder(out, shard)
+        data = (
+            args.data
+            if is_hub_id(args.data) and not Path(args.data).exists()
+            else str(Path(args.data).resolve())
         )
+        settings = {"benchmark": self.name, "model": args.model or "bundled", "data": data}
+        generated = folder.generated() if out.is_dir() else {}
+        if shard.select(items) and all(item.id in generated for item in shard.select(items)):
+            folder.start({**folder.settings(), **settings})  # scoring only: no model is loaded
+            answer = nothing_to_generate
+        else:
+            answer, answered = self.answerer(args)
+            folder.start({**settings, **answered})
+        if scorer is None:
+            with folder.discarded_on_error():
+                run_benchmark(folder, items, answer, None, progress=not args.quiet)
+            print(f"generated {len(items)} items in {out}: score them with a run that has a judge")
+            return 0
+        check_judge(out, args.judge_model)
+        try:
+            with folder.discarded_on_error():
+                run_benchmark(folder, items, answer, scorer, args.concurrency, not args.quiet)
+        except JudgeError as err:
+            raise CommandError(f"{err} (run the command again to resume)") from None
+        scored = folder.scored()
+        missing = sum(item.id not in scored for item in items)
+        if missing:
+            print(
+                f"shard {shard.index}/{shard.count} done; {missing} of {len(items)} items wait "
+                f"for other shards: then run `paradiff bench report {out}`"
+            )
+            return 0
+        summary = report_run(out, [item.id for item in items])
+        print(markdown_table(summary))
+        print(f"wrote {out}/summary.json, summary.md and chart.png")
         return 0
-    summary = report_run(out, [item.id for item in items])
-    print(markdown_table(summary))
-    print(f"wrote {out}/summary.json, summary.md and chart.png")
-    return 0
 
 
-def register_parabench(bench_subparsers: argparse._SubParsersAction) -> None:
-    parser = bench_subparsers.add_parser(
-        "parabench", help="ParaBench: generate with a model, score with an LLM judge"
-    )
-    parser.add_argument(
-        "--data",
-        required=True,
-        help="ParaBench folder or file (JSONL/parquet), or a hub id (tyfeld/ParaBench)",
-    )
-    parser.add_argument("--out", required=True, help="run folder (a re-run resumes)")
-    parser.add_argument("--judge-url", default=None, help="OpenAI-compatible server root")
-    parser.add_argument("--judge-model", default=None, help="the judge's model name")
-    parser.add_argument(
-        "--no-judge",
-        action="store_true",
-        help="only generate; a later run with a judge scores the saved answers",
-    )
-    parser.add_argument(
-        "--api-key-env", default=None, help="environment variable holding the judge's API key"
-    )
-    parser.add_argument("--limit", type=int, default=None, help="only the first N items")
-    parser.add_argument("--categories", default=None, help="comma-separated categories to keep")
-    parser.add_argument("--batch-size", type=int, default=8, help="items per sampler run")
-    parser.add_argument("--concurrency", type=int, default=4, help="judge requests at a time")
-    parser.add_argument("--shard", default=None, help="i/n: this process's share of the items")
-    parser.add_argument(
-        "--judge-timeout", type=float, default=JUDGE_TIMEOUT, help="seconds per attempt"
-    )
-    parser.add_argument(
-        "--judge-deadline",
-        type=float,
-        default=JUDGE_DEADLINE,
-        help="seconds for one request, all its retries included",
-    )
-    parser.add_argument("--judge-retries", type=int, default=JUDGE_RETRIES, help="retries")
-    parser.add_argument(
-        "--judge-backoff", type=float, default=2.0, help="first retry wait, doubled each time (s)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_pipeline_arguments(parser)
-    parser.set_defaults(func=run_parabench)
+PARABENCH = ParaBench()

@@ -1,7 +1,7 @@
 """ShapeBench: ParaBench's six metrics judged exactly on the shapes world (no judge model).
 
-`paradiff bench shapebench` (registered with the bench commands through pyproject.toml's
-`paradiff.benchmarks` entry point).
+`paradiff bench shapebench` (`SHAPEBENCH`, a `paradiff.bench.benchmark.Benchmark`, registered with
+the bench commands through pyproject.toml's `paradiff.benchmarks` entry point).
 
 300 fixed samples (200 editing, 100 generation; `paradiff.shapes.dataset.shapebench_samples`);
 `--split development` scores the 300 development prompts instead, `--split wild` the 250 of
@@ -32,17 +32,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from paradiff.bench.benchmark import Benchmark, checked_out
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.items import METRICS, BenchItem
 from paradiff.bench.report import SHORT_NAMES, groups_of, summarise, write_report
 from paradiff.bench.runner import Answerer, BenchFolder, Scorer, run_benchmark
-from paradiff.command_support import (
-    CommandError,
-    add_pipeline_arguments,
-    check_writable,
-    load_configured_pipeline,
-    output_dir,
-)
+from paradiff.command_support import CommandError, add_pipeline_arguments, load_configured_pipeline
 from paradiff.image_tokenizers.base import to_pil
 from paradiff.shapes.dataset import (
     DEVELOPMENT_PER_CATEGORY,
@@ -179,12 +174,26 @@ def run_shapebench(
     samples = list(samples) if samples is not None else select_samples(limit)
     answer = answer or predictor_answerer(predict, samples)
     settings = settings or {"benchmark": "shapebench", "model": mode}
+    items = [bench_item(sample) for sample in samples]
+    return score_items(items, answer, exact_scorer(samples), settings, out, progress, mode)
+
+
+def score_items(
+    items: list[BenchItem],
+    answer: Answerer,
+    score: Scorer,
+    settings: dict[str, Any],
+    out: str | os.PathLike | None = None,
+    progress: bool = False,
+    mode: str = "model",
+) -> dict[str, Any]:
+    """ShapeBench's summary (`run_shapebench`) of `items` answered and scored in the run folder
+    `out` (a temporary one for None)."""
     with tempfile.TemporaryDirectory() if out is None else nullcontext(out) as root:
         folder = BenchFolder(root)
         folder.start(settings)
-        items = [bench_item(sample) for sample in samples]
         with folder.discarded_on_error():
-            records = run_benchmark(folder, items, answer, exact_scorer(samples), progress=progress)
+            records = run_benchmark(folder, items, answer, score, progress=progress)
     summary = summarise(records, benchmark="shapebench", mode=mode, model=settings["model"])
     summary["exact"] = exact_rates(records)
     if out is not None:
@@ -225,72 +234,87 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _score(args: argparse.Namespace) -> dict[str, Any]:
-    """The report of the options: the oracle's, or the model's (bundled by default)."""
-    if args.batch_size < 1:
-        raise ShapeBenchError(f"--batch-size must be at least 1, got {args.batch_size}")
-    samples = select_samples(args.limit, args.split)
-    progress = not args.json
-    if args.out is not None:
-        check_writable(output_dir(args.out))
-        BenchFolder(args.out).check()
-    if args.oracle:
-        return run_shapebench(
-            oracle, out=args.out, progress=progress, mode="oracle", samples=samples
+class ShapeBench(Benchmark):
+    """ShapeBench (or its development or wild split) answered by a model or the oracle, scored
+    by the exact judge; the report printed as a table or JSON."""
+
+    name = "shapebench"
+    help = "ParaBench's six metrics, judged exactly on the shapes world"
+
+    def add_options(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--batch-size", type=int, default=8, help="samples per sampler run")
+        parser.add_argument("--oracle", action="store_true", help="score the ground truth itself")
+        parser.add_argument("--json", action="store_true", help="print the report as JSON")
+        parser.add_argument(
+            "--limit", type=int, default=None, help="score only the first N samples"
         )
-    try:
-        pipe, overrides = load_configured_pipeline(args)
-    except CommandError as err:
-        hint = " (pass --model DIR, or --oracle)" if args.model is None else ""
-        raise CommandError(f"{err}{hint}") from None
-    sampler = sampler_settings(pipe, overrides)
-    settings = {"benchmark": "shapebench", "model": args.model or "bundled", "sampler": sampler}
-    if args.split != "shapebench":
-        settings["split"] = args.split  # (ShapeBench's folders keep their settings as they were)
-    answer = pipeline_answerer(pipe, args.batch_size, overrides, pipe.image_size)
-    report = run_shapebench(
-        answer=answer,
-        settings=settings,
-        samples=samples,
-        out=args.out,
-        progress=progress,
-        mode=sampler["mode"],
-    )
-    return {**report, "model": settings["model"], "sampler": sampler}
+        parser.add_argument(
+            "--split",
+            choices=SPLITS,
+            default="shapebench",
+            help="the 300 ShapeBench prompts (default), the 300 of the development split"
+            " (disjoint from ShapeBench; for tuning and RL curves) or the 250 of ShapeBench-wild"
+            " (absent, ambiguous, neighbour, cell and several-object edits and every category, in"
+            " phrasings no training sample uses)",
+        )
+        parser.add_argument(
+            "--out",
+            default=None,
+            help="run folder: outputs, scores, report (a re-run resumes where it stopped)",
+        )
+        add_pipeline_arguments(parser, sizes=False)
+
+    def samples(self, args: argparse.Namespace) -> list[ShapeSample]:
+        if args.batch_size < 1:
+            raise ShapeBenchError(f"--batch-size must be at least 1, got {args.batch_size}")
+        return select_samples(args.limit, args.split)
+
+    def items(self, args: argparse.Namespace) -> list[BenchItem]:
+        return [bench_item(sample) for sample in self.samples(args)]
+
+    def answerer(self, args: argparse.Namespace) -> tuple[Answerer, dict[str, Any]]:
+        """The oracle's answers, or the model's (bundled by default) at its image size."""
+        if args.oracle:
+            answer = predictor_answerer(oracle, self.samples(args))
+            return answer, {"benchmark": self.name, "model": "oracle"}
+        try:
+            pipe, overrides = load_configured_pipeline(args)
+        except CommandError as err:
+            hint = " (pass --model DIR, or --oracle)" if args.model is None else ""
+            raise CommandError(f"{err}{hint}") from None
+        sampler = sampler_settings(pipe, overrides)
+        settings = {"benchmark": self.name, "model": args.model or "bundled", "sampler": sampler}
+        if args.split != "shapebench":  # (ShapeBench's folders keep their settings as they were)
+            settings["split"] = args.split
+        return pipeline_answerer(pipe, args.batch_size, overrides, pipe.image_size), settings
+
+    def scorer(self, args: argparse.Namespace) -> Scorer:
+        return exact_scorer(self.samples(args))
+
+    def report(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The report of the options: the oracle's, or the model's with its sampler settings."""
+        items = self.items(args)
+        if args.out is not None:
+            checked_out(args.out)
+        answer, settings = self.answerer(args)
+        sampler = settings.get("sampler")
+        mode = "oracle" if sampler is None else sampler["mode"]
+        report = score_items(
+            items, answer, self.scorer(args), settings, args.out, not args.json, mode
+        )
+        if sampler is None:
+            return report
+        return {**report, "model": settings["model"], "sampler": sampler}
+
+    def run(self, args: argparse.Namespace) -> int:
+        # errors: CommandError, RunError, ShapeBenchError (one line from `paradiff.cli`)
+        report = self.report(args)
+        if args.json:
+            print(json.dumps(rounded(report), indent=1))
+        else:
+            print(format_table(report))
+        return 0
 
 
-def _main(args: argparse.Namespace) -> int:
-    report = _score(args)  # errors: CommandError, RunError, ShapeBenchError (`paradiff.cli`)
-    if args.json:
-        print(json.dumps(rounded(report), indent=1))
-    else:
-        print(format_table(report))
-    return 0
-
-
-def register_shapebench(bench_subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add `shapebench` to the `paradiff bench` subparsers."""
-    parser = bench_subparsers.add_parser(
-        "shapebench", help="ParaBench's six metrics, judged exactly on the shapes world"
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="samples per sampler run")
-    parser.add_argument("--oracle", action="store_true", help="score the ground truth itself")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N samples")
-    parser.add_argument(
-        "--split",
-        choices=SPLITS,
-        default="shapebench",
-        help="the 300 ShapeBench prompts (default), the 300 of the development split (disjoint"
-        " from ShapeBench; for tuning and RL curves) or the 250 of ShapeBench-wild (absent,"
-        " ambiguous, neighbour, cell and several-object edits and every category, in phrasings"
-        " no training sample uses)",
-    )
-    parser.add_argument(
-        "--out",
-        default=None,
-        help="run folder: outputs, scores, report (a re-run resumes where it stopped)",
-    )
-    add_pipeline_arguments(parser, sizes=False)
-    parser.set_defaults(func=_main)
-    return parser
+# The `paradiff.benchmarks` entry point of pyproject.toml: `paradiff bench shapebench`.
+SHAPEBENCH = ShapeBench()
