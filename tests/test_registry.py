@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from paradiff.bench.benchmark import Benchmark
 from paradiff.bench.commands import BENCHMARKS
 from paradiff.image_tokenizers.loading import AMUSED, MAGVIT2, registered_image_tokenizers
 from paradiff.registry import Registry
@@ -12,6 +13,8 @@ def test_builtins_share_the_registry_with_entry_points():
     assert kinds["AmusedTokenizer"] is AMUSED and kinds["Magvit2Tokenizer"] is MAGVIT2
     assert "ShapesImageTokenizer" in kinds  # the shapes world's entry point
     assert {"parabench", "shapebench"} <= set(BENCHMARKS.entries())
+    for name, benchmark in BENCHMARKS.entries().items():  # objects, named by their subcommand
+        assert isinstance(benchmark, Benchmark) and benchmark.name == name
 
 
 def test_a_name_registered_first_keeps_its_value():
