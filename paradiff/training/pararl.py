@@ -55,6 +55,13 @@ from paradiff.training.grpo import (
     select_steps,
     step_window,
 )
+from paradiff.training.loop import (
+    adamw,
+    load_optimizer_state,
+    restore_rng,
+    rng_state,
+    seed_generators,
+)
 from paradiff.training.recipe import (
     RecipeError,
     check_eval_settings,
@@ -284,14 +291,10 @@ class ParaRLRun:
         self.reference = initial.model.eval().requires_grad_(False)
         self.pipe = ParallelPipeline.from_pretrained(str(start_from or init), "float32", device)
         self.rollouts = RolloutSampler(self.pipe, self.sampler_config, image_root)
-        self.optimizer = torch.optim.AdamW(
-            self.pipe.model.parameters(),
-            lr=float(train["lr"]),
-            betas=tuple(train["betas"]),
-            weight_decay=float(train["weight_decay"]),
-        )
+        self.optimizer = adamw(self.pipe.model, train["lr"], train["betas"], train["weight_decay"])
         self.scheduler = warmup_cosine_schedule(self.optimizer, train)
         self.step = 0
+        self.rng: dict[str, Any] | None = None  # the checkpoint's generators, restored by run()
         self.normaliser: RewardNormaliser | None = None
         if resumed is not None:
             self.load_state(resumed)
@@ -433,6 +436,10 @@ class ParaRLRun:
         directory."""
         train, output = self.config["train"], self.config["output"]
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.rng is not None:
+            restore_rng(self.rng)
+        elif self.step == 0:
+            seed_generators(int(train["seed"]))
         if self.normaliser is None:
             self.normaliser = self.estimate_statistics()
             self.normaliser.save(self.out / STATS_FILE)
@@ -475,6 +482,7 @@ class ParaRLRun:
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
             "normaliser": asdict(self.normaliser),
             "config": self.config,
         }
@@ -485,7 +493,7 @@ class ParaRLRun:
         was_at, now_at = state["config"]["reward"]["at"], self.config["reward"]["at"]
         if was_at != now_at:
             raise RecipeError(f"{self.out} was trained with reward.at={was_at}, not {now_at}")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        load_optimizer_state(self.optimizer, self.scheduler, state, self.pipe.model)
+        self.rng = state.get("rng")  # absent in a state written before RL saved the generators
         self.normaliser = RewardNormaliser(**state["normaliser"])
         self.step = int(state["step"])

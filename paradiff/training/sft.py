@@ -12,13 +12,11 @@ continues from the latest one and reproduces an uninterrupted run exactly.
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -26,6 +24,13 @@ from tqdm import tqdm
 from paradiff.layout import Batch
 from paradiff.pipeline import ParallelPipeline
 from paradiff.training.data import PretokenizedDataset, epoch_batches, training_sequence
+from paradiff.training.loop import (
+    adamw,
+    load_optimizer_state,
+    restore_rng,
+    rng_state,
+    seed_generators,
+)
 from paradiff.training.masking import NoiseSettings, masked_diffusion_loss, noise_batch
 from paradiff.training.recipe import (
     RecipeError,
@@ -212,26 +217,13 @@ class SFTRun:
             for task in ("edit", "generate")
         }
         self.objective = Objective(self.pipe).train()
-        self.optimizer = torch.optim.AdamW(
-            self.parameter_groups(),
-            lr=float(train["lr"]),
-            betas=tuple(train["betas"]),
-        )
+        self.optimizer = adamw(self.pipe.model, train["lr"], train["betas"], train["weight_decay"])
         self.scheduler = warmup_cosine_schedule(self.optimizer, train)
         self.step = 0
+        self.rng: dict[str, Any] | None = None  # the checkpoint's generators, restored by run()
         if resumed is not None:
             self.load_state(resumed)
         self.objective, self.optimizer = self.accelerator.prepare(self.objective, self.optimizer)
-
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """Weight decay on matrices, none on norms (and other vectors)."""
-        decay, no_decay = [], []
-        for parameter in self.pipe.model.parameters():
-            (decay if parameter.dim() >= 2 else no_decay).append(parameter)
-        return [
-            {"params": decay, "weight_decay": float(self.config["train"]["weight_decay"])},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
 
     # -- data ---------------------------------------------------------------------------------
     def global_batch(self, step: int) -> list[int]:
@@ -308,6 +300,10 @@ class SFTRun:
     def run(self) -> Path:
         train, output = self.config["train"], self.config["output"]
         total = int(train["steps"])
+        if self.rng is not None:
+            restore_rng(self.rng)
+        elif self.step == 0:
+            seed_generators(int(train["seed"]))
         bar = tqdm(total=total, initial=self.step, desc="sft", disable=not self.progress)
         started, tokens = time.perf_counter(), 0
         while self.step < total:
@@ -316,15 +312,15 @@ class SFTRun:
             bar.update(1)
             if self.step % int(output["log_every"]) == 0 or self.step == total:
                 self.log(result, tokens / (time.perf_counter() - started), bar)
-            if self.step % int(output["save_every"]) == 0 and self.step < total:
-                self.save_checkpoint()
             every = int(self.config["eval"]["every"])
             if every and self.step % every == 0 and self.step < total:
                 self.evaluate()
+            if self.step % int(output["save_every"]) == 0 and self.step < total:
+                self.save_checkpoint()
         bar.close()
+        self.evaluate()
         self.tracker.finish()
         self.save_checkpoint()
-        self.evaluate()
         return self.save_final()
 
     def evaluate(self) -> None:
@@ -361,20 +357,13 @@ class SFTRun:
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": rng_state(),
             "config": self.config,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        load_optimizer_state(self.optimizer, self.scheduler, state, self.pipe.model)
+        self.rng = state.get("rng")
         self.step = int(state["step"])
 
     def save_checkpoint(self) -> None:
