@@ -47,9 +47,9 @@ def gradient(run: ParaRLRun, rollouts, advantages: torch.Tensor, draw: int) -> t
     model = run.pipe.model
     model.zero_grad(set_to_none=True)
     run.step = draw  # the estimator's generator is seeded by (seed, step)
-    if run.config["train"]["estimator"] == "steps":
+    if run.settings.train.estimator == "steps":
         generator = torch.Generator().manual_seed(1000 + draw)
-        rollouts.steps = select_steps(run.n_steps, int(run.config["reward"]["steps"]), generator)
+        rollouts.steps = select_steps(run.n_steps, run.settings.reward.steps, generator)
         advantages = advantages[:, :1].expand(-1, len(rollouts.steps))
     units = run.loss_units(rollouts, advantages)
     replay = (rollouts.batch, rollouts.answer_start)

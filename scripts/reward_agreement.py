@@ -22,7 +22,6 @@ from tqdm import tqdm
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling.sampler import make_plan
 from paradiff.training import pararl
-from paradiff.training.recipe import load_recipe
 from paradiff.training.rewards import build_reward, within_group_correlation
 from paradiff.training.rollouts import RolloutSampler, load_records
 
@@ -40,17 +39,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=16, help="rollouts sampled together")
     args = parser.parse_args()
-    recipe = load_recipe(args.recipe, [], pararl.DEFAULTS)
-    group = int(recipe["rollout"]["group"])
+    recipe = pararl.RLSettings.load(args.recipe, [])
+    group = recipe.rollout.group
     records, image_root = load_records(args.records, args.prompts)
-    pipe = ParallelPipeline.from_pretrained(args.model or recipe["model"]["init"], "float32", "cpu")
-    config = pararl.rollout_sampler_config(pipe.sampler_defaults, recipe["rollout"])
+    pipe = ParallelPipeline.from_pretrained(args.model or recipe.model.init, "float32", "cpu")
+    config = pararl.rollout_sampler_config(pipe.sampler_defaults, recipe.rollout)
     n_steps = len(make_plan(config))
     indices = [max(1, min(n_steps, round(share * n_steps))) for share in args.shares]
     sampler = RolloutSampler(pipe, config, image_root)
     exact, clip = (
         build_reward("scene_agreement"),
-        build_reward("clip", {"clip_dir": args.clip_dir or recipe["reward"]["clip_dir"]}),
+        build_reward("clip", {"clip_dir": args.clip_dir or recipe.reward.options["clip_dir"]}),
     )
     rows = [r for r in records for _ in range(group)]
     generator = torch.Generator().manual_seed(args.seed)

@@ -263,15 +263,15 @@ def test_about_a_tenth_of_the_examples_drop_their_condition(
         f"output.dir={tmp_path}",
     ]
     run = SFTRun(load_recipe(TINY_RECIPE, overrides, DEFAULTS), progress=False)
-    config = run.config
-    seed, rate = config["train"]["seed"], config["data"]["cond_dropout"]
+    settings = run.settings
+    seed, rate = settings.train.seed, settings.data.cond_dropout
     assert rate == 0.1
     space = pipe.space
     dropped, expected = [], []
     for step in range(50):
         batches, _ = run.micro_batches(step)
         rows = [ids for batch, _ in batches for ids in batch.ids]
-        assert len(rows) == config["train"]["batch_size"]
+        assert len(rows) == settings.train.batch_size
         for position, ids in enumerate(rows):
             gen = example_generator(seed, step, position)
             expected.append(torch.rand(1, generator=gen).item() < rate)

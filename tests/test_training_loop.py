@@ -187,7 +187,7 @@ def test_a_pararl_checkpoint_from_before_these_rules_still_resumes(
     run = pararl.ParaRLRun(config, progress=False, reward=reward)
     model = run.pipe.model
     old = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.99), weight_decay=0.0)
-    schedule = warmup_cosine_schedule(old, config["train"])
+    schedule = warmup_cosine_schedule(old, run.settings.train)
     for parameter in model.parameters():
         parameter.grad = torch.randn_like(parameter)
     old.step()

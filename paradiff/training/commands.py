@@ -20,25 +20,23 @@ def _pretokenize(args: argparse.Namespace) -> int:
 
 
 def _train_sft(args: argparse.Namespace) -> int:
-    from paradiff.training.recipe import load_recipe
-    from paradiff.training.sft import DEFAULTS, SFTRun
+    from paradiff.training.sft import SFTRun, SFTSettings
 
-    config = load_recipe(args.config, args.overrides, DEFAULTS)
-    run = SFTRun(config, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    settings = SFTSettings.load(args.config, args.overrides)
+    run = SFTRun(settings, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     final = run.run()
     print(f"trained model written to {final}")
     return 0
 
 
 def _train_pararl(args: argparse.Namespace) -> int:
-    from paradiff.training.pararl import DEFAULTS, ParaRLRun
-    from paradiff.training.recipe import load_recipe
+    from paradiff.training.pararl import ParaRLRun, RLSettings
 
     overrides = list(args.overrides)
     if args.reward_at:
         overrides.append(f"reward.at={args.reward_at}")
-    config = load_recipe(args.config, overrides, DEFAULTS)
-    run = ParaRLRun(config, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    settings = RLSettings.load(args.config, overrides)
+    run = ParaRLRun(settings, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     final = run.run()
     print(f"trained model written to {final}")
     return 0

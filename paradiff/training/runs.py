@@ -28,7 +28,7 @@ import re
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,8 +43,10 @@ from paradiff.files import (
     scratch_owner,
     write_atomic,
 )
-from paradiff.training.recipe import RecipeError, whole_number
-from paradiff.training.trackers import check_tracker_settings
+from paradiff.training.recipe import RecipeError
+
+if TYPE_CHECKING:
+    from paradiff.training.settings import TrainSettings
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "log.jsonl"
@@ -65,11 +67,10 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 
 def warmup_cosine_schedule(
-    optimizer: torch.optim.Optimizer, train: dict[str, Any]
+    optimizer: torch.optim.Optimizer, train: TrainSettings
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """The recipe's learning-rate schedule (`lr_factor`) over `train`'s steps and warmup."""
-    warmup, total = int(train["warmup_steps"]), int(train["steps"])
-    min_ratio = float(train["min_lr_ratio"])
+    warmup, total, min_ratio = train.warmup_steps, train.steps, train.min_lr_ratio
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, warmup, total, min_ratio)
     )
@@ -79,16 +80,6 @@ def example_generator(seed: int, step: int, index: int) -> torch.Generator:
     """The generator of the `index`-th example of step `step`'s global batch."""
     state = np.random.SeedSequence([seed, step, index]).generate_state(1)[0]
     return torch.Generator().manual_seed(int(state))
-
-
-def check_output_settings(output: dict[str, Any]) -> None:
-    """The recipe's `output` section: a folder, whole numbers of at least 1, a tracker that can
-    run."""
-    if not str(output["dir"] or "").strip():
-        raise RecipeError("output.dir is empty")
-    for key in ("save_every", "log_every", "keep"):
-        whole_number("output", key, output[key], 1)
-    check_tracker_settings(output)
 
 
 class RunFolder:

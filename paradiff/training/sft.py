@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -31,69 +32,18 @@ from paradiff.training.loop import (
     rng_state,
     seed_generators,
 )
-from paradiff.training.masking import NoiseSettings, masked_diffusion_loss, noise_batch
-from paradiff.training.recipe import (
-    RecipeError,
-    check_eval_settings,
-    check_optimizer_settings,
-    evaluation_function,
-    number_in,
-    whole_number,
-)
+from paradiff.training.masking import masked_diffusion_loss, noise_batch
+from paradiff.training.recipe import RecipeError
 from paradiff.training.runs import (
     FINAL_DIR,
     RunFolder,
-    check_output_settings,
     example_generator,
     warmup_cosine_schedule,
 )
+from paradiff.training.sft_settings import SFTSettings
 from paradiff.training.trackers import Tracker
 
-DEFAULTS: dict[str, Any] = {
-    "model": {
-        "init": None,  # checkpoint dir / hub id / bundled name to start from
-        "activation_checkpointing": False,
-    },
-    "data": {
-        "pretokenized": None,  # folder written by `paradiff pretokenize`
-        "text_length": None,  # default: the checkpoint's sampler text_gen_length
-        "cond_dropout": 0.1,  # share of examples trained without their condition (CFG)
-        "reasoning": True,  # false: the answer's text is all fill (a model that does not think)
-    },
-    "train": {
-        "steps": 1000,
-        "batch_size": 32,  # global batch (all processes, all micro-batches)
-        "micro_batch_size": None,  # per process and forward; default: the whole share
-        "lr": 3e-4,
-        "min_lr_ratio": 0.1,
-        "warmup_steps": 100,
-        "weight_decay": 0.01,
-        "betas": [0.9, 0.95],
-        "grad_clip": 1.0,
-        "loss_weighting": "paper",  # paper (text 1/t, image 1) or uniform
-        "changed_image_weight": 1.0,  # weight of the output codes an edit changes (1 = paper)
-        "drawn_image_weight": 1.0,  # weight of a generation's non-background codes (1 = paper)
-        "image_from_text_share": 0.0,  # rows with the reasoning clean, the image masked (0 = paper)
-        "seed": 0,
-        "precision": "auto",  # auto (bf16 where the device supports it), fp32, bf16
-        "threads": None,  # CPU threads (torch.set_num_threads)
-    },
-    "eval": {
-        # "module:function" called as function(pipeline, limit=limit) -> dict, logged as
-        # {"step", "eval"} every `every` steps and at the end (e.g. paradiff.shapes.probe's
-        # training_evaluation: the location probe and a quick ShapeBench)
-        "call": None,
-        "every": 0,
-        "limit": 60,
-    },
-    "output": {
-        "dir": "runs/sft",
-        "save_every": 500,
-        "log_every": 10,
-        "keep": 2,  # checkpoints kept besides the final one
-        "log_with": None,  # tensorboard: the log's numbers to TensorBoard too
-    },
-}
+DEFAULTS = SFTSettings.defaults()  # the recipe's keys and defaults (`load_recipe`)
 
 
 class Objective(nn.Module):
@@ -116,46 +66,6 @@ class Objective(nn.Module):
         return parts.weighted, stats
 
 
-def noise_settings(train: dict[str, Any]) -> NoiseSettings:
-    """The recipe's `train.` noise keys as the objective's settings (RecipeError if out of range)."""
-    numbers = {}
-    for name in ("changed_image_weight", "drawn_image_weight", "image_from_text_share"):
-        try:
-            numbers[name] = float(train[name])
-        except (TypeError, ValueError):
-            raise RecipeError(f"train.{name} must be a number, got {train[name]!r}") from None
-    try:
-        return NoiseSettings(train["loss_weighting"], **numbers)
-    except ValueError as err:
-        raise RecipeError(f"train.{err}") from None
-
-
-def check_config(config: dict[str, Any]) -> None:
-    train, data = config["train"], config["data"]
-    if not config["model"]["init"]:
-        raise RecipeError("model.init is not set (a checkpoint to start from)")
-    if not data["pretokenized"]:
-        raise RecipeError("data.pretokenized is not set (run `paradiff pretokenize` first)")
-    noise_settings(train)
-    check_optimizer_settings(train)
-    whole_number("train", "batch_size", train["batch_size"], 1)
-    if train["micro_batch_size"] is not None:
-        whole_number("train", "micro_batch_size", train["micro_batch_size"], 1)
-    if train["precision"] not in PRECISIONS:
-        raise RecipeError(
-            f"train.precision must be one of {PRECISIONS}, got {train['precision']!r}"
-        )
-    if not isinstance(data["reasoning"], bool):
-        raise RecipeError(f"data.reasoning must be true or false, got {data['reasoning']!r}")
-    if not number_in("data", "cond_dropout", data["cond_dropout"], 0, 1) < 1:
-        raise RecipeError(f"data.cond_dropout must be in [0, 1), got {data['cond_dropout']!r}")
-    check_output_settings(config["output"])
-    check_eval_settings(config["eval"])
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
 def mixed_precision(choice: str) -> str:
     if choice == "fp32":
         return "no"
@@ -170,54 +80,53 @@ class SFTRun:
 
     def __init__(
         self,
-        config: dict[str, Any],
+        config: SFTSettings | Mapping[str, Any],
         resume: bool = False,
         progress: bool = True,
         overwrite: bool = False,
     ):
-        """`resume` continues the run in `output.dir`, `overwrite` replaces it (see
+        """`config`: the settings, or a merged recipe (`load_recipe`) to check first; `resume`
+        continues the run in `output.dir`, `overwrite` replaces it (see
         `paradiff.training.runs`)."""
         from accelerate import Accelerator
 
-        check_config(config)
-        self.config = config
-        self.noise = noise_settings(config["train"])
-        train = config["train"]
-        if train["threads"]:
-            torch.set_num_threads(int(train["threads"]))
+        self.settings = settings = SFTSettings.of(config)
+        train = settings.train
+        self.noise = train.noise
+        if train.threads:
+            torch.set_num_threads(train.threads)
         # cpu=True where there is no GPU: otherwise processes started by `accelerate launch
         # --multi_gpu` (torchrun) would each train alone instead of joining one gloo group
         self.accelerator = Accelerator(
-            cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision(train["precision"])
+            cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision(train.precision)
         )
-        self.folder = RunFolder(config["output"]["dir"])
+        self.folder = RunFolder(settings.output.dir)
         self.out = self.folder.root
         self.progress = progress and self.accelerator.is_main_process
         start_from = self.folder.start(resume, overwrite, self.accelerator.is_main_process)
         resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
-        self.tracker = Tracker(
-            config["output"] if self.accelerator.is_main_process else {}, "sft", config
-        )
+        log_with = settings.output.log_with if self.accelerator.is_main_process else None
+        self.tracker = Tracker(log_with, self.out, "sft", settings.to_config())
         self.pipe = ParallelPipeline.from_pretrained(
-            str(start_from or config["model"]["init"]), dtype="float32", device="cpu"
+            str(start_from or settings.model.init), dtype="float32", device="cpu"
         )
-        self.pipe.model.gradient_checkpointing = bool(config["model"]["activation_checkpointing"])
+        self.pipe.model.gradient_checkpointing = bool(settings.model.activation_checkpointing)
         self.text_length = int(
-            config["data"]["text_length"] or self.pipe.sampler_defaults.text_gen_length
+            settings.data.text_length or self.pipe.sampler_defaults.text_gen_length
         )
-        self.dataset = PretokenizedDataset(config["data"]["pretokenized"], self.text_length)
-        self.batches_per_epoch = len(epoch_batches(self.dataset, train["batch_size"], 0, 0))
+        self.dataset = PretokenizedDataset(settings.data.pretokenized, self.text_length)
+        self.batches_per_epoch = len(epoch_batches(self.dataset, train.batch_size, 0, 0))
         if self.batches_per_epoch == 0:
             raise RecipeError(
                 f"the dataset ({len(self.dataset)} examples) has fewer examples per output size "
-                f"than one batch of {train['batch_size']}"
+                f"than one batch of {train.batch_size}"
             )
         self.unconditional = {
             task: self.pipe.layout.prompt_ids(task, None, self.pipe.text_tokenizer)
             for task in ("edit", "generate")
         }
         self.objective = Objective(self.pipe).train()
-        self.optimizer = adamw(self.pipe.model, train["lr"], train["betas"], train["weight_decay"])
+        self.optimizer = adamw(self.pipe.model, train.lr, train.betas, train.weight_decay)
         self.scheduler = warmup_cosine_schedule(self.optimizer, train)
         self.step = 0
         self.rng: dict[str, Any] | None = None  # the checkpoint's generators, restored by run()
@@ -228,30 +137,28 @@ class SFTRun:
     # -- data ---------------------------------------------------------------------------------
     def global_batch(self, step: int) -> list[int]:
         epoch, index = divmod(step, self.batches_per_epoch)
-        train = self.config["train"]
-        return epoch_batches(self.dataset, train["batch_size"], train["seed"], epoch)[index]
+        train = self.settings.train
+        return epoch_batches(self.dataset, train.batch_size, train.seed, epoch)[index]
 
     def micro_batches(self, step: int) -> tuple[list[tuple[Batch, list]], int]:
         """This process's micro-batches of step `step` (each with its row generators) and the
         number of answer tokens of the whole global batch."""
-        train, layout = self.config["train"], self.pipe.layout
+        train, data, layout = self.settings.train, self.settings.data, self.pipe.layout
         indices = self.global_batch(step)
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         if len(indices) % world:
             raise RecipeError(f"batch size {len(indices)} does not split over {world} processes")
         share = len(indices) // world
-        micro = int(train["micro_batch_size"] or share)
+        micro = train.micro_batch_size or share
         mine = range(rank * share, (rank + 1) * share)
         answer_end = self.pipe.answer_end_ids
         rows = []
         for position in mine:
-            gen = example_generator(int(train["seed"]), step, position)
+            gen = example_generator(train.seed, step, position)
             example = self.dataset[indices[position]]
-            if not self.config["data"]["reasoning"]:
+            if not data.reasoning:
                 example = dataclasses.replace(example, text=example.text[:0])
-            dropped = torch.rand(1, generator=gen).item() < float(
-                self.config["data"]["cond_dropout"]
-            )
+            dropped = torch.rand(1, generator=gen).item() < data.cond_dropout
             prompt = self.unconditional[example.task] if dropped else None
             rows.append(
                 (training_sequence(layout, example, self.text_length, answer_end, prompt), gen)
@@ -264,7 +171,7 @@ class SFTRun:
     # -- training -----------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         """One optimizer step over the global batch; returns this process's loss statistics."""
-        train = self.config["train"]
+        train = self.settings.train
         batches, answer_tokens = self.micro_batches(self.step)
         world = self.accelerator.num_processes
         stats = torch.zeros(4, dtype=torch.float64)
@@ -288,8 +195,8 @@ class SFTRun:
                 self.accelerator.backward(loss)
             stats += parts.cpu()
             loss_sum += float(weighted.detach()) / answer_tokens
-        if train["grad_clip"]:
-            self.accelerator.clip_grad_norm_(self.objective.parameters(), float(train["grad_clip"]))
+        if train.grad_clip:
+            self.accelerator.clip_grad_norm_(self.objective.parameters(), train.grad_clip)
         lr = self.scheduler.get_last_lr()[0]  # the rate of this step (the scheduler moves on)
         self.optimizer.step()
         self.scheduler.step()
@@ -298,24 +205,24 @@ class SFTRun:
         return {"loss": loss_sum, "stats": stats, "tokens": answer_tokens, "lr": lr}
 
     def run(self) -> Path:
-        train, output = self.config["train"], self.config["output"]
-        total = int(train["steps"])
+        train, output = self.settings.train, self.settings.output
+        total = train.steps
         if self.rng is not None:
             restore_rng(self.rng)
         elif self.step == 0:
-            seed_generators(int(train["seed"]))
+            seed_generators(train.seed)
         bar = tqdm(total=total, initial=self.step, desc="sft", disable=not self.progress)
         started, tokens = time.perf_counter(), 0
         while self.step < total:
             result = self.train_step()
             tokens += result["tokens"]
             bar.update(1)
-            if self.step % int(output["log_every"]) == 0 or self.step == total:
+            if self.step % output.log_every == 0 or self.step == total:
                 self.log(result, tokens / (time.perf_counter() - started), bar)
-            every = int(self.config["eval"]["every"])
+            every = self.settings.eval.every
             if every and self.step % every == 0 and self.step < total:
                 self.evaluate()
-            if self.step % int(output["save_every"]) == 0 and self.step < total:
+            if self.step % output.save_every == 0 and self.step < total:
                 self.save_checkpoint()
         bar.close()
         self.evaluate()
@@ -325,10 +232,10 @@ class SFTRun:
 
     def evaluate(self) -> None:
         """The recipe's `eval.call` on the model as it is now, appended to the log."""
-        spec = self.config["eval"]
-        if not spec["call"] or not self.accelerator.is_main_process:
+        spec = self.settings.eval
+        if not spec.call or not self.accelerator.is_main_process:
             return
-        result = evaluation_function(spec["call"])(self.pipe, limit=int(spec["limit"]))
+        result = spec.function(self.pipe, limit=spec.limit)
         echo = None if self.progress else lambda text: print(text, flush=True)
         self.folder.log({"step": self.step, "eval": result}, echo)
 
@@ -358,7 +265,7 @@ class SFTRun:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
-            "config": self.config,
+            "config": self.settings.to_config(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -370,7 +277,7 @@ class SFTRun:
         """checkpoint-NNNNNN/ (pipeline + training state) written atomically, then `latest`."""
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            keep = self.config["output"]["keep"]
+            keep = self.settings.output.keep
             self.folder.write_checkpoint(self.pipe, self.step, self.training_state(), keep)
         self.accelerator.wait_for_everyone()
 

@@ -13,12 +13,10 @@ LOG_WITH = ("tensorboard",)
 TRACKER_DIR = "tensorboard"
 
 
-def check_tracker_settings(output: dict[str, Any]) -> bool:
-    """`output.log_with` is null or a tracker that can run here (RecipeError otherwise); whether
-    one is asked for."""
-    kind = output.get("log_with")
+def check_log_with(kind: Any) -> str | None:
+    """`output.log_with`: null or a tracker that can run here (RecipeError otherwise)."""
     if kind is None:
-        return False
+        return None
     if not isinstance(kind, str) or kind not in LOG_WITH:
         raise RecipeError(f"output.log_with must be null or one of {LOG_WITH}, got {kind!r}")
     from accelerate.utils import is_tensorboard_available
@@ -27,19 +25,22 @@ def check_tracker_settings(output: dict[str, Any]) -> bool:
         raise RecipeError(
             "output.log_with: tensorboard needs tensorboard (pip install tensorboard)"
         )
-    return True
+    return kind
 
 
 class Tracker:
-    """Forwards logged lines (their numbers) to the tracker a recipe asked for, if any."""
+    """Forwards logged lines (their numbers) to the tracker a recipe asked for (`log_with`,
+    event files under `root`/tensorboard/`run_name`), if any."""
 
-    def __init__(self, output: dict[str, Any], run_name: str, config: dict[str, Any]) -> None:
+    def __init__(
+        self, log_with: str | None, root: Path, run_name: str, config: dict[str, Any]
+    ) -> None:
         self.tracker = None
-        if not check_tracker_settings(output):
+        if check_log_with(log_with) is None:
             return
         from accelerate.tracking import TensorBoardTracker
 
-        self.tracker = TensorBoardTracker(run_name, Path(output["dir"]) / TRACKER_DIR)
+        self.tracker = TensorBoardTracker(run_name, Path(root) / TRACKER_DIR)
         self.tracker.start()
         self.tracker.store_init_configuration(flat(config))
 
