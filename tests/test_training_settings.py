@@ -63,6 +63,33 @@ def test_the_settings_refuse_what_the_loader_refuses(config, message):
         RLSettings.from_config(config)
 
 
+SFT_PATHS = ("model.init=m", "data.pretokenized=d")
+RL_PATHS = ("model.init=m", "data.records=r.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("recipe", "override", "message"),
+    [
+        ("sft", "data.text_length=0", "data.text_length must be a whole number of at least 1"),
+        ("sft", "data.text_length=abc", "data.text_length must be a whole number of at least 1"),
+        ("sft", "model.activation_checkpointing=1", "must be true or false, got 1"),
+        ("sft", "train.changed_image_weight=.inf", "changed_image_weight must be a number"),
+        ("sft", "eval.every=-1", "eval.every must be a whole number of at least 0, got -1"),
+        ("pararl", "eval.limit=0", "eval.limit must be a whole number of at least 1, got 0"),
+        ("pararl", "train.kl_beta=true", "train.kl_beta must be a non-negative number"),
+        ("pararl", "train.kl_beta=.nan", "train.kl_beta must be a non-negative number"),
+        ("pararl", "rollout.text_temperature=.inf", "must be a positive number, got inf"),
+        ("pararl", "reward.clip_range=0", "reward.clip_range must be a positive number"),
+    ],
+)
+def test_every_value_is_checked_whether_or_not_it_is_used(recipe, override, message):
+    """Values once read as they came (`int(text_length or default)`, `bool(...)`) or checked
+    only when used (eval.every without eval.call) are refused in the settings."""
+    cls, paths = (SFTSettings, SFT_PATHS) if recipe == "sft" else (RLSettings, RL_PATHS)
+    with pytest.raises(RecipeError, match=message):
+        cls.load(None, [*paths, override])
+
+
 def test_a_reward_kind_gets_its_section(monkeypatch):
     """The registry's factory interface is kept: factory(settings, device) with the recipe's
     whole reward section, the kind's own keys (`options`) among the others."""

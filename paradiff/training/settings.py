@@ -70,23 +70,27 @@ def below_one(name: str, value: Any) -> float:
 
 
 def positive(name: str, value: Any) -> float:
-    if not is_number(value) or not value > 0:
+    if not is_number(value) or not 0 < value < math.inf:
         raise RecipeError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
 
 def non_negative(name: str, value: Any) -> float:
-    if not isinstance(value, int | float) or value < 0:
+    if not is_number(value) or not 0 <= value < math.inf:
         raise RecipeError(f"{name} must be a non-negative number, got {value!r}")
     return float(value)
 
 
 def number(name: str, value: Any) -> float:
-    """Anything `float` reads (its range is checked where the value is used)."""
+    """A finite number, or text `float` reads as one (its range is checked where it is
+    used)."""
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise RecipeError(f"{name} must be a number, got {value!r}") from None
+        number = math.nan
+    if not math.isfinite(number):
+        raise RecipeError(f"{name} must be a number, got {value!r}")
+    return number
 
 
 def flag(name: str, value: Any) -> bool:
@@ -268,13 +272,8 @@ class EvalSettings(Section):
     SECTION: ClassVar[str] = "eval"
 
     call: str | None = setting(None, evaluation_call)
-    every: int = 0
-    limit: int = 60
-
-    def check(self) -> None:
-        if self.call:
-            whole(0)("eval.every", self.every)
-            whole(1)("eval.limit", self.limit)
+    every: int = setting(0, whole(0))
+    limit: int = setting(60, whole(1))
 
     @property
     def function(self) -> Callable[..., Any] | None:

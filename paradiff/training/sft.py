@@ -110,10 +110,8 @@ class SFTRun:
         self.pipe = ParallelPipeline.from_pretrained(
             str(start_from or settings.model.init), dtype="float32", device="cpu"
         )
-        self.pipe.model.gradient_checkpointing = bool(settings.model.activation_checkpointing)
-        self.text_length = int(
-            settings.data.text_length or self.pipe.sampler_defaults.text_gen_length
-        )
+        self.pipe.model.gradient_checkpointing = settings.model.activation_checkpointing
+        self.text_length = settings.data.text_length or self.pipe.sampler_defaults.text_gen_length
         self.dataset = PretokenizedDataset(settings.data.pretokenized, self.text_length)
         self.batches_per_epoch = len(epoch_batches(self.dataset, train.batch_size, 0, 0))
         if self.batches_per_epoch == 0:

@@ -33,7 +33,7 @@ class SFTModelSettings(Section):
 
     # checkpoint dir / hub id / bundled name to start from
     init: str = setting(None, required("a checkpoint to start from"))
-    activation_checkpointing: bool = False
+    activation_checkpointing: bool = setting(False, flag)
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class SFTDataSettings(Section):
     # folder written by `paradiff pretokenize`
     pretokenized: str = setting(None, required("run `paradiff pretokenize` first"))
     # default: the checkpoint's sampler text_gen_length
-    text_length: int | None = None
+    text_length: int | None = setting(None, optional(whole(1)))
     cond_dropout: float = setting(0.1, below_one)  # share of examples without condition (CFG)
     # false: the answer's text is all fill (a model that does not think)
     reasoning: bool = setting(True, flag)
