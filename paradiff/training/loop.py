@@ -1,14 +1,28 @@
-"""What every training run shares: the optimizer (AdamW, weight decay on matrices only), its
-state across a resume, and the global random generators a checkpoint carries."""
+"""The run loop SFT and ParaRL share (`TrainingLoop`), so the two recipes cannot drift apart:
+the run folder and the tracker, the optimizer (AdamW, weight decay on matrices only) and its
+warmup-cosine schedule, gradient clipping, the logging and evaluation cadence, checkpoints
+(optimizer, schedule, the global random generators) and their pruning, resume, the final model.
+
+A recipe's run class sets `settings` (a `RecipeSettings` with `train`, `eval` and `output`) and
+`progress`, calls `start_folder` once everything that can refuse the recipe has been checked,
+then `start_optimizer` with its model loaded, and implements `train_step` (one step's updates
+through `optimizer_step`, closed by `end_step`) and `log_line`.
+"""
 
 from __future__ import annotations
 
 import random
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
+
+from paradiff.training.runs import FINAL_DIR, RunFolder, warmup_cosine_schedule
+from paradiff.training.trackers import Tracker
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -97,3 +111,176 @@ def seed_generators(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed % 2**63)
+
+
+# -- the loop ------------------------------------------------------------------------------------
+class TrainingLoop:
+    """One training run's loop; subclasses give the recipe (`SFTRun`, `ParaRLRun`)."""
+
+    NAME: ClassVar[str] = "train"  # the progress bar's and the tracker's name
+    EXTRA_FILES: ClassVar[tuple[str, ...]] = ()  # the recipe's own files in the run folder
+    EVALUATE_FIRST: ClassVar[bool] = False  # also evaluate the initial model (the curve's origin)
+
+    settings: Any  # a RecipeSettings with train, eval and output
+    progress: bool
+    pipe: Any  # the ParallelPipeline being trained
+
+    # -- processes (one, unless the recipe runs several) ----------------------------------------
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the run's files."""
+        return True
+
+    def wait_for_everyone(self) -> None:
+        """A barrier between the recipe's processes."""
+
+    def clip_gradients(self, max_norm: float) -> None:
+        torch.nn.utils.clip_grad_norm_(self.pipe.model.parameters(), max_norm)
+
+    # -- starting -------------------------------------------------------------------------------
+    def set_threads(self) -> None:
+        if self.settings.train.threads:
+            torch.set_num_threads(self.settings.train.threads)
+
+    def start_folder(self, resume: bool, overwrite: bool) -> Path | None:
+        """The run folder checked against --resume / --overwrite (the main process deletes what
+        they ask), the state of the checkpoint to resume from read (a damaged one refused now)
+        and the tracker started; returns that checkpoint (None: start from the recipe's init)."""
+        self.folder = RunFolder(self.settings.output.dir, self.EXTRA_FILES)
+        self.out = self.folder.root
+        start_from = self.folder.start(resume, overwrite, self.is_main)
+        self.resumed = self.folder.load_state(start_from) if start_from else None
+        log_with = self.settings.output.log_with if self.is_main else None
+        self.tracker = Tracker(log_with, self.out, self.NAME, self.settings.to_config())
+        return start_from
+
+    def start_optimizer(self, model: nn.Module) -> None:
+        """AdamW over `model` and its schedule, at the resumed checkpoint's state if any."""
+        train = self.settings.train
+        self.optimizer = adamw(model, train.lr, train.betas, train.weight_decay)
+        self.scheduler = warmup_cosine_schedule(self.optimizer, train)
+        self.step = 0
+        self.rng: dict[str, Any] | None = None  # the checkpoint's generators, restored by run()
+        if self.resumed is not None:
+            self.load_extra_state(self.resumed)  # first: the recipe may refuse the state
+            load_optimizer_state(self.optimizer, self.scheduler, self.resumed, model)
+            self.rng = self.resumed.get("rng")  # absent in ParaRL states of before
+            self.step = int(self.resumed["step"])
+
+    # -- the recipe's part ------------------------------------------------------------------------
+    def before_training(self) -> None:
+        """What the recipe does once before its first step (this run's, resumed or not)."""
+
+    def train_step(self) -> dict[str, Any]:
+        """One training step's updates (`optimizer_step`), closed by `end_step`; what
+        `log_line` needs."""
+        raise NotImplementedError
+
+    def log_line(self, result: dict[str, Any]) -> dict[str, Any] | None:
+        """The log line of a step's `result` (every process calls it; None where the process
+        writes no log)."""
+        raise NotImplementedError
+
+    def postfix(self, line: dict[str, Any]) -> dict[str, Any]:
+        """What the progress bar shows of a log line."""
+        return {}
+
+    def extra_state(self) -> dict[str, Any]:
+        """The recipe's own part of a checkpoint's training state."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """The recipe's own part of a resumed state (RecipeError where it does not fit)."""
+
+    # -- a step -----------------------------------------------------------------------------------
+    def optimizer_step(self) -> None:
+        """The gradients clipped (`train.grad_clip`; 0: not), AdamW's step, the gradients
+        cleared."""
+        if self.settings.train.grad_clip:
+            self.clip_gradients(self.settings.train.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def end_step(self) -> float:
+        """Close a training step: the schedule and the step count move on; returns the learning
+        rate the step used."""
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        self.step += 1
+        return lr
+
+    # -- the run ----------------------------------------------------------------------------------
+    def run(self) -> Path:
+        """Train to `train.steps`: log every `output.log_every` steps, evaluate every
+        `eval.every`, write a checkpoint every `output.save_every`, then evaluate, checkpoint and
+        write the final model; returns its directory. The global generators start from
+        `train.seed`, or where the resumed checkpoint left them."""
+        train, output, every = self.settings.train, self.settings.output, self.settings.eval.every
+        if self.rng is not None:
+            restore_rng(self.rng)
+        elif self.step == 0:
+            seed_generators(train.seed)
+        self.before_training()
+        if self.EVALUATE_FIRST and self.step == 0:
+            self.evaluate()
+        bar = tqdm(total=train.steps, initial=self.step, desc=self.NAME, disable=not self.progress)
+        self.started = time.perf_counter()
+        while self.step < train.steps:
+            result = self.train_step()
+            bar.update(1)
+            if self.step % output.log_every == 0 or self.step == train.steps:
+                line = self.log_line(result)
+                if line is not None:
+                    self.folder.log(line, self.echo)
+                    self.tracker.log(line, self.step)
+                    bar.set_postfix(self.postfix(line))
+            # the evaluation first: its line is logged before the checkpoint a resume starts
+            # from, and the generators saved are those after it
+            if every and self.step % every == 0 and self.step < train.steps:
+                self.evaluate()
+            if self.step % output.save_every == 0 and self.step < train.steps:
+                self.save_checkpoint()
+        bar.close()
+        self.evaluate()
+        self.tracker.finish()
+        self.save_checkpoint()
+        return self.save_final()
+
+    @property
+    def echo(self):
+        """Where a log line is also printed: nowhere under a progress bar."""
+        return None if self.progress else lambda text: print(text, flush=True)
+
+    def evaluate(self) -> None:
+        """The recipe's `eval.call` on the model as it is now, appended to the log."""
+        spec = self.settings.eval
+        if not spec.call or not self.is_main:
+            return
+        result = spec.function(self.pipe, limit=spec.limit)
+        self.folder.log({"step": self.step, "eval": result}, self.echo)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def training_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            **self.extra_state(),
+            "config": self.settings.to_config(),
+        }
+
+    def save_checkpoint(self) -> None:
+        """checkpoint-NNNNNN/ (pipeline + training state) written atomically, then `latest`;
+        the run's checkpoints beyond the newest `output.keep` pruned."""
+        self.wait_for_everyone()
+        if self.is_main:
+            state = self.training_state()
+            self.folder.write_checkpoint(self.pipe, self.step, state, self.settings.output.keep)
+        self.wait_for_everyone()
+
+    def save_final(self) -> Path:
+        if self.is_main:
+            self.pipe.save_pretrained(self.out / FINAL_DIR)
+        self.wait_for_everyone()
+        return self.out / FINAL_DIR

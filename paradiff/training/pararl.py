@@ -38,7 +38,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,25 +55,13 @@ from paradiff.training.grpo import (
     select_steps,
     step_window,
 )
-from paradiff.training.loop import (
-    adamw,
-    load_optimizer_state,
-    restore_rng,
-    rng_state,
-    seed_generators,
-)
+from paradiff.training.loop import TrainingLoop
 from paradiff.training.pararl_settings import RLSettings, RolloutSettings
 from paradiff.training.recipe import RecipeError
 from paradiff.training.rewards import Reward, RewardNormaliser, stats_prompt_count
 from paradiff.training.rollouts import Rollouts, RolloutSampler, load_records
-from paradiff.training.runs import (
-    FINAL_DIR,
-    RunFolder,
-    example_generator,
-    warmup_cosine_schedule,
-)
+from paradiff.training.runs import example_generator
 from paradiff.training.settings import recorded
-from paradiff.training.trackers import Tracker
 
 DEFAULTS = RLSettings.defaults()  # the recipe's keys and defaults (`load_recipe`)
 STATS_FILE = "reward_stats.json"
@@ -100,8 +87,13 @@ def rollout_sampler_config(defaults: SamplerConfig, rollout: RolloutSettings) ->
         raise RecipeError(f"rollout: {err}") from None
 
 
-class ParaRLRun:
-    """One ParaRL (or output-level RL) run: prompts, policy, reference, reward, checkpoints."""
+class ParaRLRun(TrainingLoop):
+    """One ParaRL (or output-level RL) run: prompts, policy, reference, reward, and the shared
+    loop (optimizer, schedule, checkpoints, logs)."""
+
+    NAME = "pararl"
+    EXTRA_FILES = (STATS_FILE,)
+    EVALUATE_FIRST = True  # the curve's origin: the initial model
 
     def __init__(
         self,
@@ -115,12 +107,8 @@ class ParaRLRun:
         replaces the one the recipe names (tests, custom rewards); `resume` and `overwrite` as
         SFT's (`paradiff.training.runs`)."""
         self.settings = settings = RLSettings.of(config)
-        train = settings.train
-        if train.threads:
-            torch.set_num_threads(train.threads)
+        self.set_threads()
         self.progress = progress
-        self.folder = RunFolder(settings.output.dir, extra_files=(STATS_FILE,))
-        self.out = self.folder.root
         device = "cuda" if torch.cuda.is_available() else "cpu"
         # everything that can refuse the recipe comes before the folder is touched
         init = settings.model.init
@@ -136,20 +124,13 @@ class ParaRLRun:
             )
         self.records, image_root = load_records(settings.data.records, settings.data.limit)
         self.reward = reward or reward_settings.build(device)
-        start_from = self.folder.start(resume, overwrite)
-        resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
-        self.tracker = Tracker(settings.output.log_with, self.out, "pararl", settings.to_config())
+        start_from = self.start_folder(resume, overwrite)
         self.reference = initial.model.eval().requires_grad_(False)
         self.pipe = ParallelPipeline.from_pretrained(str(start_from or init), "float32", device)
         self.rollouts = RolloutSampler(self.pipe, self.sampler_config, image_root)
-        self.optimizer = adamw(self.pipe.model, train.lr, train.betas, train.weight_decay)
-        self.scheduler = warmup_cosine_schedule(self.optimizer, train)
-        self.step = 0
-        self.rng: dict[str, Any] | None = None  # the checkpoint's generators, restored by run()
         self.normaliser: RewardNormaliser | None = None
-        if resumed is not None:
-            self.load_state(resumed)
-        elif resume and (self.out / STATS_FILE).is_file():
+        self.start_optimizer(self.pipe.model)
+        if self.normaliser is None and resume and (self.out / STATS_FILE).is_file():
             self.normaliser = RewardNormaliser.load(self.out / STATS_FILE)
 
     # -- rollouts ------------------------------------------------------------------------------
@@ -258,13 +239,8 @@ class ParaRLRun:
                 loss_sum += float(loss.detach())
                 kl_sum += float(terms.kl[terms.has_tokens].sum()) / n_units
                 clipped_sum += float(terms.clipped[terms.has_tokens].sum()) / n_units
-            if train.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        lr = self.scheduler.get_last_lr()[0]
-        self.scheduler.step()
-        self.step += 1
+            self.optimizer_step()
+        lr = self.end_step()
         return {
             "step": self.step,
             "reward": round(float(rewards.mean()), 5),
@@ -280,68 +256,24 @@ class ParaRLRun:
             "step_s": round(time.perf_counter() - started, 2),
         }
 
-    def run(self) -> Path:
-        """Estimate the reward statistics (unless resumed), train, checkpoint; the final model's
-        directory."""
-        train, output = self.settings.train, self.settings.output
-        self.out.mkdir(parents=True, exist_ok=True)
-        if self.rng is not None:
-            restore_rng(self.rng)
-        elif self.step == 0:
-            seed_generators(train.seed)
+    def before_training(self) -> None:
+        """The reward statistics, estimated once (a resumed run reads them)."""
         if self.normaliser is None:
             self.normaliser = self.estimate_statistics()
             self.normaliser.save(self.out / STATS_FILE)
-        total = train.steps
-        every = self.settings.eval.every
-        if self.step == 0:
-            self.evaluate()  # the curve's origin: the initial model
-        bar = tqdm(total=total, initial=self.step, desc="pararl", disable=not self.progress)
-        while self.step < total:
-            line = self.train_step()
-            bar.update(1)
-            bar.set_postfix(reward=line["reward"], final=line["final_raw"], kl=line["kl"])
-            if self.step % output.log_every == 0 or self.step == total:
-                echo = None if self.progress else lambda text: print(text, flush=True)
-                self.folder.log(line, echo)
-                self.tracker.log(line, self.step)
-            if every and self.step % every == 0 and self.step < total:
-                self.evaluate()
-            if self.step % output.save_every == 0 and self.step < total:
-                self.save_checkpoint()
-        bar.close()
-        self.evaluate()
-        self.tracker.finish()
-        self.save_checkpoint()
-        self.pipe.save_pretrained(self.out / FINAL_DIR)
-        return self.out / FINAL_DIR
 
-    def evaluate(self) -> None:
-        """The recipe's `eval.call` on the policy as it is now, appended to the log."""
-        spec = self.settings.eval
-        if not spec.call:
-            return
-        result = spec.function(self.pipe, limit=spec.limit)
-        echo = None if self.progress else lambda text: print(text, flush=True)
-        self.folder.log({"step": self.step, "eval": result}, echo)
+    def log_line(self, result: dict[str, Any]) -> dict[str, Any]:
+        return result
+
+    def postfix(self, line: dict[str, Any]) -> dict[str, Any]:
+        return {"reward": line["reward"], "final": line["final_raw"], "kl": line["kl"]}
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def save_checkpoint(self) -> Path:
-        state = {
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng_state(),
-            "normaliser": asdict(self.normaliser),
-            "config": self.settings.to_config(),
-        }
-        return self.folder.write_checkpoint(self.pipe, self.step, state, self.settings.output.keep)
+    def extra_state(self) -> dict[str, Any]:
+        return {"normaliser": asdict(self.normaliser)}
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         was_at, now_at = recorded(state["config"], "reward.at"), self.settings.reward.at
         if was_at != now_at:
             raise RecipeError(f"{self.out} was trained with reward.at={was_at}, not {now_at}")
-        load_optimizer_state(self.optimizer, self.scheduler, state, self.pipe.model)
-        self.rng = state.get("rng")  # absent in a state written before RL saved the generators
         self.normaliser = RewardNormaliser(**state["normaliser"])
-        self.step = int(state["step"])

@@ -15,33 +15,19 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from paradiff.layout import Batch
 from paradiff.pipeline import ParallelPipeline
 from paradiff.training.data import PretokenizedDataset, epoch_batches, training_sequence
-from paradiff.training.loop import (
-    adamw,
-    load_optimizer_state,
-    restore_rng,
-    rng_state,
-    seed_generators,
-)
+from paradiff.training.loop import TrainingLoop
 from paradiff.training.masking import masked_diffusion_loss, noise_batch
 from paradiff.training.recipe import RecipeError
-from paradiff.training.runs import (
-    FINAL_DIR,
-    RunFolder,
-    example_generator,
-    warmup_cosine_schedule,
-)
+from paradiff.training.runs import example_generator
 from paradiff.training.sft_settings import SFTSettings
-from paradiff.training.trackers import Tracker
 
 DEFAULTS = SFTSettings.defaults()  # the recipe's keys and defaults (`load_recipe`)
 
@@ -75,8 +61,10 @@ def mixed_precision(choice: str) -> str:
     return "bf16" if cuda_bf16 else "no"
 
 
-class SFTRun:
-    """One SFT run: data, model, optimizer, schedule, checkpoints, logs."""
+class SFTRun(TrainingLoop):
+    """One SFT run: data, model, and the shared loop (optimizer, schedule, checkpoints, logs)."""
+
+    NAME = "sft"
 
     def __init__(
         self,
@@ -93,20 +81,14 @@ class SFTRun:
         self.settings = settings = SFTSettings.of(config)
         train = settings.train
         self.noise = train.noise
-        if train.threads:
-            torch.set_num_threads(train.threads)
+        self.set_threads()
         # cpu=True where there is no GPU: otherwise processes started by `accelerate launch
         # --multi_gpu` (torchrun) would each train alone instead of joining one gloo group
         self.accelerator = Accelerator(
             cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision(train.precision)
         )
-        self.folder = RunFolder(settings.output.dir)
-        self.out = self.folder.root
-        self.progress = progress and self.accelerator.is_main_process
-        start_from = self.folder.start(resume, overwrite, self.accelerator.is_main_process)
-        resumed = self.folder.load_state(start_from) if start_from else None  # damaged: now
-        log_with = settings.output.log_with if self.accelerator.is_main_process else None
-        self.tracker = Tracker(log_with, self.out, "sft", settings.to_config())
+        self.progress = progress and self.is_main
+        start_from = self.start_folder(resume, overwrite)
         self.pipe = ParallelPipeline.from_pretrained(
             str(start_from or settings.model.init), dtype="float32", device="cpu"
         )
@@ -124,13 +106,19 @@ class SFTRun:
             for task in ("edit", "generate")
         }
         self.objective = Objective(self.pipe).train()
-        self.optimizer = adamw(self.pipe.model, train.lr, train.betas, train.weight_decay)
-        self.scheduler = warmup_cosine_schedule(self.optimizer, train)
-        self.step = 0
-        self.rng: dict[str, Any] | None = None  # the checkpoint's generators, restored by run()
-        if resumed is not None:
-            self.load_state(resumed)
+        self.start_optimizer(self.pipe.model)
         self.objective, self.optimizer = self.accelerator.prepare(self.objective, self.optimizer)
+
+    # -- processes ------------------------------------------------------------------------------
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def wait_for_everyone(self) -> None:
+        self.accelerator.wait_for_everyone()
+
+    def clip_gradients(self, max_norm: float) -> None:
+        self.accelerator.clip_grad_norm_(self.objective.parameters(), max_norm)
 
     # -- data ---------------------------------------------------------------------------------
     def global_batch(self, step: int) -> list[int]:
@@ -169,7 +157,6 @@ class SFTRun:
     # -- training -----------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         """One optimizer step over the global batch; returns this process's loss statistics."""
-        train = self.settings.train
         batches, answer_tokens = self.micro_batches(self.step)
         world = self.accelerator.num_processes
         stats = torch.zeros(4, dtype=torch.float64)
@@ -193,58 +180,24 @@ class SFTRun:
                 self.accelerator.backward(loss)
             stats += parts.cpu()
             loss_sum += float(weighted.detach()) / answer_tokens
-        if train.grad_clip:
-            self.accelerator.clip_grad_norm_(self.objective.parameters(), train.grad_clip)
-        lr = self.scheduler.get_last_lr()[0]  # the rate of this step (the scheduler moves on)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        return {"loss": loss_sum, "stats": stats, "tokens": answer_tokens, "lr": lr}
+        self.optimizer_step()
+        lr = self.end_step()
+        self.tokens += answer_tokens
+        return {"loss": loss_sum, "stats": stats, "lr": lr}
 
-    def run(self) -> Path:
-        train, output = self.settings.train, self.settings.output
-        total = train.steps
-        if self.rng is not None:
-            restore_rng(self.rng)
-        elif self.step == 0:
-            seed_generators(train.seed)
-        bar = tqdm(total=total, initial=self.step, desc="sft", disable=not self.progress)
-        started, tokens = time.perf_counter(), 0
-        while self.step < total:
-            result = self.train_step()
-            tokens += result["tokens"]
-            bar.update(1)
-            if self.step % output.log_every == 0 or self.step == total:
-                self.log(result, tokens / (time.perf_counter() - started), bar)
-            every = self.settings.eval.every
-            if every and self.step % every == 0 and self.step < total:
-                self.evaluate()
-            if self.step % output.save_every == 0 and self.step < total:
-                self.save_checkpoint()
-        bar.close()
-        self.evaluate()
-        self.tracker.finish()
-        self.save_checkpoint()
-        return self.save_final()
+    def before_training(self) -> None:
+        self.tokens = 0  # answer tokens trained on since this run started (tokens_per_s)
 
-    def evaluate(self) -> None:
-        """The recipe's `eval.call` on the model as it is now, appended to the log."""
-        spec = self.settings.eval
-        if not spec.call or not self.accelerator.is_main_process:
-            return
-        result = spec.function(self.pipe, limit=spec.limit)
-        echo = None if self.progress else lambda text: print(text, flush=True)
-        self.folder.log({"step": self.step, "eval": result}, echo)
-
-    def log(self, result: dict[str, Any], tokens_per_s: float, bar) -> None:
+    def log_line(self, result: dict[str, Any]) -> dict[str, Any] | None:
+        """The global batch's loss and cross-entropies (summed over the processes)."""
         loss = torch.tensor([result["loss"]], dtype=torch.float64)
         stats = self.accelerator.reduce(result["stats"].to(self.accelerator.device), "sum").cpu()
         loss = float(self.accelerator.reduce(loss.to(self.accelerator.device), "sum"))
-        if not self.accelerator.is_main_process:
-            return
+        if not self.is_main:
+            return None
         text_ce, text_n, image_ce, image_n = stats.tolist()
-        line = {
+        tokens_per_s = self.tokens / (time.perf_counter() - self.started)
+        return {
             "step": self.step,
             "loss": round(loss, 5),
             "text_ce": round(text_ce / max(1, text_n), 5),
@@ -252,35 +205,6 @@ class SFTRun:
             "lr": result["lr"],
             "tokens_per_s": round(tokens_per_s * self.accelerator.num_processes, 1),
         }
-        self.folder.log(line, None if self.progress else lambda text: print(text, flush=True))
-        self.tracker.log(line, self.step)
-        bar.set_postfix(loss=line["loss"], text=line["text_ce"], image=line["image_ce"])
 
-    # -- checkpoints --------------------------------------------------------------------------
-    def training_state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng_state(),
-            "config": self.settings.to_config(),
-        }
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        load_optimizer_state(self.optimizer, self.scheduler, state, self.pipe.model)
-        self.rng = state.get("rng")
-        self.step = int(state["step"])
-
-    def save_checkpoint(self) -> None:
-        """checkpoint-NNNNNN/ (pipeline + training state) written atomically, then `latest`."""
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            keep = self.settings.output.keep
-            self.folder.write_checkpoint(self.pipe, self.step, self.training_state(), keep)
-        self.accelerator.wait_for_everyone()
-
-    def save_final(self) -> Path:
-        if self.accelerator.is_main_process:
-            self.pipe.save_pretrained(self.out / FINAL_DIR)
-        self.accelerator.wait_for_everyone()
-        return self.out / FINAL_DIR
+    def postfix(self, line: dict[str, Any]) -> dict[str, Any]:
+        return {"loss": line["loss"], "text": line["text_ce"], "image": line["image_ce"]}
