@@ -33,8 +33,10 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     Why: decay pulls a weight toward 0, the right prior for a matrix that mixes features (it
     bounds their scale); a norm's gain scales a unit-size activation and belongs near 1, a bias
     near whatever offset the data asks for, so decaying them only fights the normalisation and
-    buys no regularisation. The shipped SFT models were trained with this rule; the RL recipes
-    set no decay."""
+    buys no regularisation. The embedding tables are matrices and decay too: one is the output
+    head when weights are tied (its scale is the logits' temperature), and the shipped SFT
+    models were trained with this rule (excluding them would change every SFT recipe); the RL
+    recipes set no decay."""
     decay, no_decay = [], []
     for parameter in model.parameters():
         (decay if parameter.dim() >= 2 else no_decay).append(parameter)

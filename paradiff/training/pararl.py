@@ -28,8 +28,10 @@ otherwise unchanged (`train.shared_masks` lets a prompt's G rollouts share each 
 worse than a mask per rollout). `train.advantage: positive` keeps only advantages above 0 (rollouts better
 than their group's mean are learned from, the others are left alone). `eval.call` logs held-out
 scores before the first step, every `eval.every` steps and at the end. Checkpoints are loadable pipelines plus
-`training_state.pt` (as SFT's); `--resume` continues from the latest one. Prompts, row seeds
-and scored steps come from generators seeded by (seed, step), so a resumed run repeats an
+`training_state.pt` (as SFT's: the run loop is `paradiff.training.loop`'s, the settings
+`paradiff.training.pararl_settings`); `--resume` continues from the latest one. Prompts, row
+seeds and scored steps come from generators seeded by (seed, step), and the global generators
+are seeded from `train.seed` and carried by every checkpoint, so a resumed run repeats an
 uninterrupted one.
 """
 

@@ -1,12 +1,14 @@
 """`paradiff train sft`: supervised fine-tuning with the masked-diffusion objective.
 
-One recipe file (YAML) holds the run; `key=value` overrides change it. The same recipe runs on
-one CPU, one GPU or several processes (`accelerate launch`): every example's condition dropout
-and noise come from a generator seeded by (seed, step, position in the global batch), each
-process takes its share of the global batch, and the loss is normalised by the global number of
-answer tokens, so the update does not depend on the number of processes or micro-batches.
-Checkpoints (`checkpoint-NNNNNN/`) are loadable pipelines plus `training_state.pt`; `--resume`
-continues from the latest one and reproduces an uninterrupted run exactly.
+One recipe file (YAML) holds the run; `key=value` overrides change it (its settings:
+`paradiff.training.sft_settings`; the loop it shares with ParaRL: `paradiff.training.loop`).
+The same recipe runs on one CPU, one GPU or several processes (`accelerate launch`): every
+example's condition dropout and noise come from a generator seeded by (seed, step, position in
+the global batch), each process takes its share of the global batch, and the loss is normalised
+by the global number of answer tokens, so the update does not depend on the number of processes
+or micro-batches. Checkpoints (`checkpoint-NNNNNN/`) are loadable pipelines plus
+`training_state.pt`; `--resume` continues from the latest one and reproduces an uninterrupted
+run exactly.
 """
 
 from __future__ import annotations
