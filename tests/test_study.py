@@ -12,8 +12,7 @@ from paradiff.bench.runner import BenchFolder
 from paradiff.cli import main
 from paradiff.pipeline import BUNDLED_MODELS
 from paradiff.shapes.study import SETTINGS, Claim, Inputs, Study, judge
-from paradiff.training import sft
-from paradiff.training.recipe import load_recipe
+from paradiff.training.sft_settings import SFTSettings
 
 CLIP = BUNDLED_MODELS / "rewards" / "shapes-clip"
 SMALL = ("rollout.text_steps=6", "rollout.image_steps=4")
@@ -110,18 +109,16 @@ def test_medium_setting_applies_its_recipe_and_sampler_preset(tmp_path, monkeypa
 
     inputs = Inputs(model="shapes", records="records.jsonl")
     study = Study(inputs, tmp_path / "study", SETTINGS["medium"], progress=False)
-    config = study._rl_config("arm", 1, ["reward.kind=scene_agreement"])
-    assert config["train"]["steps"] == 40 and config["train"]["updates_per_batch"] == 2
-    assert config["reward"]["window"] == [0.5, 1.0] and config["train"]["seed"] == 1
+    config = study._rl_settings("arm", 1, ["reward.kind=scene_agreement"])
+    assert config.train.steps == 40 and config.train.updates_per_batch == 2
+    assert config.reward.window == (0.5, 1.0) and config.train.seed == 1
     assert len(study.samples) == 100
     table5 = [c for c in study.claims() if "Table 5" in c.title]
     assert [(c.better, c.worse) for c in table5] == [
         (f"ParaRL s={n}", "ParaRL s=1") for n in (2, 3, 5)
     ]
-    sft_config = load_recipe(
-        study.inputs.sft_recipe, list(SETTINGS["medium"].sft_overrides), sft.DEFAULTS
-    )
-    assert sft_config["train"]["steps"] == 3500 and not sft_config["eval"]["call"]
+    sft_config = SFTSettings.load(study.inputs.sft_recipe, list(SETTINGS["medium"].sft_overrides))
+    assert sft_config.train.steps == 3500 and not sft_config.eval.call
     seen = {}
 
     def fake_shapebench(answer, settings, samples, out, mode):

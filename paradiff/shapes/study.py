@@ -40,8 +40,9 @@ from paradiff.pipeline import ParallelPipeline
 from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.probe import GREEDY
 from paradiff.training import pararl, sft
-from paradiff.training.recipe import load_recipe
+from paradiff.training.pararl_settings import RLSettings
 from paradiff.training.runs import FINAL_DIR
+from paradiff.training.sft_settings import SFTSettings
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TEMPERATURES = {"greedy": 0.0, "t1": 1.0}  # image temperature of the evaluations
@@ -162,7 +163,7 @@ class Study:
         self.inputs, self.settings, self.progress, self.log = inputs, settings, progress, log
         self.out = Path(out)
         self.samples = select_samples(settings.limit)
-        self.reference_steps = int(self._rl_config("ref", 0, [])["reward"]["steps"])
+        self.reference_steps = self._rl_settings("ref", 0, []).reward.steps
         self.thinking = bool(settings.sft_seeds and inputs.pretokenized)  # that comparison runs
 
     # -- evaluation units ----------------------------------------------------------------------
@@ -195,7 +196,7 @@ class Study:
         }
 
     # -- training units ------------------------------------------------------------------------
-    def _rl_config(self, name: str, seed: int, overrides: list[str]) -> dict[str, Any]:
+    def _rl_settings(self, name: str, seed: int, overrides: list[str]) -> RLSettings:
         paths = [
             f"model.init={self.inputs.model}",
             f"data.records={self.inputs.records}",
@@ -205,14 +206,13 @@ class Study:
         if self.inputs.clip_dir:
             paths.append(f"reward.clip_dir={self.inputs.clip_dir}")
         changes = [*paths, *self.settings.rl_overrides, *overrides]
-        return load_recipe(self.inputs.rl_recipe, changes, pararl.DEFAULTS)
+        return RLSettings.load(self.inputs.rl_recipe, changes)
 
     def rl_model(self, at: str, reward: str, steps: int, seed: int) -> str:
         """The final model of one RL run (trained, or resumed, first)."""
         name = f"{'pararl' if at == 'trajectory' else 'output-rl'}-{reward}-s{steps}-seed{seed}"
-        config = self._rl_config(name, seed, [f"reward.at={at}", f"reward.kind={reward}"])
-        config["reward"]["steps"] = steps
-        return self._trained(pararl.ParaRLRun, config, name)
+        changes = [f"reward.at={at}", f"reward.kind={reward}", f"reward.steps={steps}"]
+        return self._trained(pararl.ParaRLRun, self._rl_settings(name, seed, changes), name)
 
     def sft_model(self, reasoning: bool, seed: int) -> str:
         name = f"sft-{'thinking' if reasoning else 'no-thinking'}-seed{seed}"
@@ -224,14 +224,13 @@ class Study:
             f"output.dir={self.out / 'sft' / name}",
             *self.settings.sft_overrides,
         ]
-        config = load_recipe(self.inputs.sft_recipe, changes, sft.DEFAULTS)
-        return self._trained(sft.SFTRun, config, name)
+        return self._trained(sft.SFTRun, SFTSettings.load(self.inputs.sft_recipe, changes), name)
 
-    def _trained(self, run_class, config: dict[str, Any], name: str) -> str:
-        final = Path(config["output"]["dir"]) / FINAL_DIR
+    def _trained(self, run_class, settings: RLSettings | SFTSettings, name: str) -> str:
+        final = Path(settings.output.dir) / FINAL_DIR
         if not (final / "config.json").is_file():
             self.log(f"training {name}")
-            run_class(config, resume=True, progress=self.progress).run()  # or resume it
+            run_class(settings, resume=True, progress=self.progress).run()  # or resume it
         return str(final)
 
     # -- the study -----------------------------------------------------------------------------
