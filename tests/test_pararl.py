@@ -12,10 +12,12 @@ import torch
 from safetensors.torch import load_file
 
 import paradiff.sampling.sampler as sampler_module
+import paradiff.training.pararl as pararl_module
 from paradiff import cli
 from paradiff.pipeline import ParallelPipeline
 from paradiff.training.grpo import (
     KL_TOKEN_BOUND,
+    best_of_group,
     group_advantages,
     grpo_terms,
     random_answer_masks,
@@ -60,6 +62,43 @@ def test_group_advantages_on_known_numbers():
     assert centred == pytest.approx([-0.0025, -0.0025, -0.0025, 0.0075], abs=1e-6)
     with pytest.raises(ValueError, match="groups of 3"):
         group_advantages(torch.zeros(4, 1), 3)
+
+
+def test_best_of_group_marks_each_groups_best_above_its_mean():
+    rewards = torch.tensor([[0.2, 0.5], [0.7, 0.5], [0.7, 0.5], [0.1, 0.4], [0.3, 0.9], [0.3, 0.1]])
+    best = best_of_group(rewards, 3)  # groups of 3: rows 0-2 and 3-5, two scored steps
+    expected = [[0, 0], [1, 0], [0, 0], [0, 0], [1, 1], [0, 0]]  # ties: the first; equal: none
+    assert best.tolist() == expected
+    with pytest.raises(ValueError, match="groups of 4"):
+        best_of_group(rewards, 4)
+
+
+def test_best_leaves_the_rows_that_learn_nothing_out(
+    tmp_path, tiny_shapes_model, shapes_records, monkeypatch
+):
+    """advantage best: only each group's best row enters the loss (one forward per kept row and
+    mask draw), and a step whose groups are all equal takes no optimizer step."""
+    config = recipe(tiny_shapes_model, shapes_records, tmp_path / "run", "reward.at=final", *BEST)
+    run = ParaRLRun(config, progress=False, reward=TargetCodeReward(target=5))
+    run.normaliser = RewardNormaliser(0.0, 100.0)  # rewards 0..7 stay apart
+    rows_seen = []
+    real = pararl_module.replay_log_probs
+
+    def counting(model, batch, *args):
+        rows_seen.append(batch.ids.shape[0])
+        return real(model, batch, *args)
+
+    monkeypatch.setattr(pararl_module, "replay_log_probs", counting)
+    monkeypatch.setattr(run.reward, "score", lambda states: torch.arange(len(states)).float())
+    run.train_step()
+    prompts = run.settings.rollout.prompts
+    assert rows_seen and set(rows_seen) == {prompts}  # the last row of each group is its best
+    rows_seen.clear()
+    before = [p.detach().clone() for p in run.pipe.model.parameters()]
+    monkeypatch.setattr(run.reward, "score", lambda states: torch.ones(len(states)))
+    line = run.train_step()
+    assert rows_seen == [] and line["loss"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, run.pipe.model.parameters(), strict=True))
 
 
 def test_grpo_terms_against_a_hand_computation():
@@ -239,10 +278,13 @@ ONE_UPDATE = ("train.steps=1", "train.lr=0.1")
 MASKED = ("train.estimator=masked", "train.mask_draws=2", "train.steps=2", "train.lr=0.05")
 
 
+BEST = (*MASKED, "train.advantage=best")
+
+
 @pytest.mark.parametrize(
     ("reward_at", "settings"),
-    [("trajectory", ONE_UPDATE), ("final", ONE_UPDATE), ("final", MASKED)],
-    ids=["trajectory", "final", "final-masked"],
+    [("trajectory", ONE_UPDATE), ("final", ONE_UPDATE), ("final", MASKED), ("final", BEST)],
+    ids=["trajectory", "final", "final-masked", "final-masked-best"],
 )
 def test_one_update_raises_the_expected_reward(
     tmp_path, tiny_shapes_model, shapes_records, reward_at, settings
@@ -441,7 +483,11 @@ def test_reward_at_final_scores_the_answer_at_every_scored_step(
         ("train.estimator=exact", "train.estimator must be one of ('steps', 'masked')"),
         ("train.mask_draws=0", "train.mask_draws must be a whole number of at least 1, got 0"),
         ("train.shared_masks=1", "train.shared_masks must be true or false, got 1"),
-        ("train.advantage=best", "train.advantage must be one of ('group', 'centred', 'positive')"),
+        ("train.advantage=top", "must be one of ('group', 'centred', 'positive', 'best')"),
+        (
+            "train.estimator=masked reward.at=final train.advantage=best train.shared_masks=true",
+            "with train.advantage: best one row per group learns",
+        ),
         ("train.steps=true", "train.steps must be a whole number of at least 1, got True"),
         ("train.lr=true", "train.lr must be a number in [0, 1], got True"),
         ("train.grad_clip=-1", "train.grad_clip must be a number in [0, 1e+06], got -1"),

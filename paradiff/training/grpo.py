@@ -44,6 +44,20 @@ def group_advantages(
     return centred.view_as(rewards).float()
 
 
+def best_of_group(rewards: torch.Tensor, group: int) -> torch.Tensor:
+    """A_{i,s} = 1 for the first rollout with its group's highest reward at scored step s when
+    that reward is above the group's mean, else 0 (rewards (P * G, S), G consecutive rows per
+    prompt): the group's best answer is learned as a training target and nothing else is
+    (reward-ranked fine-tuning, RAFT), so a group of equal rewards teaches nothing."""
+    if rewards.shape[0] % group:
+        raise ValueError(f"{rewards.shape[0]} rollouts do not split into groups of {group}")
+    grouped = rewards.view(-1, group, *rewards.shape[1:])  # (P, G, S)
+    best = grouped.argmax(1, keepdim=True)  # (P, 1, S): the first of the ties
+    top = grouped.gather(1, best)
+    one_hot = torch.zeros_like(grouped).scatter_(1, best, 1.0)
+    return (one_hot * (top > grouped.mean(1, keepdim=True))).view_as(rewards).float()
+
+
 KL_LOG_BOUND = 20.0  # |log pi_ref / pi_theta| per token in k3
 KL_TOKEN_BOUND = 10.0  # k3 per token
 

@@ -26,7 +26,9 @@ answer x_T at a random ratio t ~ U(0, 1) and takes log pi(o | masked x_T) at the
 positions — the one-forward likelihood estimate of masked-diffusion GRPO, the loss above
 otherwise unchanged (`train.shared_masks` lets a prompt's G rollouts share each mask; measured
 worse than a mask per rollout). `train.advantage: positive` keeps only advantages above 0 (rollouts better
-than their group's mean are learned from, the others are left alone). `eval.call` logs held-out
+than their group's mean are learned from, the others are left alone); `best` learns each group's
+best answer (A = 1 when it beats the group's mean, `grpo.best_of_group`) and leaves the other
+rows out of the loss altogether, which costs 1/G of the forwards. `eval.call` logs held-out
 scores before the first step, every `eval.every` steps and at the end. Checkpoints are loadable pipelines plus
 `training_state.pt` (as SFT's: the run loop is `paradiff.training.loop`'s, the settings
 `paradiff.training.pararl_settings`); `--resume` continues from the latest one. Prompts, row
@@ -50,6 +52,7 @@ from paradiff.sampling import SamplerConfig
 from paradiff.sampling.config import SamplerConfigError
 from paradiff.sampling.sampler import make_plan
 from paradiff.training.grpo import (
+    best_of_group,
     group_advantages,
     grpo_terms,
     random_answer_masks,
@@ -194,6 +197,14 @@ class ParaRLRun(TrainingLoop):
             units.append((torch.where(masked, mask_id, final), final, advantages[:, 0]))
         return units
 
+    def advantages(self, rewards: torch.Tensor) -> torch.Tensor:
+        """The advantages (B, S) of normalised rewards (B, S) by `train.advantage`."""
+        group, kind = self.settings.rollout.group, self.settings.train.advantage
+        if kind == "best":
+            return best_of_group(rewards, group)
+        advantages = group_advantages(rewards, group, scaled=kind != "centred")
+        return advantages.clamp(min=0) if kind == "positive" else advantages
+
     def train_step(self) -> dict[str, Any]:
         """Roll out, score, and take `updates_per_batch` optimizer steps on the batch."""
         train = self.settings.train
@@ -202,13 +213,13 @@ class ParaRLRun(TrainingLoop):
         sampled = time.perf_counter()
         raw, final_raw = self.rollouts.raw_scores(self.reward, rollouts, self.settings.reward.at)
         rewards = self.normaliser(raw)  # (B, S)
-        advantages = group_advantages(
-            rewards, self.settings.rollout.group, scaled=train.advantage != "centred"
-        )  # (B, S)
-        if train.advantage == "positive":
-            advantages = advantages.clamp(min=0)
+        advantages = self.advantages(rewards)  # (B, S)
+        if train.advantage == "best":  # the rows that learn nothing are left out
+            keep = advantages.ne(0).any(1)  # (B,)
+            rollouts, advantages = rollouts.rows(keep), advantages[keep]
         model = self.pipe.model
-        units = self.loss_units(rollouts, advantages)
+        # (no row left: every group was all equal, and the step only moves the schedule)
+        units = self.loss_units(rollouts, advantages) if len(advantages) else []
         replay = (rollouts.batch, rollouts.answer_start)
         with torch.no_grad():
             ref = [

@@ -29,7 +29,7 @@ from paradiff.training.settings import (
 
 REWARD_AT = ("trajectory", "final")
 ESTIMATORS = ("steps", "masked")
-ADVANTAGES = ("group", "centred", "positive")
+ADVANTAGES = ("group", "centred", "positive", "best")
 
 
 def scored_window(name: str, value: Any) -> tuple[float, float]:
@@ -162,7 +162,9 @@ class RLTrainSettings(TrainSettings):
     shared_masks: bool = setting(False, flag)
     # group: A = (r - mean) / std of the group (GRPO); centred: A = r - mean (Dr. GRPO, no
     # division by the group's std); positive: only rollouts above their group's mean are
-    # learned from (the others get A = 0), reward-filtered self-training
+    # learned from (the others get A = 0), reward-filtered self-training; best: A = 1 for each
+    # group's best answer when it beats the group's mean, 0 for the rest (reward-ranked
+    # fine-tuning; the rows with A = 0 are left out of the loss, KL term included)
     advantage: str = setting("group", one_of(ADVANTAGES))
 
 
@@ -191,4 +193,9 @@ class RLSettings(RecipeSettings):
         if self.train.estimator == "masked" and self.reward.at != "final":
             raise RecipeError(
                 "train.estimator: masked scores the final answer's tokens; it needs reward.at: final"
+            )
+        if self.train.advantage == "best" and self.train.shared_masks:
+            raise RecipeError(
+                "train.shared_masks shares masks within a group; with train.advantage: best "
+                "one row per group learns"
             )

@@ -3,6 +3,7 @@ recorded, and the partial answers along them scored by a reward."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,14 @@ class Rollouts:
     trajectory: torch.Tensor  # (T + 1, B, A) int32
     records: list[dict[str, Any]]
     steps: list[int]
+
+    def rows(self, keep: torch.Tensor) -> Rollouts:
+        """The rollouts of the rows `keep` (B,) bool marks (an unguided batch's)."""
+        batch = dataclasses.replace(
+            self.batch, ids=self.batch.ids[keep], attention_mask=self.batch.attention_mask[keep]
+        )
+        records = [r for r, k in zip(self.records, keep.tolist(), strict=True) if k]
+        return Rollouts(batch, self.answer_start, self.trajectory[:, keep], records, self.steps)
 
 
 def load_records(path: str | Path, limit: int | None = None) -> tuple[list[dict[str, Any]], Path]:
