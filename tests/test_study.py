@@ -4,14 +4,16 @@ statistics on hand-made runs."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import shutil
 
 import pytest
 
 from paradiff.bench.runner import BenchFolder
 from paradiff.cli import main
 from paradiff.pipeline import BUNDLED_MODELS
-from paradiff.shapes.study import SETTINGS, Claim, Inputs, Study, judge
+from paradiff.shapes.study import SETTINGS, Claim, Inputs, Study, StudyError, judge
 from paradiff.training.sft_settings import SFTSettings
 
 CLIP = BUNDLED_MODELS / "rewards" / "shapes-clip"
@@ -55,11 +57,36 @@ def test_quick_study_runs_every_arm_and_resumes(
     assert all(
         v.startswith(("**Reproduced**", "**Not reproduced**", "**Reversed**")) for v in verdicts
     )
+    sha = hashlib.sha256((tiny_shapes_model / "model.safetensors").read_bytes()).hexdigest()
+    assert f"weights sha256 {sha[:12]}" in text and results["inputs"]["model_sha256"] == sha
     # a second run finds every unit done: nothing trained or evaluated again
     messages.clear()
     again = Study(inputs, tmp_path / "study", settings, progress=False, log=messages.append)
     assert again.run()["claims"] == results["claims"]
     assert messages == []
+
+
+def test_a_study_folder_refuses_other_inputs_before_any_work(
+    tmp_path, tiny_shapes_model, shapes_records, monkeypatch, capsys
+):
+    settings = SETTINGS["quick"]
+    inputs = Inputs(model=str(tiny_shapes_model), records=str(shapes_records))
+    Study(inputs, tmp_path / "s", settings, progress=False).claim_folder()
+    other_model = tmp_path / "other"
+    shutil.copytree(tiny_shapes_model, other_model)
+    weights = other_model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")  # other weights, same everything else
+    monkeypatch.setattr(Study, "arms", lambda self: pytest.fail("a unit ran"))
+    for study in (
+        Study(Inputs(str(other_model), str(shapes_records)), tmp_path / "s", settings),
+        Study(inputs, tmp_path / "s", dataclasses.replace(settings, limit=5)),
+    ):
+        with pytest.raises(StudyError, match="holds a study of other inputs"):
+            study.run()
+    argv = ["shapes", "study", "--out", str(tmp_path / "s"), "--model", str(other_model)]
+    assert main([*argv, "--records", str(shapes_records), "--setting", "quick"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(model, model_sha256, " in err
 
 
 def _fake_run(folder, scores):

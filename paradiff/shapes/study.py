@@ -17,14 +17,20 @@ reversed when below, not reproduced otherwise.
 
 Work is kept in `--out` unit by unit (an RL or SFT run folder, a ShapeBench run folder); a re-run
 skips finished units and resumes interrupted ones, so the full setting can run unattended for hours
-and be restarted at will.
+and be restarted at will. What a study is of — the model (the sha256 of its weights), the records
+and recipes (theirs), the other inputs and the settings — is written to `study_inputs.json` before
+its first unit; a re-run with anything different is refused before any work (its units would mix
+two studies). The report names the model by that digest, the date and the wall time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +42,7 @@ from paradiff.bench.generate import pipeline_answerer
 from paradiff.bench.items import METRICS
 from paradiff.bench.report import bootstrap_interval
 from paradiff.bench.runner import BenchFolder
-from paradiff.pipeline import ParallelPipeline
+from paradiff.pipeline import BUNDLED_MODELS, ParallelPipeline
 from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.probe import GREEDY
 from paradiff.training import pararl, sft
@@ -45,6 +51,7 @@ from paradiff.training.runs import FINAL_DIR
 from paradiff.training.sft_settings import SFTSettings
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+INPUTS_FILE = "study_inputs.json"
 TEMPERATURES = {"greedy": 0.0, "t1": 1.0}  # image temperature of the evaluations
 
 
@@ -330,6 +337,46 @@ class Study:
             )
         return claims
 
+    def identity(self) -> dict[str, Any]:
+        """What this study is of: its inputs (files by sha256) and settings."""
+        inputs = self.inputs
+        return {
+            "model": inputs.model,
+            "model_sha256": model_sha256(inputs.model),
+            "records_sha256": file_sha256(inputs.records),
+            "rl_recipe_sha256": file_sha256(inputs.rl_recipe),
+            "sft_recipe_sha256": file_sha256(inputs.sft_recipe) if self.thinking else None,
+            "pretokenized": inputs.pretokenized,
+            "sft_init": inputs.sft_init,
+            "clip_dir": inputs.clip_dir,
+            "settings": json.loads(json.dumps(dataclasses.asdict(self.settings))),
+        }
+
+    def claim_folder(self) -> dict[str, Any]:
+        """The study's identity, written to `--out` on its first run; StudyError when `--out`
+        holds a study of anything else (before any unit runs)."""
+        identity = self.identity()
+        path = self.out / INPUTS_FILE
+        if path.is_file():
+            try:
+                earlier = json.loads(path.read_text())
+            except (OSError, ValueError) as error:
+                raise StudyError(f"{path} is unreadable ({error}): give a new --out") from None
+            changed = [
+                k
+                for k in identity
+                if not isinstance(earlier, dict) or earlier.get(k) != identity[k]
+            ]
+            if changed:
+                raise StudyError(
+                    f"{self.out} holds a study of other inputs ({', '.join(changed)} differ):"
+                    " give a new --out"
+                )
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(identity, indent=1) + "\n")
+        return identity
+
     def run(self, report: str | os.PathLike | None = None) -> dict[str, Any]:
         """Run (or resume) every unit, judge every claim; write `report` (Markdown) if given."""
         if self.reference_steps not in self.settings.scored_steps:
@@ -337,8 +384,16 @@ class Study:
                 f"the recipe's reward.steps {self.reference_steps} is not among the scored steps"
                 f" {self.settings.scored_steps}"
             )
+        started = time.perf_counter()
+        identity = self.claim_folder()
         arms = self.arms()
-        results = {"settings": dataclasses.asdict(self.settings), "claims": []}
+        results = {
+            "settings": dataclasses.asdict(self.settings),
+            "inputs": identity,
+            "date": datetime.date.today().isoformat(),
+            "wall_minutes": round((time.perf_counter() - started) / 60, 1),  # this run's part
+            "claims": [],
+        }
         for claim in self.claims():
             for temperature in TEMPERATURES:
                 folders = {arm: arms[arm][temperature] for arm in claim.arms}
@@ -347,6 +402,28 @@ class Study:
         if report is not None:
             write_report(results, Path(report), self.settings)
         return results
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_sha256(model: str) -> str:
+    """The sha256 of a model's weights (its safetensors files in name order): a bundled model's
+    name or a checkpoint folder."""
+    directory = BUNDLED_MODELS / model if (BUNDLED_MODELS / model).is_dir() else Path(model)
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise StudyError(f"the model {model} has no safetensors weights to name it by")
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(bytes.fromhex(file_sha256(file)))
+    return digest.hexdigest() if len(files) > 1 else file_sha256(files[0])
 
 
 # -- statistics -------------------------------------------------------------------------------
@@ -437,8 +514,13 @@ def write_report(results: dict[str, Any], path: Path, settings: StudySettings) -
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    inputs = results["inputs"]
     lines = [
         "# The paper's claims on the shapes world",
+        "",
+        f"Model: {inputs['model']} (weights sha256 {inputs['model_sha256'][:12]}). Written"
+        f" {results['date']}; this run's wall time {results['wall_minutes']} minutes (units"
+        " finished by earlier runs of the same study are reused).",
         "",
         f"Settings: {json.dumps(dataclasses.asdict(settings))}",
         "",
