@@ -147,7 +147,7 @@ class DemoApp:
                 continue
             overrides[field] = setting_value(field, kind, value)
         try:
-            config = self.pipe.sampler_defaults.replace(**overrides)
+            config = self.pipe.sampler_config(**overrides)
         except ValueError as err:
             raise refuse(f"invalid setting: {one_line(err)}") from None
         self._check_limits(config)

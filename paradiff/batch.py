@@ -250,7 +250,7 @@ def run_batch(
         {
             "batch": task,
             "model": model or "bundled",
-            "sampler": pipe.sampler_defaults.replace(**overrides).to_dict(),
+            "sampler": pipe.sampler_config(**overrides).to_dict(),
             "size": list(size) if size else None,
         }
     )

@@ -409,7 +409,7 @@ def load_configured_pipeline(args: argparse.Namespace):
     pipe = load_pipeline(args)
     overrides = sampler_overrides(args)
     try:
-        pipe.sampler_defaults.replace(**overrides)
+        pipe.sampler_config(**overrides)
     except ValueError as err:
         raise CommandError(one_line(err)) from None
     return pipe, overrides

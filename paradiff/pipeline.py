@@ -245,6 +245,11 @@ class ParallelPipeline:
         request = Request(prompt, seed=overrides.pop("seed", None))
         return self.run("generate", [request], on_step=on_step, **overrides)[0]
 
+    def sampler_config(self, **overrides: Any) -> SamplerConfig:
+        """The settings a run with `overrides` (SamplerConfig fields) runs: the pipeline's
+        defaults with the overrides applied."""
+        return self.sampler_defaults.replace(**overrides)
+
     def run(
         self,
         task: str,
@@ -260,7 +265,7 @@ class ParallelPipeline:
         `overrides` are SamplerConfig fields; a request without a seed takes the config's seed.
         `on_partial(answers)` gets one PartialAnswer per request after every step (live views).
         """
-        config = self.sampler_defaults.replace(**overrides)
+        config = self.sampler_config(**overrides)
         started = time.perf_counter()
         conditional, unconditional = [], []
         for request in requests:

@@ -13,7 +13,7 @@ from paradiff.pipeline import ParallelPipeline
 
 def sampler_settings(pipe: ParallelPipeline, overrides: dict[str, Any]) -> dict[str, Any]:
     """The sampler settings a run uses: the checkpoint's, with `overrides` applied."""
-    return pipe.sampler_defaults.replace(**overrides).to_dict()
+    return pipe.sampler_config(**overrides).to_dict()
 
 
 def pipeline_answerer(

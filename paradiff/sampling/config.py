@@ -176,7 +176,7 @@ def flag_table() -> str:
 OPTIONAL_SETTINGS: dict[str, str] = {"seed": "draws a random one", "text_threshold": "turns it off"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplerConfig:
     """Settings of one sampling run (defaults: the upstream README's recommended settings).
 
