@@ -289,10 +289,10 @@ class DemoApp:
 
 def setting_control(field: str, kind: type, text: str, value: Any) -> gr.components.Component:
     """The advanced control of one SamplerConfig field, labelled with the field's name."""
-    if field in SETTING_CHOICES:
-        return gr.Dropdown(list(SETTING_CHOICES[field]), value=value, label=field, info=text)
     if field in OPTIONAL_SETTINGS:
         text = f"{text}; empty {OPTIONAL_SETTINGS[field]}"
+    if field in SETTING_CHOICES:
+        return gr.Dropdown(list(SETTING_CHOICES[field]), value=value, label=field, info=text)
     return gr.Number(value=value, label=field, info=text, precision=0 if kind is int else None)
 
 

@@ -247,8 +247,9 @@ class ParallelPipeline:
 
     def sampler_config(self, **overrides: Any) -> SamplerConfig:
         """The settings a run with `overrides` (SamplerConfig fields) runs: the pipeline's
-        defaults with the overrides applied."""
-        return self.sampler_defaults.replace(**overrides)
+        defaults with the overrides applied, then the speed preset (`SamplerConfig.resolved`:
+        the fast settings set, by the defaults or the overrides, keep their values)."""
+        return self.sampler_defaults.replace(**overrides).resolved()
 
     def run(
         self,

@@ -30,7 +30,7 @@ from typing import Any, Protocol, TypeVar
 from tqdm import tqdm
 
 from paradiff.files import FileInputError, check_inside, read_text, safe_target, write_atomic
-from paradiff.sampling.config import SamplerConfig, SamplerConfigError
+from paradiff.sampling.config import SamplerConfig, SamplerConfigError, unset_exact_values
 from paradiff.schema import SchemaError, record, take
 
 RUN_FILE = "run.json"
@@ -88,15 +88,18 @@ class Shard:
 
 
 def with_sampler_defaults(settings: dict[str, Any]) -> dict[str, Any]:
-    """`settings` with its sampler settings completed by the defaults of the settings added since
-    they were written (a run recorded before a new setting existed ran with its default)."""
+    """`settings` with its sampler settings as they ran: completed by the defaults of the settings
+    added since they were written (a run recorded before a new setting existed ran with its
+    default), and resolved (`SamplerConfig.resolved`; a run recorded before fast settings could
+    be unset ran the speed preset's value of each one at its exact value)."""
     sampler = settings.get("sampler")
     if not isinstance(sampler, dict):
         return settings
     try:
-        return {**settings, "sampler": SamplerConfig.from_dict(sampler).to_dict()}
+        config = SamplerConfig.from_dict(unset_exact_values(sampler))
     except (SamplerConfigError, TypeError):  # a setting since removed: compared as it is
         return settings
+    return {**settings, "sampler": config.resolved().to_dict()}
 
 
 def file_name(item_id: str) -> str:
@@ -200,7 +203,8 @@ class ResumableFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / RUN_FILE
         if path.is_file():
-            earlier = with_sampler_defaults(self.settings())
+            recorded = self.settings()
+            earlier = with_sampler_defaults(recorded)
             changed = sorted(
                 k for k in settings.keys() | earlier.keys() if settings.get(k) != earlier.get(k)
             )
@@ -209,8 +213,10 @@ class ResumableFolder:
                     f"{self.root} holds a run with other {', '.join(changed)}: "
                     "use another --out or the same settings"
                 )
-        else:
-            write_atomic(path, json.dumps(settings, indent=1) + "\n")
+            if recorded == settings:
+                return
+        # a new run's settings, or an earlier run's written in an older form: as they ran
+        write_atomic(path, json.dumps(settings, indent=1) + "\n")
 
     @contextmanager
     def discarded_on_error(self) -> Iterator[None]:

@@ -84,3 +84,20 @@ def pretokenized(tmp_path_factory, shapes_records, tiny_shapes_model) -> Path:
     out = tmp_path_factory.mktemp("pretokenized") / "tok"
     pretokenize(shapes_records, tiny_shapes_model, out, shard_size=16, progress=False)
     return out
+
+
+@pytest.fixture
+def sampler_runs(monkeypatch) -> list:
+    """The settings each sampler the pipeline builds runs (its resolved SamplerConfig), in order."""
+    from paradiff import pipeline
+    from paradiff.sampling import ParallelSampler
+
+    runs = []
+
+    class Recording(ParallelSampler):
+        def __init__(self, model, space, config) -> None:
+            super().__init__(model, space, config)
+            runs.append(self.config)
+
+    monkeypatch.setattr(pipeline, "ParallelSampler", Recording)
+    return runs

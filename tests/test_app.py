@@ -104,9 +104,9 @@ def test_prompt_over_the_model_length_is_refused(app):
         ({"text_steps": None}, "the setting text_steps is empty"),
         ({"image_temperature": "warm"}, "image_temperature must be a finite number"),
         ({"cfg_text": float("inf")}, "cfg_text must be a finite number"),
-        ({"text_threshold": 0.0}, "text_threshold must be in"),
+        ({"text_threshold": 1.5}, "text_threshold must be in"),
         ({"cache_refresh": -2}, "cache_refresh must be at least 1"),
-        ({"guidance_reuse": None}, "the setting guidance_reuse is empty"),
+        ({"cfg_image": None}, "the setting cfg_image is empty"),
     ],
 )
 def test_out_of_range_settings_are_refused(app, changes, message):
@@ -192,10 +192,19 @@ def test_edit_streams_to_an_image_of_the_input_size(app):
     assert final[4]["task"] == "edit" and isinstance(final[4]["settings"]["seed"], int)
 
 
-def test_the_fast_settings_reach_the_sampler(app):
-    fast = {"cache_refresh": 3, "text_threshold": 0.5}
+@pytest.mark.parametrize(
+    "fast, ran",
+    [
+        ({"cache_refresh": 3, "text_threshold": 0.5}, {}),
+        ({"speed": "fast"}, {"cache_refresh": 4, "image_recompute": "active"}),  # left empty
+        ({"speed": "fast", "image_recompute": "all"}, {"cache_refresh": 4}),  # set: it runs
+        ({"speed": "fast", "cache_refresh": 0}, {"image_recompute": "all"}),
+    ],
+)
+def test_the_fast_settings_reach_the_sampler(app, fast, ran):
     *_, final = list(app.generate(PROMPT, *settings(app, **fast)))
-    assert {k: final[4]["settings"][k] for k in fast} == fast
+    expected = {**fast, **ran, "speed": "exact"}  # the settings that ran, the preset applied
+    assert {k: final[4]["settings"][k] for k in expected} == expected
 
 
 def test_leaving_the_page_stops_the_sampler(app):

@@ -292,6 +292,17 @@ def test_other_settings_refuse_to_resume(tiny_model, data, tmp_path, capsys):
     assert "holds a run with other sampler" in err and len(err.strip().splitlines()) == 1
 
 
+def test_settings_given_with_a_preset_run_and_are_recorded(
+    tiny_model, data, tmp_path, sampler_runs
+):
+    out = tmp_path / "run"
+    flags = ("--no-judge", "--limit", "2", "--speed", "fast", "--image-recompute", "all")
+    assert main(command(tiny_model, data, out, "unused", *flags)) == 0
+    recorded = json.loads((out / "run.json").read_text())["sampler"]
+    assert sampler_runs and all(c.to_dict() == recorded for c in sampler_runs)  # what ran
+    assert (recorded["image_recompute"], recorded["cache_refresh"]) == ("all", 4)
+
+
 # -- bad input ----------------------------------------------------------------------------------
 def closed_port_url() -> str:
     with socket.socket() as probe:

@@ -14,6 +14,7 @@ from paradiff.bench.items import METRICS
 from paradiff.cli import main
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
+from paradiff.sampling.config import EXACT_FAST_SETTINGS
 from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.render import render_scene
 from tests.tiny_pipeline import build_tiny_pipeline
@@ -120,6 +121,43 @@ def test_cli_scores_a_saved_model_and_resumes(tiny_model, tmp_path, capsys, monk
     (tmp_path / "run.json").write_text(json.dumps(run))
     assert main([*argv, "--limit", "4", *out]) == 0  # their defaults: the same settings
     assert json.loads(capsys.readouterr().out)["count"] == 4
+
+
+@pytest.mark.parametrize(
+    "flags, ran",
+    [
+        (("--image-recompute", "all"), {"cache_refresh": 4, "image_recompute": "all"}),
+        (("--cache-refresh", "0"), {"cache_refresh": 0, "image_recompute": "all"}),
+    ],
+)
+def test_cli_runs_and_records_the_settings_given_with_a_preset(
+    flags, ran, tiny_model, tmp_path, capsys, sampler_runs
+):
+    argv = ["bench", "shapebench", "--model", str(tiny_model), "--json", "--device", "cpu"]
+    assert main([*argv, "--limit", "2", "--out", str(tmp_path), "--speed", "fast", *flags]) == 0
+    recorded = json.loads((tmp_path / "run.json").read_text())["sampler"]
+    assert sampler_runs and all(c.to_dict() == recorded for c in sampler_runs)  # what ran
+    assert {k: recorded[k] for k in ran} == ran and recorded["speed"] == "exact"
+    assert json.loads(capsys.readouterr().out)["sampler"] == recorded  # the report's too
+
+
+def test_a_folder_recorded_before_explicit_settings_resumes_as_it_ran(tiny_model, tmp_path, capsys):
+    argv = ["bench", "shapebench", "--model", str(tiny_model), "--json", "--device", "cpu"]
+    argv += ["--out", str(tmp_path), "--speed", "fast"]
+    assert main([*argv, "--limit", "1"]) == 0
+    capsys.readouterr()
+    ran = json.loads((tmp_path / "run.json").read_text())
+    assert ran["sampler"]["image_recompute"] == "active"
+    # as recorded before: the preset's name, and its fast settings at their exact values
+    before = {**ran["sampler"], **EXACT_FAST_SETTINGS, "text_threshold": None, "speed": "fast"}
+    (tmp_path / "run.json").write_text(json.dumps({**ran, "sampler": before}))
+    assert main([*argv, "--limit", "2"]) == 0  # the same settings as they ran: resumed
+    assert json.loads(capsys.readouterr().out)["count"] == 2
+    assert json.loads((tmp_path / "run.json").read_text()) == ran  # now written as they ran
+    (tmp_path / "run.json").write_text(json.dumps({**ran, "sampler": before}))
+    assert main([*argv, "--limit", "2", "--image-recompute", "all"]) == 2  # not what ran
+    err = capsys.readouterr().err
+    assert "holds a run with other sampler" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from paradiff.cli import main
 from paradiff.command_support import OUTPUT_MANIFEST
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling.config import SAMPLER_FLAGS
+from paradiff.sampling.settings import SAMPLER_SETTINGS_NAME, read_sampler_settings
 from tests.tiny_pipeline import SMALL_SAMPLER, build_tiny_pipeline
 
 OUTPUT_FILES = {"image.png", "reasoning.txt", "meta.json", "trajectory.gif"}
@@ -138,6 +139,69 @@ def test_edit_command_flags_override_the_defaults(model_dir, photo, tmp_path, ca
         12,
     )
     assert Image.open(out / "trajectory.gif").n_frames == meta["timings"]["steps"] + 1
+
+
+# Under `--speed fast`, the fast settings that ran: the preset's, or the ones given explicitly
+# (a cache turned off takes the preset's cache strategies with it).
+FAST = {"cache_refresh": 4, "image_recompute": "active", "uncond_recompute": "guided"}
+EXPLICIT_UNDER_FAST = [
+    ({}, FAST),
+    ({"image_recompute": "all"}, {**FAST, "image_recompute": "all"}),
+    (
+        {"cache_refresh": 0},
+        {"cache_refresh": 0, "image_recompute": "all", "uncond_recompute": "all"},
+    ),
+]
+
+
+@pytest.mark.parametrize("explicit, ran", EXPLICIT_UNDER_FAST)
+def test_edit_command_runs_and_records_the_settings_given_with_a_preset(
+    explicit, ran, model_dir, photo, tmp_path, capsys, sampler_runs
+):
+    out = tmp_path / "edit"
+    flags = [(f"--{k.replace('_', '-')}", v) for k, v in explicit.items()]
+    code, _, _ = run_cli(
+        capsys,
+        *("edit", "--model", model_dir, "--image", photo, "make it green", "--out", out),
+        *("--speed", "fast", "--quiet", *(a for flag in flags for a in flag)),
+    )
+    assert code == 0 and len(sampler_runs) == 1
+    sampled = sampler_runs[0].to_dict()
+    assert {k: sampled[k] for k in ran} == ran
+    settings = json.loads((out / "meta.json").read_text())["settings"]
+    assert {k: settings[k] for k in sampled} == sampled  # what ran, the preset applied
+    assert settings["speed"] == "exact"
+
+
+@pytest.mark.parametrize("explicit, ran", EXPLICIT_UNDER_FAST)
+def test_the_python_api_runs_the_settings_given_with_a_preset(
+    explicit, ran, pipe, photo, sampler_runs
+):
+    result = pipe.edit(photo, "make it green", speed="fast", **explicit)
+    configs = [
+        sampler_runs[0],
+        pipe.sampler_config(speed="fast", **explicit),
+        pipe.sampler_defaults.replace(speed="fast", **explicit).resolved(),
+    ]
+    for config in configs:
+        assert {k: getattr(config, k) for k in ran} == ran
+    assert {k: result.settings[k] for k in ran} == ran
+
+
+def test_a_preset_with_its_cache_turned_off_edits_as_exact_mode(pipe, photo):
+    exact = pipe.edit(photo, "make it green", seed=2)
+    uncached = pipe.edit(photo, "make it green", seed=2, speed="fast", cache_refresh=0)
+    assert torch.equal(uncached.trajectory, exact.trajectory) and uncached.text == exact.text
+
+
+def test_a_checkpoint_saved_before_fast_settings_could_be_unset_leaves_them_to_the_preset(
+    tmp_path,
+):
+    saved = {**SMALL_SAMPLER.to_dict(), "cache_refresh": 0, "guidance_reuse": 0, "compile": False}
+    (tmp_path / SAMPLER_SETTINGS_NAME).write_text(json.dumps({"sampler": saved}))
+    defaults = read_sampler_settings(tmp_path)["sampler_defaults"]
+    assert defaults.replace(speed="fast").resolved().cache_refresh == FAST["cache_refresh"]
+    assert defaults.resolved().cache_refresh == 0  # exact mode: their exact values
 
 
 def test_help_explains_every_sampler_flag(capsys):

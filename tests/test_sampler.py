@@ -18,7 +18,12 @@ from paradiff.sampling import (
     sampler_for,
 )
 from paradiff.sampling.best_of import image_given_text_score
-from paradiff.sampling.config import SPEED_PRESETS
+from paradiff.sampling.config import (
+    CACHE_STRATEGIES,
+    EXACT_FAST_SETTINGS,
+    SPEED_PRESETS,
+    unset_exact_values,
+)
 from paradiff.sampling.sampler import guide
 from paradiff.sampling.schedules import (
     block_text_plan,
@@ -488,14 +493,66 @@ def test_speed_presets_scale_the_steps_and_keep_explicit_settings():
     assert explicit.guidance_reuse == SPEED_PRESETS["fastest"]["guidance_reuse"]
     few = base.replace(text_steps=8, speed="fastest").resolved()
     assert few.text_steps == 8  # never fewer steps than text blocks
-    assert base.resolved() is base
+    exact = base.resolved()
+    assert exact.to_dict() == {**base.to_dict(), **EXACT_FAST_SETTINGS}
+    assert exact.resolved() is exact and not exact.fast
+
+
+@pytest.mark.parametrize("speed", ["fast", "fastest"])
+@pytest.mark.parametrize(
+    "explicit",
+    [
+        {"image_recompute": "all"},
+        {"uncond_recompute": "all", "image_recompute": "all"},
+        {"cache_refresh": 0},
+        {"cache_refresh": 2},
+        {"guidance_reuse": 0},
+        {"text_threshold": 0.0},
+        {"text_threshold": 0.5, "compile": False},
+    ],
+)
+def test_a_fast_setting_set_keeps_its_value_under_a_preset_whatever_it_is(speed, explicit):
+    preset = {**EXACT_FAST_SETTINGS, **SPEED_PRESETS[speed]}
+    for config in (
+        BASE.replace(speed=speed, **explicit),
+        SamplerConfig(**{**BASE.to_dict(), "speed": speed, **explicit}),
+        BASE.replace(**explicit).replace(speed=speed),
+    ):
+        ran = config.resolved()
+        assert ran.speed == "exact" and ran.resolved() is ran
+        for name, value in EXACT_FAST_SETTINGS.items():
+            if name in explicit:
+                assert getattr(ran, name) == explicit[name]
+            elif name in CACHE_STRATEGIES and not ran.cache_refresh:
+                assert getattr(ran, name) == value  # no cache: the cache strategies stay off
+            else:
+                assert getattr(ran, name) == preset[name]
+
+
+def test_a_preset_with_its_cache_turned_off_samples_as_exact_mode(model):
+    """--speed fast --cache-refresh 0: `fast` is a cache and nothing else (every step kept)."""
+    _, exact = sample(model, BASE, prompt_lengths=(5, 8), seeds=(1, 2))
+    _, uncached = sample(model, BASE.replace(speed="fast", cache_refresh=0), (5, 8), (1, 2))
+    _, cached = sample(model, BASE.replace(speed="fast"), (5, 8), (1, 2))
+    assert torch.equal(uncached.trajectory, exact.trajectory)
+    assert uncached.forward_rows == exact.forward_rows
+    assert not torch.equal(cached.trajectory, exact.trajectory)
+
+
+def test_settings_written_before_fast_settings_could_be_unset_read_their_exact_values_as_unset():
+    old = {**BASE.to_dict(), **EXACT_FAST_SETTINGS, "text_threshold": None, "speed": "fast"}
+    ran = SamplerConfig.from_dict(unset_exact_values(old)).resolved()
+    assert ran.cache_refresh == SPEED_PRESETS["fast"]["cache_refresh"]
+    assert ran.image_recompute == "active" and ran.text_threshold == 0.0
+    kept = unset_exact_values({**old, "cache_refresh": 3, "seed": 0})
+    assert kept["cache_refresh"] == 3 and kept["seed"] == 0 and kept["image_recompute"] is None
 
 
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"text_threshold": 0.0}, "text_threshold must be in (0, 1]"),
-        ({"text_threshold": 1.5}, "text_threshold must be in (0, 1]"),
+        ({"text_threshold": -0.5}, "text_threshold must be in [0, 1] (0 turns it off)"),
+        ({"text_threshold": 1.5}, "text_threshold must be in [0, 1]"),
         ({"cache_refresh": -1}, "cache_refresh must be at least 1"),
         ({"guidance_reuse": -2}, "guidance_reuse must be at least 1"),
         ({"speed": "warp"}, "speed must be one of"),
@@ -503,6 +560,11 @@ def test_speed_presets_scale_the_steps_and_keep_explicit_settings():
         ({"profile": "reference", "speed": "fast"}, "need the default profile"),
         ({"profile": "reference", "cache_refresh": 2}, "need the default profile"),
         ({"image_recompute": "active"}, "image_recompute 'active' needs cache_refresh"),
+        (
+            {"speed": "fast", "cache_refresh": 0, "image_recompute": "active"},
+            "image_recompute 'active' needs cache_refresh",
+        ),
+        ({"speed": "fastest", "remasking": "random"}, "needs remasking 'low_confidence'"),
         ({"uncond_recompute": "guided"}, "uncond_recompute 'guided' needs cache_refresh"),
         ({"image_recompute": "some", "cache_refresh": 2}, "image_recompute must be one of"),
         ({"profile": "reference", "image_order": "halton"}, "needs the default profile"),

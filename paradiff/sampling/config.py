@@ -75,9 +75,11 @@ def check_setting(name: str, value: Any) -> None:
             )
     elif name == "text_threshold":
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise SamplerConfigError(f"{name} must be a number in (0, 1], got {value!r}")
-        if not 0 < value <= 1:
-            raise SamplerConfigError(f"text_threshold must be in (0, 1], got {value}")
+            raise SamplerConfigError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not 0 <= value <= 1:  # NaN fails both comparisons
+            raise SamplerConfigError(
+                f"text_threshold must be in [0, 1] (0 turns it off), got {value}"
+            )
     elif name == "compile":
         if not isinstance(value, bool):
             raise SamplerConfigError(f"compile must be true or false, got {value!r}")
@@ -88,11 +90,13 @@ def check_setting(name: str, value: Any) -> None:
             )
 
 
-# The fast settings and their exact-mode values (each is approximate when set).
+# The fast settings and their exact-mode values (each is approximate when on). A fast setting
+# left unset (None) takes the speed preset's value, this one in exact mode; one that is set keeps
+# its value under any preset, whatever the value (`SamplerConfig.resolved`).
 EXACT_FAST_SETTINGS: dict[str, Any] = {
     "cache_refresh": 0,
     "guidance_reuse": 0,
-    "text_threshold": None,
+    "text_threshold": 0.0,
     "image_recompute": "all",
     "uncond_recompute": "all",
     "compile": False,
@@ -132,7 +136,12 @@ SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
         "sample K answers per prompt (seeds seed..seed+K-1) and keep the one whose image the "
         "model finds likeliest given its reasoning (needs a temperature above 0; 1 = off)",
     ),
-    "--speed": ("speed", str, "exact (default), fast or fastest: cached, fewer-step presets"),
+    "--speed": (
+        "speed",
+        str,
+        "exact (default), fast or fastest: presets of the approximate settings below (each one "
+        "given explicitly keeps its value) and of the steps (fastest: half the steps as set)",
+    ),
     "--cache-refresh": (
         "cache_refresh",
         int,
@@ -146,7 +155,7 @@ SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
     "--text-threshold": (
         "text_threshold",
         float,
-        "approximate: also reveal text tokens whose confidence is at least tau in (0, 1]",
+        "approximate: also reveal text tokens whose confidence is at least tau in (0, 1] (0 = off)",
     ),
     "--image-recompute": (
         "image_recompute",
@@ -171,9 +180,22 @@ def flag_table() -> str:
     return "\n".join(["sampler flag -> setting (batch settings, sampler_config.json):", *rows])
 
 
-# The settings whose empty value means something: no seed draws a random one, no threshold
-# turns confidence-threshold decoding off.
-OPTIONAL_SETTINGS: dict[str, str] = {"seed": "draws a random one", "text_threshold": "turns it off"}
+# The settings whose empty value means something: no seed draws a random one, a fast setting
+# left empty takes the speed preset's value.
+OPTIONAL_SETTINGS: dict[str, str] = {
+    "seed": "draws a random one",
+    **dict.fromkeys(EXACT_FAST_SETTINGS, "takes the speed preset's (exact: off)"),
+}
+
+
+def unset_exact_values(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` (SamplerConfig fields) with every fast setting at its exact value unset, as the
+    files written before fast settings could be unset meant it (a checkpoint's
+    sampler_config.json, a run folder's run.json): the speed preset's value then ran."""
+    return {
+        k: None if k in EXACT_FAST_SETTINGS and v == EXACT_FAST_SETTINGS[k] else v
+        for k, v in settings.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -197,14 +219,16 @@ class SamplerConfig:
         output image the model scores likeliest given its own reasoning (`sampling.best_of`);
         1 is off. Needs a temperature above 0 (greedy candidates would all be the same).
     speed: 'exact' (these settings as they are), 'fast' or 'fastest': presets of the settings
-        below and of fewer steps, applied by `resolved()` (see `SPEED_PRESETS`).
-    The fast settings (default profile only; exact when off):
+        below and of fewer steps, applied by `resolved()` (see `SPEED_PRESETS`): the fast
+        settings left unset (None) take the preset's values, those set keep theirs; the preset's
+        step fraction scales text_steps and image_steps as set.
+    The fast settings (default profile only; unset: the preset's value, off in exact mode):
     cache_refresh r: a full forward every r steps; the steps between compute only the open text
         block and the output image against cached keys/values of the rest (0: full every step).
     guidance_reuse k: the unconditional rows run on every k-th guided step only; between, the
         guidance residual h_c - h_u of the last one is reused (0: every guided step).
     text_threshold tau in (0, 1]: a text step reveals, beyond its scheduled count, every masked
-        token of the open block whose confidence is at least tau (None: off).
+        token of the open block whose confidence is at least tau (0: off).
     image_recompute (with cache_refresh): 'all' output-image positions on an image step between
         full forwards, or only the 'active' ones: still masked, or revealed by the previous image
         step (their cached keys/values are still the mask token's).
@@ -228,18 +252,19 @@ class SamplerConfig:
     seed: int | None = 42
     best_of: int = 1
     speed: str = "exact"
-    cache_refresh: int = 0
-    guidance_reuse: int = 0
+    cache_refresh: int | None = None
+    guidance_reuse: int | None = None
     text_threshold: float | None = None
-    image_recompute: str = "all"
-    uncond_recompute: str = "all"
-    compile: bool = False
+    image_recompute: str | None = None
+    uncond_recompute: str | None = None
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Every setting's type and range, then the settings that need one another."""
+        """Every setting's type and range, then the settings that need one another (checked on
+        the settings that run: `resolved()`, the speed preset's included)."""
         for field in dataclasses.fields(self):
             check_setting(field.name, getattr(self, field.name))
         if self.profile == "default" and self.text_gen_length % self.text_block_length:
@@ -264,57 +289,47 @@ class SamplerConfig:
                 f"best_of {self.best_of} needs a text or image temperature above 0 "
                 "(greedy candidates are all the same: set best_of to 1)"
             )
-        self._validate_choices()
+        if self.resolved() is self:  # (else the resolved settings checked themselves)
+            self._validate_combinations()
 
-    def _validate_choices(self) -> None:
-        """The named choices and the settings that need one another."""
-        for name, allowed in SETTING_CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise SamplerConfigError(
-                    f"{name} must be one of {allowed}, got {getattr(self, name)!r}"
-                )
-        for name in ("cache_refresh", "guidance_reuse"):
-            if int(getattr(self, name)) < 0:
-                raise SamplerConfigError(
-                    f"{name} must be at least 1 (0 turns it off), got {getattr(self, name)}"
-                )
-        tau = self.text_threshold
-        if tau is not None and not 0 < float(tau) <= 1:
-            raise SamplerConfigError(f"text_threshold must be in (0, 1], got {tau}")
-        if tau is not None and self.remasking != "low_confidence":
+    def _validate_combinations(self) -> None:
+        """The settings that need one another, of resolved settings (every fast setting set)."""
+        if self.text_threshold and self.remasking != "low_confidence":
             raise SamplerConfigError("text_threshold needs remasking 'low_confidence'")
-        for name in CACHE_STRATEGIES:  # every speed preset sets cache_refresh
+        for name in CACHE_STRATEGIES:
             on = getattr(self, name) != EXACT_FAST_SETTINGS[name]
-            if on and not self.cache_refresh and self.speed == "exact":
+            if on and not self.cache_refresh:
                 raise SamplerConfigError(
                     f"{name} {getattr(self, name)!r} needs cache_refresh (at least 1)"
                 )
         if self.profile != "default" and self.image_order != "confidence":
             raise SamplerConfigError(f"image_order {self.image_order!r} needs the default profile")
-        if self.profile != "default" and (self.fast or self.speed != "exact"):
+        if self.profile != "default" and self.fast:
             raise SamplerConfigError(
                 f"the fast settings and speed presets need the default profile, not {self.profile!r}"
             )
 
     @property
     def fast(self) -> bool:
-        """Whether any fast setting is on (the sampler then runs without host syncs)."""
-        return any(getattr(self, k) != v for k, v in EXACT_FAST_SETTINGS.items())
+        """Whether any fast setting runs on (the sampler then runs without host syncs)."""
+        resolved = self.resolved()
+        return any(getattr(resolved, k) != v for k, v in EXACT_FAST_SETTINGS.items())
 
     def resolved(self) -> SamplerConfig:
-        """The settings the sampler runs: the speed preset applied (fields still at their exact
-        value take the preset's; fields set explicitly keep theirs)."""
+        """The settings the sampler runs, speed 'exact' (nothing left to apply). A fast setting
+        that is set keeps its value, whatever it is; one left unset takes the speed preset's
+        value (its exact value in exact mode, and for the cache strategies when cache_refresh is
+        0: they act on a cache only). The preset's step fraction scales the steps as set (at
+        least one text step per block)."""
+        preset = {**EXACT_FAST_SETTINGS, **SPEED_PRESETS.get(self.speed, {})}
+        changes = {k: preset[k] for k in EXACT_FAST_SETTINGS if getattr(self, k) is None}
+        if not changes.get("cache_refresh", self.cache_refresh):
+            changes.update({k: EXACT_FAST_SETTINGS[k] for k in CACHE_STRATEGIES if k in changes})
         if self.speed == "exact":
-            return self
-        preset = SPEED_PRESETS[self.speed]
-        steps = preset["step_fraction"]
-        changes = {
-            k: v
-            for k, v in preset.items()
-            if k in EXACT_FAST_SETTINGS and getattr(self, k) == EXACT_FAST_SETTINGS[k]
-        }
-        changes["text_steps"] = max(self.n_blocks, round(self.text_steps * steps))
-        changes["image_steps"] = max(1, round(self.image_steps * steps))
+            return self.replace(**changes) if changes else self
+        fraction = preset["step_fraction"]
+        changes["text_steps"] = max(self.n_blocks, round(self.text_steps * fraction))
+        changes["image_steps"] = max(1, round(self.image_steps * fraction))
         return self.replace(speed="exact", **changes)
 
     @property

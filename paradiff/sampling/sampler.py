@@ -311,7 +311,7 @@ class ParallelSampler:
         open_current = current.gather(1, cols)
         confidence = confidence.masked_fill(open_current != mask_id, float("-inf"))
         count = torch.full_like(n_masked, count)
-        if self.config.text_threshold is not None:
+        if self.config.text_threshold:  # 0: off
             count = torch.maximum(count, (confidence >= self.config.text_threshold).sum(1))
         count = torch.minimum(n_masked, count)
         reveal = reveal_most_confident(confidence, count)  # (B, P')

@@ -6,21 +6,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from paradiff.sampling.config import SamplerConfig
+from paradiff.sampling.config import SamplerConfig, unset_exact_values
 
 SAMPLER_SETTINGS_NAME = "sampler_config.json"
 
 
 def read_sampler_settings(directory: Path) -> dict[str, Any]:
     """The pipeline keyword arguments saved beside a checkpoint's config.json (empty if none):
-    sampler_defaults, image_size (width, height), fixed_size."""
+    sampler_defaults, image_size (width, height), fixed_size. A fast setting saved at its exact
+    value reads as unset (`unset_exact_values`): a speed preset asked for applies to it."""
     path = directory / SAMPLER_SETTINGS_NAME
     if not path.is_file():
         return {}
     raw = json.loads(path.read_text())
     size = raw.get("image_size")
     return {
-        "sampler_defaults": SamplerConfig.from_dict(raw.get("sampler", {})),
+        "sampler_defaults": SamplerConfig.from_dict(unset_exact_values(raw.get("sampler", {}))),
         "image_size": tuple(size) if size else None,
         "fixed_size": bool(raw.get("fixed_size", False)),
     }
