@@ -34,8 +34,11 @@ from paradiff.app import (  # noqa: E402
 )
 from paradiff.cli import build_parser, main  # noqa: E402
 from paradiff.demo import load_demo_pipeline  # noqa: E402
+from paradiff.sampling.config import SPEED_PRESETS  # noqa: E402
 from paradiff.shapes.family import new_shapes_pipeline  # noqa: E402
 from paradiff.trajectory import MASK_CHAR  # noqa: E402
+
+FAST_R = SPEED_PRESETS["fast"]["cache_refresh"]
 
 # gradio's queue calls pandas APIs that pandas 3 deprecates
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gradio.queueing")
@@ -196,8 +199,8 @@ def test_edit_streams_to_an_image_of_the_input_size(app):
     "fast, ran",
     [
         ({"cache_refresh": 3, "text_threshold": 0.5}, {}),
-        ({"speed": "fast"}, {"cache_refresh": 4, "image_recompute": "active"}),  # left empty
-        ({"speed": "fast", "image_recompute": "all"}, {"cache_refresh": 4}),  # set: it runs
+        ({"speed": "fast"}, {"cache_refresh": FAST_R, "image_recompute": "active"}),  # left empty
+        ({"speed": "fast", "image_recompute": "all"}, {"cache_refresh": FAST_R}),  # set: it runs
         ({"speed": "fast", "cache_refresh": 0}, {"image_recompute": "all"}),
     ],
 )

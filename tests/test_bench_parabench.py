@@ -17,6 +17,7 @@ from paradiff.bench.llm_judge import png_bytes
 from paradiff.cli import main
 from paradiff.pipeline import ParallelPipeline
 from paradiff.resumable import JsonlWriter, RunError, Shard, read_records
+from paradiff.sampling.config import SPEED_PRESETS
 from tests.bench_judge_server import JudgeServer
 from tests.tiny_pipeline import build_tiny_pipeline
 
@@ -300,7 +301,10 @@ def test_settings_given_with_a_preset_run_and_are_recorded(
     assert main(command(tiny_model, data, out, "unused", *flags)) == 0
     recorded = json.loads((out / "run.json").read_text())["sampler"]
     assert sampler_runs and all(c.to_dict() == recorded for c in sampler_runs)  # what ran
-    assert (recorded["image_recompute"], recorded["cache_refresh"]) == ("all", 4)
+    assert (recorded["image_recompute"], recorded["cache_refresh"]) == (
+        "all",
+        SPEED_PRESETS["fast"]["cache_refresh"],
+    )
 
 
 # -- bad input ----------------------------------------------------------------------------------

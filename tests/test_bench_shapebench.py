@@ -14,7 +14,7 @@ from paradiff.bench.items import METRICS
 from paradiff.cli import main
 from paradiff.pipeline import ParallelPipeline
 from paradiff.sampling import SamplerConfig
-from paradiff.sampling.config import EXACT_FAST_SETTINGS
+from paradiff.sampling.config import EXACT_FAST_SETTINGS, SPEED_PRESETS
 from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.render import render_scene
 from tests.tiny_pipeline import build_tiny_pipeline
@@ -123,10 +123,13 @@ def test_cli_scores_a_saved_model_and_resumes(tiny_model, tmp_path, capsys, monk
     assert json.loads(capsys.readouterr().out)["count"] == 4
 
 
+FAST_R = SPEED_PRESETS["fast"]["cache_refresh"]
+
+
 @pytest.mark.parametrize(
     "flags, ran",
     [
-        (("--image-recompute", "all"), {"cache_refresh": 4, "image_recompute": "all"}),
+        (("--image-recompute", "all"), {"cache_refresh": FAST_R, "image_recompute": "all"}),
         (("--cache-refresh", "0"), {"cache_refresh": 0, "image_recompute": "all"}),
     ],
 )

@@ -19,7 +19,7 @@ from paradiff import __version__
 from paradiff.cli import main
 from paradiff.command_support import OUTPUT_MANIFEST
 from paradiff.pipeline import ParallelPipeline
-from paradiff.sampling.config import SAMPLER_FLAGS
+from paradiff.sampling.config import SAMPLER_FLAGS, SPEED_PRESETS
 from paradiff.sampling.settings import SAMPLER_SETTINGS_NAME, read_sampler_settings
 from tests.tiny_pipeline import SMALL_SAMPLER, build_tiny_pipeline
 
@@ -143,7 +143,7 @@ def test_edit_command_flags_override_the_defaults(model_dir, photo, tmp_path, ca
 
 # Under `--speed fast`, the fast settings that ran: the preset's, or the ones given explicitly
 # (a cache turned off takes the preset's cache strategies with it).
-FAST = {"cache_refresh": 4, "image_recompute": "active", "uncond_recompute": "guided"}
+FAST = {k: v for k, v in SPEED_PRESETS["fast"].items() if k != "step_fraction"}
 EXPLICIT_UNDER_FAST = [
     ({}, FAST),
     ({"image_recompute": "all"}, {**FAST, "image_recompute": "all"}),
