@@ -87,6 +87,17 @@ def add_quantize_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def weight_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a run folder records of --quantize / --offload: only those given (a folder made
+    without them keeps its settings as they were), so a resume with other weights is refused."""
+    settings: dict[str, Any] = {}
+    if getattr(args, "quantize", None):
+        settings["quantize"] = args.quantize
+    if getattr(args, "offload", False):
+        settings["offload"] = True
+    return settings
+
+
 def check_quantize_flags(args: argparse.Namespace) -> None:
     """Refuse, before any work, a --quantize / --offload this installation or device cannot
     run: one line naming what is missing."""

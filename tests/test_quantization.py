@@ -3,6 +3,7 @@ checkpoint, the flags and their one-line refusals (torchao missing simulated).""
 
 from __future__ import annotations
 
+import json
 import sys
 import weakref
 from pathlib import Path
@@ -271,3 +272,15 @@ def test_large_weights_stream_from_the_file_in_row_blocks(sharded, monkeypatch):
     ids = sample_ids()
     with torch.no_grad():
         assert torch.equal(whole(ids), blocks(ids))
+
+
+@needs_torchao
+def test_a_bench_folder_records_the_quantization_and_refuses_other_weights(tmp_path, capsys):
+    out = tmp_path / "sb"
+    base = ["bench", "shapebench", "--limit", "2", "--out", str(out), "--device", "cpu", "--json"]
+    base += ["--text-steps", "8", "--timesteps", "4"]
+    code, err = run_cli([*base, "--quantize", "int8"], capsys)
+    assert code == 0, err
+    assert json.loads((out / "run.json").read_text())["quantize"] == "int8"
+    code, err = run_cli(base, capsys)  # the same folder with float weights: another run
+    assert code == 2 and len(err.strip().splitlines()) == 1

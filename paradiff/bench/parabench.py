@@ -46,6 +46,7 @@ from paradiff.command_support import (
     one_line,
     output_dir,
     sampler_overrides,
+    weight_settings,
 )
 from paradiff.files import FileInputError, read_text
 from paradiff.resumable import Shard
@@ -193,7 +194,8 @@ class ParaBench(Benchmark):
         pipe, overrides = load_configured_pipeline(args)
         size = (args.width, args.height) if args.width or args.height else None
         answer = pipeline_answerer(pipe, args.batch_size, overrides, size)
-        return answer, {"sampler": sampler_settings(pipe, overrides), "size": size}
+        settings = {"sampler": sampler_settings(pipe, overrides), "size": size}
+        return answer, {**settings, **weight_settings(args)}
 
     def scorer(self, args: argparse.Namespace) -> Scorer | None:
         """The LLM judge, reached once before any work (None with --no-judge)."""

@@ -37,7 +37,12 @@ from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.items import METRICS, BenchItem
 from paradiff.bench.report import SHORT_NAMES, groups_of, summarise, write_report
 from paradiff.bench.runner import Answerer, BenchFolder, Scorer, run_benchmark
-from paradiff.command_support import CommandError, add_pipeline_arguments, load_configured_pipeline
+from paradiff.command_support import (
+    CommandError,
+    add_pipeline_arguments,
+    load_configured_pipeline,
+    weight_settings,
+)
 from paradiff.image_tokenizers.base import to_pil
 from paradiff.shapes.dataset import (
     DEVELOPMENT_PER_CATEGORY,
@@ -284,6 +289,7 @@ class ShapeBench(Benchmark):
             raise CommandError(f"{err}{hint}") from None
         sampler = sampler_settings(pipe, overrides)
         settings = {"benchmark": self.name, "model": args.model or "bundled", "sampler": sampler}
+        settings.update(weight_settings(args))
         if args.split != "shapebench":  # (ShapeBench's folders keep their settings as they were)
             settings["split"] = args.split
         return pipeline_answerer(pipe, args.batch_size, overrides, pipe.image_size), settings
