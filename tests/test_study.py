@@ -13,6 +13,7 @@ import pytest
 from paradiff.bench.runner import BenchFolder
 from paradiff.cli import main
 from paradiff.pipeline import BUNDLED_MODELS
+from paradiff.sampling.config import SPEED_PRESETS
 from paradiff.shapes.study import SETTINGS, Claim, Inputs, Study, StudyError, judge
 from paradiff.training.sft_settings import SFTSettings
 
@@ -89,6 +90,17 @@ def test_a_study_folder_refuses_other_inputs_before_any_work(
     assert err.count("\n") == 1 and "(model, model_sha256, " in err
 
 
+def test_a_half_finished_evaluation_resumes(tmp_path, tiny_shapes_model, shapes_records):
+    inputs = Inputs(model=str(tiny_shapes_model), records=str(shapes_records))
+    study = Study(inputs, tmp_path / "s", SETTINGS["quick"], progress=False)
+    folder = study.evaluate(str(tiny_shapes_model), "sft", "t1", 0, "parallel")
+    scores = (folder / "scores.jsonl").read_text().splitlines()
+    (folder / "scores.jsonl").write_text("\n".join(scores[:-1]) + "\n")  # one sample short
+    (folder / "summary.json").unlink()
+    assert study.evaluate(str(tiny_shapes_model), "sft", "t1", 0, "parallel") == folder
+    assert len((folder / "scores.jsonl").read_text().splitlines()) == len(scores)
+
+
 def _fake_run(folder, scores):
     """A ShapeBench run folder holding only the score records `scores` (id -> output alignment)."""
     folder.mkdir(parents=True)
@@ -155,12 +167,15 @@ def test_medium_setting_applies_its_recipe_and_sampler_preset(tmp_path, monkeypa
 
     monkeypatch.setattr(study_module, "run_shapebench", fake_shapebench)
     study.evaluate("shapes", "sft", "t1", 2, "sequential")
-    assert seen == {
-        "speed": "fast",
+    fast = {k: v for k, v in SPEED_PRESETS["fast"].items() if k != "step_fraction"}
+    assert seen.pop("samples") == 100
+    expected = {  # what ran: the fast preset resolved
+        **fast,
+        "speed": "exact",
         "mode": "sequential",
         "text_temperature": 0.0,  # one greedy-text answer, whatever the model ships
         "best_of": 1,
         "image_temperature": 1.0,
         "seed": 2,
-        "samples": 100,
     }
+    assert {k: seen[k] for k in expected} == expected

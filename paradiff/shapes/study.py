@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from paradiff.bench.generate import pipeline_answerer
+from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.items import METRICS
 from paradiff.bench.report import bootstrap_interval
 from paradiff.bench.runner import BenchFolder
@@ -188,7 +188,8 @@ class Study:
             "seed": seed,
             "speed": self.settings.speed,
         }
-        settings = {"benchmark": "shapebench", "model": model, "sampler": overrides}
+        sampler = sampler_settings(pipe, overrides)  # what runs (a resumed folder compares it)
+        settings = {"benchmark": "shapebench", "model": model, "sampler": sampler}
         answer = pipeline_answerer(pipe, self.settings.batch_size, overrides, pipe.image_size)
         run_shapebench(
             answer=answer, settings=settings, samples=self.samples, out=folder, mode=mode
