@@ -147,6 +147,7 @@ FAST = {k: v for k, v in SPEED_PRESETS["fast"].items() if k != "step_fraction"}
 EXPLICIT_UNDER_FAST = [
     ({}, FAST),
     ({"image_recompute": "all"}, {**FAST, "image_recompute": "all"}),
+    ({"answer_refresh": 3}, {**FAST, "answer_refresh": 3}),
     (
         {"cache_refresh": 0},
         {"cache_refresh": 0, "image_recompute": "all", "uncond_recompute": "all"},
@@ -237,6 +238,14 @@ def _bad_inputs(model_dir, photo, tmp_path):
         "size off the grid": ((*gen, "--height", 15, "--width", 16), "multiple of 2"),
         "empty prompt": (("generate", "  ", "--model", model_dir), "empty"),
         "negative cache refresh": ((*gen, "--cache-refresh", -1), "cache_refresh must be"),
+        "negative answer refresh": (
+            (*gen, "--cache-refresh", 4, "--answer-refresh", -1),
+            "answer_refresh must be at least 1 (0 turns it off)",
+        ),
+        "answer refresh without a cache": (
+            (*edit, "--answer-refresh", 2),
+            "answer_refresh 2 needs cache_refresh",
+        ),
         "threshold above one": ((*edit, "--text-threshold", 1.5), "text_threshold must be in"),
     }
 
@@ -256,6 +265,8 @@ def _bad_inputs(model_dir, photo, tmp_path):
         "size off the grid",
         "empty prompt",
         "negative cache refresh",
+        "negative answer refresh",
+        "answer refresh without a cache",
         "threshold above one",
     ],
 )

@@ -24,6 +24,7 @@ from paradiff.sampling.config import (
     SPEED_PRESETS,
     unset_exact_values,
 )
+from paradiff.sampling.plan import step_refresh
 from paradiff.sampling.sampler import guide
 from paradiff.sampling.schedules import (
     block_text_plan,
@@ -452,6 +453,60 @@ def test_guided_uncond_recompute_runs_the_unconditional_rows_on_the_image_only(m
     assert out.forward_positions < every.forward_positions
 
 
+def test_answer_refresh_recomputes_the_answer_on_every_a_th_step_between_full_forwards():
+    kinds = [step_refresh(s, BASE.replace(cache_refresh=6, answer_refresh=2)) for s in range(13)]
+    assert kinds == ["full", "partial", "answer", "partial", "answer", "partial"] * 2 + ["full"]
+    on_r = [step_refresh(s, BASE.replace(cache_refresh=4, answer_refresh=4)) for s in range(8)]
+    assert on_r == ["full", "partial", "partial", "partial"] * 2  # a >= r: never
+    assert {step_refresh(s, BASE.replace(cache_refresh=3)) for s in range(9)} == {"full", "partial"}
+    assert {step_refresh(s, BASE) for s in range(9)} == {"full"}  # no cache: every step full
+
+
+def test_answer_refresh_is_off_in_exact_mode_and_the_presets():
+    for config in (BASE, BASE.replace(speed="fast"), BASE.replace(speed="fastest")):
+        assert config.resolved().answer_refresh == 0
+    assert not BASE.replace(answer_refresh=0).fast
+    assert BASE.replace(speed="fast", answer_refresh=3).resolved().answer_refresh == 3
+
+
+def test_an_answer_step_computes_every_answer_position_against_the_cached_prefix(
+    model, monkeypatch
+):
+    config = BASE.replace(cache_refresh=100, answer_refresh=3, cfg_image=0.0)
+    calls = record_partial_forwards(model, monkeypatch)
+    batch, out = sample(model, config, (4, 9), seeds=(1, 2))
+    length = out.ids.shape[1]
+    answer = set(range(out.answer_start, length))
+    assert len(calls) == len(out.plan) - 1  # one full forward, then partial ones
+    for s, (_, at) in enumerate(calls, start=1):
+        for row in range(2):
+            computed = set(at[row].tolist())
+            assert (computed == answer) == (s % 3 == 0)
+            assert computed <= answer  # the prefix is never recomputed
+    _, plain = sample(model, config.replace(answer_refresh=0), (4, 9), seeds=(1, 2))
+    assert plain.forward_positions < out.forward_positions
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"cache_refresh": 100, "answer_refresh": 1},
+        {"cache_refresh": 3, "answer_refresh": 1, "image_recompute": "active", "cfg_text": 1.0},
+    ],
+)
+def test_with_one_layer_an_answer_refresh_every_step_gives_exact_modes_tokens(changes):
+    """With one layer the prefix's keys/values are those of its own tokens, whatever the answer,
+    so a cache refreshed on the whole answer every step serves every key/value fresh."""
+    torch.manual_seed(1)
+    config = tiny_config(SPACE.vocab_size, d_model=32, n_heads=2, n_layers=1, mlp_hidden_size=64)
+    one_layer = TemptingModel(config).double().eval()
+    exact_config = BASE.replace(cfg_text=changes.get("cfg_text", 0.0))
+    _, exact = sample(one_layer, exact_config, prompt_lengths=(4, 9), seeds=(1, 2))
+    _, fast = sample(one_layer, BASE.replace(**changes), prompt_lengths=(4, 9), seeds=(1, 2))
+    assert torch.equal(fast.trajectory, exact.trajectory)
+    assert fast.forward_positions < exact.forward_positions
+
+
 @pytest.mark.parametrize("changes", [{}, {"cache_refresh": 3, "image_temperature": 0.0}])
 def test_halton_order_reveals_the_image_in_the_order_of_the_sequence(model, changes):
     config = BASE.replace(image_order="halton", image_steps=5, **changes)
@@ -507,6 +562,8 @@ def test_speed_presets_scale_the_steps_and_keep_explicit_settings():
         {"cache_refresh": 0},
         {"cache_refresh": 2},
         {"guidance_reuse": 0},
+        {"cache_refresh": 3, "answer_refresh": 4},
+        {"answer_refresh": 0},
         {"text_threshold": 0.0},
         {"text_threshold": 0.5, "compile": False},
     ],
@@ -567,6 +624,11 @@ def test_settings_written_before_fast_settings_could_be_unset_read_their_exact_v
         ({"speed": "fastest", "remasking": "random"}, "needs remasking 'low_confidence'"),
         ({"uncond_recompute": "guided"}, "uncond_recompute 'guided' needs cache_refresh"),
         ({"image_recompute": "some", "cache_refresh": 2}, "image_recompute must be one of"),
+        ({"answer_refresh": -1, "cache_refresh": 2}, "answer_refresh must be at least 1 (0 turns"),
+        ({"answer_refresh": 5000, "cache_refresh": 2}, "answer_refresh must be at most 4096"),
+        ({"answer_refresh": 1.5, "cache_refresh": 2}, "answer_refresh must be a whole number"),
+        ({"answer_refresh": 2}, "answer_refresh 2 needs cache_refresh"),
+        ({"speed": "fast", "cache_refresh": 0, "answer_refresh": 2}, "needs cache_refresh"),
         ({"profile": "reference", "image_order": "halton"}, "needs the default profile"),
     ],
 )

@@ -7,6 +7,10 @@
   image) against the cached keys/values of the rest: the prompt and input image (a prefix cache),
   the closed text blocks and the image on text steps (Fast-dLLM's dual cache), the text on image
   steps. The positions computed write their fresh keys/values into the cache.
+- `answer_refresh` a: every a-th step between the full forwards computes the whole answer (every
+  text position, the whole output image and the answer's fixed tokens) against the cached prefix
+  (prompt and input image), so the closed text blocks and the codes revealed earlier get fresh
+  keys/values without recomputing the prefix.
 - `image_recompute` 'active': the image positions computed between full forwards are only those
   still masked before the previous image step (the ML-Cache / dLLM-Cache pattern): the ones the
   step reads, and the ones the previous image step revealed, whose cached keys/values are still
@@ -28,7 +32,7 @@ import torch
 
 from paradiff.model import MaskPredictor
 from paradiff.sampling.config import SamplerConfig
-from paradiff.sampling.plan import StepPlan
+from paradiff.sampling.plan import StepPlan, step_refresh
 from paradiff.sampling.state import RunState
 
 Forward = Callable[[int, StepPlan, bool], tuple[torch.Tensor, int, int]]
@@ -75,6 +79,8 @@ class CachedForward:
         self.hidden = self.hidden.to(model.dtype)  # the newest hidden state of every position
         self.cache = model.new_cache(rows, length) if config.cache_refresh else None
         self.filled_rows = 0  # rows whose cache a full forward has filled
+        answer = torch.arange(run.batch.answer_start, length, device=run.ids.device)
+        self.answer_rest = answer[~torch.isin(answer, run.batch.output_image)]  # text and fixed
         self.residual: torch.Tensor | None = None  # (n_cond, L, d) h_c - h_u
         self.guided_steps = 0
         forward = model.partial_hidden_states
@@ -91,6 +97,8 @@ class CachedForward:
         image_at = run.batch.output_image if plan.image is not None else None
         if image_at is not None and self.active is not None:
             image_at = self.active.positions(run.image_now() == run.mask_id)
+        if step_refresh(step, self.config) == "answer":  # the whole answer against the prefix
+            text_at, image_at = self.answer_rest, run.batch.output_image
         return self._hidden(step, run.ids, wants_uncond, text_at, image_at)
 
     def _hidden(
@@ -111,7 +119,7 @@ class CachedForward:
         self.guided_steps += wants_uncond
         rows = 2 * n if run_uncond else n
         length = ids.shape[1]
-        full = self.cache is None or step % cfg.cache_refresh == 0 or rows > self.filled_rows
+        full = step_refresh(step, cfg) == "full" or rows > self.filled_rows
         if full and self.cache is not None and self.filled_rows == 0:
             rows = ids.shape[0]  # the first fill takes every row (later steps may need them)
         mask = self.batch.attention_mask[:rows]

@@ -26,7 +26,7 @@ SETTING_CHOICES: dict[str, tuple[str, ...]] = {
 
 # The range of every numeric setting (checked with its type before anything is sampled; the
 # pipeline also bounds steps and lengths by the tokens a model's sequence holds).
-MAX_STEPS = 4096  # text_steps, image_steps; cache_refresh and guidance_reuse too
+MAX_STEPS = 4096  # text_steps, image_steps; cache_refresh, answer_refresh, guidance_reuse too
 MAX_TEXT_LENGTH = 65536  # text_gen_length, text_block_length
 MAX_BEST_OF = 16  # best_of: K candidates cost K sampler runs
 MAX_TEMPERATURE = 100.0  # text_temperature, image_temperature
@@ -39,6 +39,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "text_block_length": (1, MAX_TEXT_LENGTH),
     "best_of": (1, MAX_BEST_OF),
     "cache_refresh": (0, MAX_STEPS),
+    "answer_refresh": (0, MAX_STEPS),
     "guidance_reuse": (0, MAX_STEPS),
     "seed": (0, MAX_SEED),
 }
@@ -59,7 +60,7 @@ def check_setting(name: str, value: Any) -> None:
         low, high = INT_RANGES[name]
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise SamplerConfigError(f"{name} must be a whole number, got {value!r}")
-        if value < 0 and name in ("cache_refresh", "guidance_reuse"):
+        if value < 0 and name in ("cache_refresh", "answer_refresh", "guidance_reuse"):
             raise SamplerConfigError(f"{name} must be at least 1 (0 turns it off), got {value}")
         if value < low:
             raise SamplerConfigError(f"{name} must be at least {low}, got {value}")
@@ -95,6 +96,7 @@ def check_setting(name: str, value: Any) -> None:
 # its value under any preset, whatever the value (`SamplerConfig.resolved`).
 EXACT_FAST_SETTINGS: dict[str, Any] = {
     "cache_refresh": 0,
+    "answer_refresh": 0,
     "guidance_reuse": 0,
     "text_threshold": 0.0,
     "image_recompute": "all",
@@ -103,7 +105,7 @@ EXACT_FAST_SETTINGS: dict[str, Any] = {
 }
 
 # The fast settings that act only between the full forwards of `cache_refresh`.
-CACHE_STRATEGIES = ("image_recompute", "uncond_recompute")
+CACHE_STRATEGIES = ("answer_refresh", "image_recompute", "uncond_recompute")
 
 
 # Command-line flag -> (SamplerConfig field, type, help), shared by the CLI, the benchmarks and
@@ -146,6 +148,12 @@ SAMPLER_FLAGS: dict[str, tuple[str, type, str]] = {
         "cache_refresh",
         int,
         "approximate: a full forward every r steps, cached partial forwards between (0 = off)",
+    ),
+    "--answer-refresh": (
+        "answer_refresh",
+        int,
+        "approximate, with a cache: every a-th step between full forwards recomputes the whole "
+        "answer (text and output image) against the cached prefix (0 = off)",
     ),
     "--guidance-reuse": (
         "guidance_reuse",
@@ -225,6 +233,9 @@ class SamplerConfig:
     The fast settings (default profile only; unset: the preset's value, off in exact mode):
     cache_refresh r: a full forward every r steps; the steps between compute only the open text
         block and the output image against cached keys/values of the rest (0: full every step).
+    answer_refresh a (with cache_refresh): every a-th step between the full forwards (step s
+        with s mod r a multiple of a) computes every answer position (the text and the output
+        image) against the cached prefix, refreshing their keys/values (0: off).
     guidance_reuse k: the unconditional rows run on every k-th guided step only; between, the
         guidance residual h_c - h_u of the last one is reused (0: every guided step).
     text_threshold tau in (0, 1]: a text step reveals, beyond its scheduled count, every masked
@@ -253,6 +264,7 @@ class SamplerConfig:
     best_of: int = 1
     speed: str = "exact"
     cache_refresh: int | None = None
+    answer_refresh: int | None = None
     guidance_reuse: int | None = None
     text_threshold: float | None = None
     image_recompute: str | None = None

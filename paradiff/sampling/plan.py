@@ -54,6 +54,18 @@ class SamplerProfile:
     image_keep_one: bool = False
 
 
+def step_refresh(step: int, config: SamplerConfig) -> str:
+    """What the fast settings' forward of step `step` recomputes (a resolved config): 'full'
+    every position, refilling the cache (every step without `cache_refresh`, else every r-th);
+    'answer' the whole answer against the cached prefix (with `answer_refresh` a, the steps
+    between whose offset from the last full forward is a multiple of a); 'partial' only the
+    positions the step decodes."""
+    r, a = config.cache_refresh, config.answer_refresh
+    if not r or step % r == 0:
+        return "full"
+    return "answer" if a and step % r % a == 0 else "partial"
+
+
 def text_open_counts(text: list[tuple[int, int]], block_length: int) -> list[int]:
     """Per text step, the tokens of its block the schedule has not revealed before it."""
     revealed: dict[int, int] = {}  # block -> tokens the schedule revealed so far
