@@ -39,6 +39,7 @@ from paradiff.layout import FAMILY_A, Batch, Layout
 from paradiff.model import MaskPredictor
 from paradiff.model_config import tiny_config
 from paradiff.sampling import ParallelSampler, SamplerConfig
+from paradiff.sampling.config import SAMPLER_FLAGS
 
 SPACE = FAMILY_A
 ANSWER_END_ID = 126355  # </answer>
@@ -62,16 +63,12 @@ def sampler_config(args: argparse.Namespace) -> SamplerConfig:
 def speed_config(config: SamplerConfig, spec: str) -> SamplerConfig:
     """`config` under a --speeds entry: a preset, optionally with settings that win over it,
     `preset:key=value:...` (e.g. `fast:cache_refresh=8:image_steps=8`)."""
+    kinds = {name: kind for name, kind, _ in SAMPLER_FLAGS.values()}  # each setting's type
     preset, *pairs = spec.split(":")
     changes = {}
     for pair in pairs:
         key, _, text = pair.partition("=")
-        for kind in (int, float, str):
-            try:
-                changes[key] = kind(text)
-                break
-            except ValueError:
-                continue
+        changes[key] = kinds[key](text)
     return config.replace(speed=preset, **changes)
 
 

@@ -251,7 +251,8 @@ def nearest_existing(path: Path) -> Path:
 
 
 # -- publishing outputs -----------------------------------------------------------------------
-def file_digest(path: Path) -> str:
+def file_digest(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex), read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

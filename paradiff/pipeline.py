@@ -57,6 +57,16 @@ def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
     return path
 
 
+def model_directory(path_or_hub_id: str | os.PathLike | None = None) -> Path:
+    """The local directory of a model: the bundled one (by default, or by its name), a
+    checkpoint directory, or a hub id's snapshot (`resolve_checkpoint_dir`)."""
+    if path_or_hub_id is None:
+        return bundled_model_dir()
+    if isinstance(path_or_hub_id, str) and (BUNDLED_MODELS / path_or_hub_id).is_dir():
+        return bundled_model_dir(path_or_hub_id)
+    return resolve_checkpoint_dir(path_or_hub_id)
+
+
 @dataclass
 class Request:
     """One sample to draw: the instruction, the input image (editing) and its seed."""
@@ -187,12 +197,7 @@ class ParallelPipeline:
         if offload:
             check_offload(device, quantize)
         check_quantization(quantize, device, parse_dtype(dtype))
-        if path_or_hub_id is None:
-            directory = bundled_model_dir()
-        elif isinstance(path_or_hub_id, str) and (BUNDLED_MODELS / path_or_hub_id).is_dir():
-            directory = bundled_model_dir(path_or_hub_id)
-        else:
-            directory = resolve_checkpoint_dir(path_or_hub_id)
+        directory = model_directory(path_or_hub_id)
         load_device = "cpu" if offload else device
         model = MaskPredictor.from_pretrained(
             str(directory), dtype=dtype, device=load_device, quantize=quantize

@@ -42,7 +42,9 @@ from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.items import METRICS
 from paradiff.bench.report import bootstrap_interval
 from paradiff.bench.runner import BenchFolder
-from paradiff.pipeline import BUNDLED_MODELS, ParallelPipeline
+from paradiff.checkpoint import CheckpointError
+from paradiff.command_support import file_digest
+from paradiff.pipeline import ParallelPipeline, model_directory
 from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.probe import GREEDY
 from paradiff.training import pararl, sft
@@ -344,9 +346,9 @@ class Study:
         return {
             "model": inputs.model,
             "model_sha256": model_sha256(inputs.model),
-            "records_sha256": file_sha256(inputs.records),
-            "rl_recipe_sha256": file_sha256(inputs.rl_recipe),
-            "sft_recipe_sha256": file_sha256(inputs.sft_recipe) if self.thinking else None,
+            "records_sha256": file_digest(inputs.records),
+            "rl_recipe_sha256": file_digest(inputs.rl_recipe),
+            "sft_recipe_sha256": file_digest(inputs.sft_recipe) if self.thinking else None,
             "pretokenized": inputs.pretokenized,
             "sft_init": inputs.sft_init,
             "clip_dir": inputs.clip_dir,
@@ -405,26 +407,22 @@ class Study:
         return results
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_sha256(model: str) -> str:
-    """The sha256 of a model's weights (its safetensors files in name order): a bundled model's
-    name or a checkpoint folder."""
-    directory = BUNDLED_MODELS / model if (BUNDLED_MODELS / model).is_dir() else Path(model)
+    """The sha256 of a model's weights: of its safetensors file, or (sharded) of the files'
+    digests in name order; `model` as `ParallelPipeline.from_pretrained` takes it."""
+    try:
+        directory = model_directory(model)
+    except (CheckpointError, FileNotFoundError) as err:
+        raise StudyError(f"the model {model}: {err}") from None
     files = sorted(directory.glob("*.safetensors"))
     if not files:
         raise StudyError(f"the model {model} has no safetensors weights to name it by")
+    if len(files) == 1:
+        return file_digest(files[0])
     digest = hashlib.sha256()
     for file in files:
-        digest.update(bytes.fromhex(file_sha256(file)))
-    return digest.hexdigest() if len(files) > 1 else file_sha256(files[0])
+        digest.update(bytes.fromhex(file_digest(file)))
+    return digest.hexdigest()
 
 
 # -- statistics -------------------------------------------------------------------------------

@@ -25,6 +25,13 @@ from paradiff.model import MaskPredictor
 from paradiff.sampling import SamplerConfig
 
 
+def by_group(rewards: torch.Tensor, group: int) -> torch.Tensor:
+    """Rewards (P * G, S), G consecutive rows per prompt, viewed as (P, G, S)."""
+    if rewards.shape[0] % group:
+        raise ValueError(f"{rewards.shape[0]} rollouts do not split into groups of {group}")
+    return rewards.view(-1, group, *rewards.shape[1:])
+
+
 def group_advantages(
     rewards: torch.Tensor, group: int, eps: float = 1e-6, scaled: bool = True
 ) -> torch.Tensor:
@@ -35,9 +42,7 @@ def group_advantages(
     per group and scored step s (population std, so a group of equal rewards gets 0); with
     `scaled` False, A_{i,s} = r_{i,s} - mean_G r_{.,s} (Dr. GRPO: a group whose rewards differ by
     a hair keeps a hair of advantage instead of a full unit)."""
-    if rewards.shape[0] % group:
-        raise ValueError(f"{rewards.shape[0]} rollouts do not split into groups of {group}")
-    grouped = rewards.double().view(-1, group, *rewards.shape[1:])  # (P, G, S)
+    grouped = by_group(rewards.double(), group)  # (P, G, S)
     centred = grouped - grouped.mean(1, keepdim=True)
     if scaled:
         centred = centred / (grouped.std(1, unbiased=False, keepdim=True) + eps)
@@ -49,9 +54,7 @@ def best_of_group(rewards: torch.Tensor, group: int) -> torch.Tensor:
     that reward is above the group's mean, else 0 (rewards (P * G, S), G consecutive rows per
     prompt): the group's best answer is learned as a training target and nothing else is
     (reward-ranked fine-tuning, RAFT), so a group of equal rewards teaches nothing."""
-    if rewards.shape[0] % group:
-        raise ValueError(f"{rewards.shape[0]} rollouts do not split into groups of {group}")
-    grouped = rewards.view(-1, group, *rewards.shape[1:])  # (P, G, S)
+    grouped = by_group(rewards, group)  # (P, G, S)
     best = grouped.argmax(1, keepdim=True)  # (P, 1, S): the first of the ties
     top = grouped.gather(1, best)
     one_hot = torch.zeros_like(grouped).scatter_(1, best, 1.0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -116,7 +117,7 @@ def seed_generators(seed: int) -> None:
 
 
 # -- the loop ------------------------------------------------------------------------------------
-class TrainingLoop:
+class TrainingLoop(ABC):
     """One training run's loop; subclasses give the recipe (`SFTRun`, `ParaRLRun`)."""
 
     NAME: ClassVar[str] = "train"  # the progress bar's and the tracker's name
@@ -135,6 +136,7 @@ class TrainingLoop:
 
     def wait_for_everyone(self) -> None:
         """A barrier between the recipe's processes."""
+        return None  # (one process; a recipe overrides it)
 
     def clip_gradients(self, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(self.pipe.model.parameters(), max_norm)
@@ -172,16 +174,17 @@ class TrainingLoop:
     # -- the recipe's part ------------------------------------------------------------------------
     def before_training(self) -> None:
         """What the recipe does once before its first step (this run's, resumed or not)."""
+        return None  # (nothing by default)
 
+    @abstractmethod
     def train_step(self) -> dict[str, Any]:
         """One training step's updates (`optimizer_step`), closed by `end_step`; what
         `log_line` needs."""
-        raise NotImplementedError
 
+    @abstractmethod
     def log_line(self, result: dict[str, Any]) -> dict[str, Any] | None:
         """The log line of a step's `result` (every process calls it; None where the process
         writes no log)."""
-        raise NotImplementedError
 
     def postfix(self, line: dict[str, Any]) -> dict[str, Any]:
         """What the progress bar shows of a log line."""
@@ -193,6 +196,7 @@ class TrainingLoop:
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """The recipe's own part of a resumed state (RecipeError where it does not fit)."""
+        return None  # (nothing by default)
 
     # -- a step -----------------------------------------------------------------------------------
     def optimizer_step(self) -> None:

@@ -3,8 +3,7 @@ recorded, and the partial answers along them scored by a reward."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ class Rollouts:
 
     def rows(self, keep: torch.Tensor) -> Rollouts:
         """The rollouts of the rows `keep` (B,) bool marks (an unguided batch's)."""
-        batch = dataclasses.replace(
+        batch = replace(
             self.batch, ids=self.batch.ids[keep], attention_mask=self.batch.attention_mask[keep]
         )
         records = [r for r, k in zip(self.records, keep.tolist(), strict=True) if k]
