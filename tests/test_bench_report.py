@@ -9,6 +9,7 @@ from PIL import Image
 
 from paradiff.bench.items import METRICS
 from paradiff.bench.report import (
+    arm_difference_interval,
     bootstrap_interval,
     compare_table,
     markdown_table,
@@ -82,6 +83,25 @@ def test_the_seed_level_interval_holds_the_spread_between_training_runs():
     assert wide[0] < 2 < wide[1] and wide == seed_level_interval(spread)
     with pytest.raises(ValueError, match="seeds, prompts"):
         seed_level_interval(np.zeros(5))
+
+
+def test_the_arm_difference_interval_resamples_both_arms_runs():
+    """One run per arm: the paired bootstrap over prompts of the differences. Runs of the worse
+    arm that disagree with each other widen it (a prompts-only interval of the run means does
+    not); the prompts stay paired, so a constant per-prompt offset gives a point interval."""
+    import numpy as np
+
+    prompts = np.linspace(-30, 30, 60)
+    one = arm_difference_interval(np.stack([prompts + 5]), np.stack([prompts]))
+    assert one == pytest.approx((5.0, 5.0))  # paired prompts: the offset, whatever the spread
+    noisy = prompts + np.random.default_rng(0).normal(0, 10, 60)
+    paired = arm_difference_interval(np.stack([noisy + 5]), np.stack([prompts]))
+    assert paired == pytest.approx(bootstrap_interval(list(noisy + 5 - prompts)), abs=1.0)
+    spread = np.stack([prompts + 10, prompts - 10, prompts])  # worse arm: three unlike seeds
+    wide = arm_difference_interval(np.stack([prompts + 5] * 2), spread)
+    assert wide[0] < 0 < wide[1]  # a run of the worse arm at +10 can beat the better one
+    with pytest.raises(ValueError, match="same prompts"):
+        arm_difference_interval(np.zeros((2, 5)), np.zeros((2, 4)))
 
 
 def test_paired_differences_use_the_samples_both_runs_scored():

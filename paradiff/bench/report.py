@@ -52,11 +52,26 @@ def seed_level_interval(
     x = np.asarray(differences, dtype=np.float64)
     if x.ndim != 2 or not x.size:
         raise ValueError(f"expected differences (seeds, prompts), got shape {x.shape}")
+    return arm_difference_interval(x, np.zeros((1, x.shape[1])), seed, resamples)
+
+
+def arm_difference_interval(
+    better: np.ndarray, worse: np.ndarray, seed: int = 0, resamples: int = RESAMPLES
+) -> tuple[float, float]:
+    """The 95% interval of mean(better) - mean(worse) for two arms' scores (runs, P) on the
+    same P prompts, runs unpaired (training or sampling seeds of each arm): every resample draws
+    each arm's runs with replacement and one set of P prompts for both (the prompts stay
+    paired), so the interval holds the spread between runs of either arm and between prompts."""
+    a, b = np.asarray(better, dtype=np.float64), np.asarray(worse, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or not a.size or not b.size or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected (runs, prompts) on the same prompts, got {a.shape}, {b.shape}")
     rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, x.shape[0], size=(resamples, x.shape[0]))
-    prompts = rng.integers(0, x.shape[1], size=(resamples, x.shape[1]))
-    means = x[seeds[:, :, None], prompts[:, None, :]].mean(axis=(1, 2))  # (resamples,)
-    low, high = np.percentile(means, [2.5, 97.5])
+    runs_a = rng.integers(0, a.shape[0], size=(resamples, a.shape[0]))
+    prompts = rng.integers(0, a.shape[1], size=(resamples, a.shape[1]))
+    runs_b = rng.integers(0, b.shape[0], size=(resamples, b.shape[0]))  # drawn last (see above)
+    means_a = a[runs_a[:, :, None], prompts[:, None, :]].mean(axis=(1, 2))  # (resamples,)
+    means_b = b[runs_b[:, :, None], prompts[:, None, :]].mean(axis=(1, 2))
+    low, high = np.percentile(means_a - means_b, [2.5, 97.5])
     return float(low), float(high)
 
 
