@@ -6,7 +6,7 @@ python scripts/results_table.py runs/sb-t1-s0 runs/sb-t1-s1 runs/sb-t1-s2 --ci -
 --ci writes each cell as `mean [95% interval over prompts]`; --average adds, per group, a row with
 the mean over the runs and [lowest, highest] of the runs (e.g. sampling seeds); --paired adds a
 table of each run's paired difference to the first run over the prompts both scored (mean [95%
-bootstrap interval]), e.g. an RL run on the first 100 prompts against its SFT model's full run:
+bootstrap interval]), per group, e.g. an RL run on the first 100 prompts against its SFT model's full run:
 python scripts/results_table.py runs/eval/parallel runs/eval/rl --paired
 """
 
@@ -54,24 +54,32 @@ def main() -> None:
             count = "+".join(str(run["count"]) for run in runs)
             print(f"| {args.average} | {group} | {count} | " + " | ".join(cells) + " |")
     if args.paired:
-        print_paired(args.runs, labels)
+        print_paired(args.runs, labels, args.groups)
 
 
-def print_paired(runs: list[str], labels: list[str]) -> None:
-    """Each later run minus the first, per metric, over the prompts both runs scored."""
+def print_paired(runs: list[str], labels: list[str], groups: list[str]) -> None:
+    """Each later run minus the first, per group (overall, a task or a category) and metric,
+    over the prompts both runs scored."""
     base = BenchFolder(Path(runs[0])).scored()
-    print(f"\n| paired difference to {labels[0]} | n | " + " | ".join(METRICS) + " |")
-    print("|---|---|" + "---|" * len(METRICS))
+    print(f"\n| paired difference to {labels[0]} | group | n | " + " | ".join(METRICS) + " |")
+    print("|---|---|---|" + "---|" * len(METRICS))
     for label, run in zip(labels[1:], runs[1:], strict=True):
         scored = BenchFolder(Path(run)).scored()
-        differences = paired_differences(scored, base)
-        cells = []
-        for metric in METRICS:
-            d = differences.get(metric)
-            cells.append(
-                f"{d['mean']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]" if d else "-"
-            )
-        print(f"| {label} | {sum(i in base for i in scored)} | " + " | ".join(cells) + " |")
+        for group in groups:
+            picked = {
+                i: record
+                for i, record in scored.items()
+                if group in ("overall", record.get("task"), record.get("category"))
+            }
+            differences = paired_differences(picked, base)
+            cells = []
+            for metric in METRICS:
+                d = differences.get(metric)
+                cells.append(
+                    f"{d['mean']:+.1f} [{d['ci95'][0]:+.1f}, {d['ci95'][1]:+.1f}]" if d else "-"
+                )
+            n = sum(i in base for i in picked)
+            print(f"| {label} | {group} | {n} | " + " | ".join(cells) + " |")
 
 
 def cell(value: dict, ci: bool) -> str:
