@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from paradiff.bench.items import METRICS
-from paradiff.bench.report import SUMMARY_JSON, groups_of, paired_differences
+from paradiff.bench.report import SUMMARY_JSON, groups_of, in_group, paired_differences
 from paradiff.bench.runner import BenchFolder
 
 
@@ -66,11 +66,7 @@ def print_paired(runs: list[str], labels: list[str], groups: list[str]) -> None:
     for label, run in zip(labels[1:], runs[1:], strict=True):
         scored = BenchFolder(Path(run)).scored()
         for group in groups:
-            picked = {
-                i: record
-                for i, record in scored.items()
-                if group in ("overall", record.get("task"), record.get("category"))
-            }
+            picked = {i: record for i, record in scored.items() if in_group(record, group)}
             differences = paired_differences(picked, base)
             cells = []
             for metric in METRICS:

@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from paradiff.bench.items import METRICS
-from paradiff.bench.report import SHORT_NAMES, seed_level_interval
+from paradiff.bench.report import SHORT_NAMES, in_group, seed_level_interval
 from paradiff.bench.runner import BenchFolder
 
 COLUMNS = (*METRICS, "TA+IA")
@@ -25,7 +25,7 @@ def per_prompt(folder: str, group: str) -> dict[str, dict[str, float]]:
     """Sample id -> its scores (and TA+IA) in the group of a run folder."""
     rows = {}
     for item, record in BenchFolder(folder).scored().items():
-        if group in ("overall", record["task"], record["category"]):
+        if in_group(record, group):
             row = {m: record[m] for m in METRICS if record.get(m) is not None}
             row["TA+IA"] = (record["text_alignment"] + record["image_alignment"]) / 2
             rows[item] = row

@@ -140,6 +140,11 @@ def groups_of(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {**summary["per_category"], **summary["per_task"], "overall": summary["overall"]}
 
 
+def in_group(record: dict[str, Any], group: str) -> bool:
+    """Whether a score record belongs to a group of the report: overall, its task or category."""
+    return group in ("overall", record.get("task"), record.get("category"))
+
+
 def markdown_table(summary: dict[str, Any]) -> str:
     """One row per group: n, then each metric as `mean [low, high]` (– where not scored)."""
     head = "| group | n | " + " | ".join(METRICS) + " |"

@@ -60,7 +60,8 @@ from paradiff.training.sft_settings import SFTSettings
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 INPUTS_FILE = "study_inputs.json"
 TEMPERATURES = {"greedy": 0.0, "t1": 1.0}  # image temperature of the evaluations
-LATER_HALF = (0.5, 1.0)  # the labelled variant's window of scored steps (share of the timeline)
+WHOLE_TRAJECTORY = (0.0, 1.0)  # the window of scored steps (share of the timeline), as the paper
+LATER_HALF = (0.5, 1.0)  # the labelled variant's window
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ class Study:
         changes = [*paths, *self.settings.rl_overrides, *overrides]
         return RLSettings.load(self.inputs.rl_recipe, changes)
 
-    def rl_model(self, at: str, reward: str, steps: int, seed: int, window=(0.0, 1.0)) -> str:
+    def rl_model(self, at: str, reward: str, steps: int, seed: int, window=WHOLE_TRAJECTORY) -> str:
         """The final model of one RL run (trained, or resumed, first); `window` the share of the
         sampler's timeline its scored steps are drawn from."""
         name = f"{'pararl' if at == 'trajectory' else 'output-rl'}-{reward}-s{steps}"
@@ -284,7 +285,7 @@ class Study:
         return f"ParaRL s={self.reference_steps}, later half"
 
     def trained_arm(
-        self, at: str, reward: str, steps: int, window=(0.0, 1.0)
+        self, at: str, reward: str, steps: int, window=WHOLE_TRAJECTORY
     ) -> dict[str, list[Path]]:
         """Per training seed: its model evaluated greedy and at T = 1 (with that seed)."""
         per_seed = []
@@ -494,15 +495,12 @@ def judge(claim: Claim, temperature: str, folders: dict[str, list[Path]]) -> dic
     better = per_prompt(scores[claim.better], claim.metric)
     worse = per_prompt(scores[claim.worse], claim.metric)
     shared = sorted(set(better) & set(worse))
-    diff = [better[i] - worse[i] for i in shared]
-    low, high = (
-        arm_difference_interval(
-            run_matrix(scores[claim.better], claim.metric, shared),
-            run_matrix(scores[claim.worse], claim.metric, shared),
-        )
-        if diff
-        else (0.0, 0.0)
-    )
+    mean, low, high = 0.0, 0.0, 0.0
+    if shared:
+        better_runs = run_matrix(scores[claim.better], claim.metric, shared)  # (runs, prompts)
+        worse_runs = run_matrix(scores[claim.worse], claim.metric, shared)
+        mean = float(better_runs.mean() - worse_runs.mean())
+        low, high = arm_difference_interval(better_runs, worse_runs)
     verdict = "reproduced" if low > 0 else "reversed" if high < 0 else "not reproduced"
     return {
         "title": claim.title,
@@ -511,8 +509,8 @@ def judge(claim: Claim, temperature: str, folders: dict[str, list[Path]]) -> dic
         "temperature": temperature,
         "better": claim.better,
         "worse": claim.worse,
-        "difference": {"mean": float(np.mean(diff)) if diff else 0.0, "ci95": [low, high]},
-        "n": len(diff),
+        "difference": {"mean": mean, "ci95": [low, high]},
+        "n": len(shared),
         "verdict": verdict,
         "arms": {arm: arm_summary(runs) for arm, runs in scores.items()},
     }
