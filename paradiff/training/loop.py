@@ -138,6 +138,11 @@ class TrainingLoop(ABC):
         """A barrier between the recipe's processes."""
         return None  # (one process; a recipe overrides it)
 
+    def end_processes(self) -> None:
+        """Close what joins the recipe's processes before they exit (a process group left open
+        can abort a process at exit while its communication threads still run)."""
+        return None  # (one process; a recipe overrides it)
+
     def clip_gradients(self, max_norm: float) -> None:
         torch.nn.utils.clip_grad_norm_(self.pipe.model.parameters(), max_norm)
 
@@ -250,7 +255,9 @@ class TrainingLoop(ABC):
         self.evaluate()
         self.tracker.finish()
         self.save_checkpoint()
-        return self.save_final()
+        final = self.save_final()
+        self.end_processes()
+        return final
 
     @property
     def echo(self):

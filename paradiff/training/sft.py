@@ -119,6 +119,9 @@ class SFTRun(TrainingLoop):
     def wait_for_everyone(self) -> None:
         self.accelerator.wait_for_everyone()
 
+    def end_processes(self) -> None:
+        self.accelerator.end_training()  # trackers (none) finished, the process group destroyed
+
     def clip_gradients(self, max_norm: float) -> None:
         self.accelerator.clip_grad_norm_(self.objective.parameters(), max_norm)
 
