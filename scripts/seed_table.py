@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 
 from paradiff.bench.items import METRICS
-from paradiff.bench.report import SHORT_NAMES, arm_difference_interval, in_group
+from paradiff.bench.report import SHORT_NAMES, arm_difference_interval, in_group, run_matrix
 from paradiff.bench.runner import BenchFolder
 
 COLUMNS = (*METRICS, "TA+IA")
@@ -73,8 +73,8 @@ def main() -> None:
                 if not ids:
                     cells.append("–")
                     continue
-                better = np.array([[r[i][column] for i in ids] for r in arm])  # (runs, prompts)
-                worse = np.array([[b[i][column] for i in ids] for b in bases])
+                better = run_matrix(arm, column, ids)  # (runs, prompts)
+                worse = run_matrix(bases, column, ids)
                 low, high = arm_difference_interval(better, worse)
                 cells.append(f"{better.mean() - worse.mean():+.1f} [{low:+.1f}, {high:+.1f}]")
             print(f"| {label} | {group} | {len(runs)} | {len(ids)} | " + " | ".join(cells) + " |")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,14 @@ def seed_level_interval(
     if x.ndim != 2 or not x.size:
         raise ValueError(f"expected differences (seeds, prompts), got shape {x.shape}")
     return arm_difference_interval(x, np.zeros((1, x.shape[1])), seed, resamples)
+
+
+def run_matrix(
+    runs: Sequence[Mapping[str, Mapping[str, float]]], metric: str, ids: Sequence[str]
+) -> np.ndarray:
+    """(runs, prompts): each run's score of `metric` on the prompts `ids` (a run: its score
+    records by prompt id), the input of `arm_difference_interval`."""
+    return np.array([[run[item][metric] for item in ids] for run in runs], dtype=np.float64)
 
 
 def arm_difference_interval(

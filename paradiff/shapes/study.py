@@ -45,7 +45,7 @@ import numpy as np
 
 from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.items import METRICS
-from paradiff.bench.report import arm_difference_interval, bootstrap_interval
+from paradiff.bench.report import arm_difference_interval, bootstrap_interval, run_matrix
 from paradiff.bench.runner import BenchFolder
 from paradiff.checkpoint import CheckpointError
 from paradiff.command_support import file_digest
@@ -481,11 +481,6 @@ def arm_summary(runs: Sequence[Scores]) -> dict[str, Any]:
                 "seed_range": [float(min(run_means)), float(max(run_means))],
             }
     return summary
-
-
-def run_matrix(runs: Sequence[Scores], metric: str, ids: Sequence[str]) -> np.ndarray:
-    """(runs, prompts): each run's score of `metric` on the prompts `ids`."""
-    return np.array([[run[item][metric] for item in ids] for run in runs], dtype=np.float64)
 
 
 def judge(claim: Claim, temperature: str, folders: dict[str, list[Path]]) -> dict[str, Any]:
