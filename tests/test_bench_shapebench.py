@@ -188,3 +188,16 @@ def test_the_development_split_is_shapebench_sized_disjoint_and_judged_like_it(c
     with pytest.raises(SystemExit) as stopped:
         main(["bench", "shapebench", "--oracle", "--split", "training"])
     assert stopped.value.code == 2 and "--split" in capsys.readouterr().err
+
+
+def test_the_confirmation_split_is_shapebench_sized_and_disjoint_from_both(capsys):
+    confirmation = select_samples(split="confirmation")
+    bench, development = select_samples(), select_samples(split="development")
+    assert len(confirmation) == 300
+    keys = {s.key() for s in confirmation}
+    assert not keys & {s.key() for s in bench} and not keys & {s.key() for s in development}
+    assert [s.category for s in confirmation] == [s.category for s in bench]
+    assert (
+        main(["bench", "shapebench", "--oracle", "--split", "confirmation", "--limit", "15"]) == 0
+    )
+    assert "overall" in capsys.readouterr().out

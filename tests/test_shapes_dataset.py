@@ -12,7 +12,9 @@ import torch
 from paradiff.shapes import dataset
 from paradiff.shapes.commands import register
 from paradiff.shapes.dataset import (
+    DEVELOPMENT_PER_CATEGORY,
     DatasetError,
+    confirmation_samples,
     development_samples,
     parse_weights,
     read_records,
@@ -167,3 +169,15 @@ def test_the_development_split_has_every_category_and_no_shapebench_prompt(monke
     first = development_samples(1)[0]
     assert len(calls) == 16 and first.key() != bench_sample.key()
     assert calls[1] != calls[0]  # the redraw comes from another seed
+
+
+def test_the_confirmation_split_avoids_shapebench_and_the_development_split():
+    samples = confirmation_samples(2)
+    assert Counter(s.category for s in samples) == {
+        c: 2 for c in (*EDIT_CATEGORIES, *GENERATION_CATEGORIES)
+    }
+    keys = {s.key() for s in samples}
+    assert len(keys) == len(samples)
+    development = {s.key() for s in development_samples(DEVELOPMENT_PER_CATEGORY)}
+    assert not keys & shapebench_keys() and not keys & development
+    assert [s.to_json() for s in confirmation_samples(2)] == [s.to_json() for s in samples]

@@ -4,7 +4,8 @@
 the bench commands through pyproject.toml's `paradiff.benchmarks` entry point).
 
 300 fixed samples (200 editing, 100 generation; `paradiff.shapes.dataset.shapebench_samples`);
-`--split development` scores the 300 development prompts instead, `--split wild` the 250 of
+`--split development` scores the 300 development prompts instead, `--split confirmation` 300
+more disjoint from both (`paradiff.shapes.dataset.confirmation_samples`), `--split wild` the 250 of
 ShapeBench-wild (`paradiff.shapes.dataset.wild_samples`: the opt-in kinds and every category in
 held-out phrasings). Every report also gives the exact rate: the share of edits whose output
 scene is exactly the target (`paradiff.shapes.judge.exact_match`; a generation has many right
@@ -45,7 +46,9 @@ from paradiff.command_support import (
 )
 from paradiff.image_tokenizers.base import to_pil
 from paradiff.shapes.dataset import (
+    CONFIRMATION_PER_CATEGORY,
     DEVELOPMENT_PER_CATEGORY,
+    confirmation_samples,
     development_samples,
     shapebench_samples,
     wild_samples,
@@ -68,19 +71,21 @@ def oracle(sample: ShapeSample) -> tuple[str, Any]:
     return sample.reasoning, sample.scene_out
 
 
-SPLITS = ("shapebench", "development", "wild")
+SPLITS = ("shapebench", "development", "confirmation", "wild")
 
 
 def select_samples(limit: int | None = None, split: str = "shapebench") -> list[ShapeSample]:
     """The first `limit` samples of a split (all for None), categories interleaved: ShapeBench,
-    the development split (disjoint from it, for tuning and training curves) or ShapeBench-wild
-    (the opt-in kinds first, then every category; held-out phrasings)."""
+    the development split (disjoint from it, for tuning and training curves), the confirmation
+    split (disjoint from both, for checking a choice) or ShapeBench-wild (the opt-in kinds first, then every category; held-out phrasings)."""
     if split not in SPLITS:
         raise ShapeBenchError(f"--split must be one of {SPLITS}, got {split!r}")
     if split == "shapebench":
         samples = list(shapebench_samples())
     elif split == "wild":
         samples = list(wild_samples())
+    elif split == "confirmation":
+        samples = confirmation_samples(CONFIRMATION_PER_CATEGORY)
     else:
         samples = development_samples(DEVELOPMENT_PER_CATEGORY)
     if limit is not None:
@@ -258,7 +263,8 @@ class ShapeBench(Benchmark):
             choices=SPLITS,
             default="shapebench",
             help="the 300 ShapeBench prompts (default), the 300 of the development split"
-            " (disjoint from ShapeBench; for tuning and RL curves) or the 250 of ShapeBench-wild"
+            " (disjoint from ShapeBench; for tuning and RL curves), the 300 of the confirmation"
+            " split (disjoint from both; nothing is chosen on it) or the 250 of ShapeBench-wild"
             " (absent, ambiguous, neighbour, cell and several-object edits and every category, in"
             " phrasings no training sample uses)",
         )

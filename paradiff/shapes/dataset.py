@@ -2,10 +2,12 @@
 development split for tuning and ShapeBench-wild.
 
 Seeds come from separate namespaces ("train" for `make_dataset`, "shapebench" for the bench,
-"dev" for `development_samples`, "wild" for `wild_samples`) and training, development or wild
-samples whose prompt (instruction + input scene) equals a ShapeBench prompt are redrawn, so the
-benchmark never occurs in training data and settings tuned on the development split are not
-tuned to the benchmark. ShapeBench-wild holds the opt-in kinds
+"dev" for `development_samples`, "confirm" for `confirmation_samples`, "wild" for
+`wild_samples`) and training, development or wild samples whose prompt (instruction + input
+scene) equals a ShapeBench prompt are redrawn, so the benchmark never occurs in training data and
+settings tuned on the development split are not tuned to the benchmark. The confirmation split
+avoids the development split's prompts as well: a third set, drawn like both, on which nothing
+was ever chosen, to check whether a difference seen on one of them holds. ShapeBench-wild holds the opt-in kinds
 (`paradiff.shapes.reference_edits`) and every ShapeBench category, all in held-out phrasings
 (`paradiff.shapes.wide_phrasing`) that no training sample uses.
 
@@ -49,6 +51,7 @@ from paradiff.shapes.wide_phrasing import held_out_rephrase, training_rephrase
 
 SHAPEBENCH_PER_CATEGORY = 20  # 10 editing x 20 = 200, 5 generation x 20 = 100 (as ParaBench)
 DEVELOPMENT_PER_CATEGORY = 20  # the development split as held out from training data: 300
+CONFIRMATION_PER_CATEGORY = 20  # the confirmation split: 300 more, disjoint from both
 WILD_PER_KIND = 20  # ShapeBench-wild: 5 opt-in kinds x 20 = 100 ...
 WILD_PER_CATEGORY = 10  # ... and 15 ShapeBench categories x 10 = 150, in held-out phrasings
 RECORDS_FILE = "records.jsonl"
@@ -78,6 +81,15 @@ def development_samples(per_category: int, grid: int = DEFAULT_GRID) -> list[Sha
     categories interleaved) from the "dev" seeds, none of them a ShapeBench prompt or a repeat:
     for tuning settings."""
     return drawn_samples("dev", per_category, grid, set(shapebench_keys(grid)))
+
+
+def confirmation_samples(per_category: int, grid: int = DEFAULT_GRID) -> list[ShapeSample]:
+    """`per_category` prompts of every category drawn as ShapeBench's are from the "confirm"
+    seeds, none of them a ShapeBench or development prompt (`DEVELOPMENT_PER_CATEGORY` of them)
+    or a repeat: for checking a choice made on either split on prompts it was not made on."""
+    taken = set(shapebench_keys(grid))
+    taken |= {s.key() for s in development_samples(DEVELOPMENT_PER_CATEGORY, grid)}
+    return drawn_samples("confirm", per_category, grid, taken)
 
 
 def drawn_samples(
