@@ -11,6 +11,9 @@ advantage at all).
 
     python benchmarks/rl_headroom.py --limit 60 --group 8 --temperatures 1.0 0.5
 
+`--records FILE` scores the first `--limit` samples of a records.jsonl instead (an RL run's own
+prompt pool: what the run has learned on the prompts it trained on).
+
 Scores are 0-100; one thread.
 """
 
@@ -28,6 +31,7 @@ from paradiff.pipeline import ParallelPipeline, Request
 from paradiff.shapes.dataset import development_samples
 from paradiff.shapes.judge import exact_match, score_sample
 from paradiff.shapes.probe import GREEDY, request_of
+from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.tasks import CATEGORIES
 
 
@@ -67,6 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="paradiff/assets/shapes")
     parser.add_argument("--limit", type=int, default=60)
+    parser.add_argument(
+        "--records", type=Path, default=None, help="a records.jsonl to draw the prompts from"
+    )
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.5])
     parser.add_argument("--batch-size", type=int, default=40)
@@ -74,8 +81,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     pipe = ParallelPipeline.from_pretrained(args.model)
-    per_category = -(-args.limit // sum(len(names) for names in CATEGORIES.values()))
-    samples = development_samples(per_category)[: args.limit]
+    if args.records is None:
+        per_category = -(-args.limit // sum(len(names) for names in CATEGORIES.values()))
+        samples = development_samples(per_category)[: args.limit]
+    else:
+        lines = args.records.read_text(encoding="utf-8").splitlines()[: args.limit]
+        samples = [ShapeSample.from_json(json.loads(line)) for line in lines]
     started = time.perf_counter()
     greedy = [rows[0] for rows in answers(pipe, samples, 1, args.batch_size, **GREEDY)]
     table = {"greedy": {m: mean(r[m] for r in greedy) for m in (*METRICS, "exact")}}
