@@ -33,6 +33,7 @@ from paradiff.shapes.judge import exact_match, score_sample
 from paradiff.shapes.probe import GREEDY, request_of
 from paradiff.shapes.sample import ShapeSample
 from paradiff.shapes.tasks import CATEGORIES
+from paradiff.training.rollouts import load_records
 
 
 def answers(pipe, samples, group: int, batch_size: int, **overrides):
@@ -85,8 +86,8 @@ def main() -> None:
         per_category = -(-args.limit // sum(len(names) for names in CATEGORIES.values()))
         samples = development_samples(per_category)[: args.limit]
     else:
-        lines = args.records.read_text(encoding="utf-8").splitlines()[: args.limit]
-        samples = [ShapeSample.from_json(json.loads(line)) for line in lines]
+        records, _ = load_records(args.records, args.limit)  # as the RL run read its pool
+        samples = [ShapeSample.from_json(record) for record in records]
     started = time.perf_counter()
     greedy = [rows[0] for rows in answers(pipe, samples, 1, args.batch_size, **GREEDY)]
     table = {"greedy": {m: mean(r[m] for r in greedy) for m in (*METRICS, "exact")}}

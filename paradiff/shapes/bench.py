@@ -77,7 +77,8 @@ SPLITS = ("shapebench", "development", "confirmation", "wild")
 def select_samples(limit: int | None = None, split: str = "shapebench") -> list[ShapeSample]:
     """The first `limit` samples of a split (all for None), categories interleaved: ShapeBench,
     the development split (disjoint from it, for tuning and training curves), the confirmation
-    split (disjoint from both, for checking a choice) or ShapeBench-wild (the opt-in kinds first, then every category; held-out phrasings)."""
+    split (disjoint from both, for checking a choice) or ShapeBench-wild (the opt-in kinds
+    first, then every category; held-out phrasings)."""
     if split not in SPLITS:
         raise ShapeBenchError(f"--split must be one of {SPLITS}, got {split!r}")
     if split == "shapebench":

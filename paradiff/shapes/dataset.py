@@ -7,9 +7,9 @@ Seeds come from separate namespaces ("train" for `make_dataset`, "shapebench" fo
 scene) equals a ShapeBench prompt are redrawn, so the benchmark never occurs in training data and
 settings tuned on the development split are not tuned to the benchmark. The confirmation split
 avoids the development split's prompts as well: a third set, drawn like both, on which nothing
-was ever chosen, to check whether a difference seen on one of them holds. ShapeBench-wild holds the opt-in kinds
-(`paradiff.shapes.reference_edits`) and every ShapeBench category, all in held-out phrasings
-(`paradiff.shapes.wide_phrasing`) that no training sample uses.
+was ever chosen, to check whether a difference seen on one of them holds. ShapeBench-wild holds
+the opt-in kinds (`paradiff.shapes.reference_edits`) and every ShapeBench category, all in
+held-out phrasings (`paradiff.shapes.wide_phrasing`) that no training sample uses.
 
 A dataset folder holds `records.jsonl` (one training record per line, as docs/architecture.md
 describes, plus the scenes and constraints the exact judge reads), `images/<id>_in.png` /
