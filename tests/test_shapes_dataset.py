@@ -16,6 +16,7 @@ from paradiff.shapes.dataset import (
     DatasetError,
     confirmation_samples,
     development_samples,
+    make_dataset,
     parse_weights,
     read_records,
     shapebench_keys,
@@ -83,11 +84,56 @@ def test_make_dataset_is_deterministic_and_refuses_a_full_folder(tmp_path, capsy
     args = cli("make-dataset", "--n", "5", "--out", str(first), "--quiet")
     assert args.func(args) == 2
     error = capsys.readouterr().err
-    assert "not empty" in error and "--overwrite" in error and error.count("\n") == 1
+    assert "holds a dataset" in error and "--overwrite" in error and error.count("\n") == 1
     args = cli("make-dataset", "--n", "5", "--out", str(first), "--quiet", "--overwrite")
     assert args.func(args) == 0
     assert len((first / "records.jsonl").read_text().splitlines()) == 5
     assert len(list((first / "images").iterdir())) <= 10
+    (second / ".paradiff-dataset").unlink()  # a dataset made before the marker is one too
+    args = cli("make-dataset", "--n", "3", "--out", str(second), "--quiet", "--overwrite")
+    assert args.func(args) == 0 and (second / ".paradiff-dataset").is_file()
+
+
+def test_overwrite_never_deletes_a_folder_of_someone_elses_files(tmp_path, capsys):
+    """--overwrite replaces a dataset paradiff wrote, not a folder that merely holds files
+    with a dataset's names (a user's records.jsonl, images/)."""
+    user = tmp_path / "user"
+    (user / "images").mkdir(parents=True)
+    (user / "images" / "cat.jpg").write_bytes(b"cat")
+    (user / "records.jsonl").write_text("mine\n")
+    args = cli("make-dataset", "--n", "2", "--out", str(user), "--quiet", "--overwrite")
+    assert args.func(args) == 2
+    error = capsys.readouterr().err
+    assert "not a paradiff dataset" in error and error.count("\n") == 1
+    assert (user / "images" / "cat.jpg").read_bytes() == b"cat"
+    assert (user / "records.jsonl").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize(
+    "option", [("--cell-px", "0"), ("--cell-px", "3"), ("--cell-px", "100000"), ("--grid", "0")]
+)
+def test_bad_sizes_stop_before_anything_is_written(tmp_path, capsys, option):
+    out = tmp_path / "data"
+    args = cli("make-dataset", "--n", "2", "--out", str(out), "--quiet", *option)
+    assert args.func(args) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not out.exists()
+
+
+def test_a_failure_part_way_leaves_nothing_written(tmp_path, monkeypatch):
+    def broken(*args):
+        raise OSError("disk full")
+
+    out, user = tmp_path / "new", tmp_path / "user"
+    user.mkdir()
+    monkeypatch.setattr("paradiff.shapes.dataset.write_images", broken)
+    with pytest.raises(OSError, match="disk full"):
+        make_dataset(out, 3, progress=False)
+    assert not out.exists()
+    (user / ".paradiff-dataset").write_text("{}")
+    (user / "notes.txt").write_text("kept")
+    with pytest.raises(OSError, match="disk full"):
+        make_dataset(user, 3, progress=False, overwrite=True)
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]
 
 
 def test_curriculum_options(tmp_path):

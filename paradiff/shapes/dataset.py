@@ -14,7 +14,10 @@ held-out phrasings (`paradiff.shapes.wide_phrasing`) that no training sample use
 A dataset folder holds `records.jsonl` (one training record per line, as docs/architecture.md
 describes, plus the scenes and constraints the exact judge reads), `images/<id>_in.png` /
 `images/<id>_out.png`, `dataset.json` (what was made, with which settings) and the world's
-tokenizers (`text_tokenizer/`, `vqvae/`).
+tokenizers (`text_tokenizer/`, `vqvae/`). `make_dataset` marks a folder it starts in (new or
+empty) with `.paradiff-dataset`; `--overwrite` replaces the outputs of such a folder only (or of
+one from before the marker: nothing but a dataset's outputs, with its `dataset.json`), never a
+folder of someone else's files.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from paradiff.files import FileInputError, safe_target, write_atomic
 from paradiff.shapes.drafting import DIFFICULTIES, LEVELS
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.phrasing import rephrase
-from paradiff.shapes.render import DEFAULT_CELL_PX, render_scene
+from paradiff.shapes.render import DEFAULT_CELL_PX, check_cell_px, render_scene
 from paradiff.shapes.sample import ShapeSample
-from paradiff.shapes.scene import DEFAULT_GRID
+from paradiff.shapes.scene import DEFAULT_GRID, Scene, SceneError
 from paradiff.shapes.tasks import (
     CATEGORIES,
     MAX_INSTRUCTION_TOKENS,
@@ -60,6 +64,7 @@ META_FILE = "dataset.json"
 TEXT_TOKENIZER_DIR = "text_tokenizer"
 IMAGE_TOKENIZER_DIR = "vqvae"
 OUTPUTS = (RECORDS_FILE, IMAGES_DIR, META_FILE, TEXT_TOKENIZER_DIR, IMAGE_TOKENIZER_DIR)
+DATASET_MARKER = ".paradiff-dataset"  # written into every folder make_dataset starts in
 MAX_REDRAWS = 100
 
 
@@ -235,21 +240,48 @@ def write_images(sample: ShapeSample, folder: Path, cell_px: int) -> tuple[str |
     return user_image, answer_image
 
 
+def is_dataset_folder(folder: Path) -> bool:
+    """Whether `folder` holds a dataset `make_dataset` wrote: its marker, or (from before the
+    marker) nothing but a dataset's outputs, `dataset.json` of the shapes world among them."""
+    marker = folder / DATASET_MARKER
+    if marker.is_file() and not marker.is_symlink():
+        return True
+    if any(path.name not in OUTPUTS for path in folder.iterdir()):
+        return False
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("world") == "shapes"
+
+
 def prepare_folder(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Create `out`; refuse a non-empty one unless `overwrite` (which clears our outputs only)."""
+    """Create `out` (marked as a dataset folder); refuse a non-empty one unless `overwrite` and
+    it holds a dataset paradiff wrote, whose outputs (and nothing else) are then deleted."""
     folder = Path(out)
-    if folder.exists() and not folder.is_dir():
+    if not str(out).strip():
+        raise DatasetError("--out is empty: name a new or empty folder")
+    if folder.is_symlink() or folder.exists() and not folder.is_dir():
         raise DatasetError(f"{folder} exists and is not a directory")
     if folder.is_dir() and any(folder.iterdir()):
+        if not is_dataset_folder(folder):
+            raise DatasetError(
+                f"{folder} holds files that are not a paradiff dataset: choose a new or empty folder"
+            )
         if not overwrite:
-            raise DatasetError(f"{folder} exists and is not empty (pass --overwrite to replace)")
-        for name in OUTPUTS:
-            path = folder / name
+            raise DatasetError(f"{folder} holds a dataset (pass --overwrite to replace it)")
+        try:
+            targets = [safe_target(folder, name) for name in OUTPUTS]
+        except FileInputError as err:
+            raise DatasetError(f"{err}: not replaced") from None
+        for path in targets:
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-    (folder / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / DATASET_MARKER, json.dumps({"paradiff": "shapes dataset"}))
+    (folder / IMAGES_DIR).mkdir()
     return folder
 
 
@@ -268,30 +300,28 @@ def make_dataset(
     exclude_development: bool = False,
     wide_phrasing: bool = False,
 ) -> Path:
-    """Write `n` training samples (records, PNGs, tokenizers) into `out`; returns its path."""
+    """Write `n` training samples (records, PNGs, tokenizers) into `out`; returns its path. The
+    options are checked before anything is written, and a failure part-way removes what was
+    written."""
     if n < 1:
         raise DatasetError(f"--n must be at least 1, got {n}")
     weights = weights or parse_weights()
-    folder = prepare_folder(out, overwrite)
-    counts: Counter[str] = Counter()
-    with open(folder / RECORDS_FILE, "w", encoding="utf-8") as records:
-        samples = training_samples(
-            n,
-            seed,
-            weights,
-            difficulty,
-            grid,
-            varied_phrasing,
-            sparse_share,
-            exclude_development,
-            wide_phrasing,
-        )
-        for sample in tqdm(samples, total=n, desc="shapes samples", disable=not progress):
-            user_image, answer_image = write_images(sample, folder, cell_px)
-            records.write(json.dumps(sample.to_record(user_image, answer_image)) + "\n")
-            counts[sample.category] += 1
-    save_text_tokenizer(folder / TEXT_TOKENIZER_DIR)
-    shapes_tokenizer(cell_px).save(folder / IMAGE_TOKENIZER_DIR)
+    try:
+        check_cell_px(cell_px)
+        Scene(grid, grid)
+    except SceneError as err:
+        raise DatasetError(str(err)) from None
+    samples = training_samples(
+        n,
+        seed,
+        weights,
+        difficulty,
+        grid,
+        varied_phrasing,
+        sparse_share,
+        exclude_development,
+        wide_phrasing,
+    )
     meta = {
         "world": "shapes",
         "n": n,
@@ -303,15 +333,43 @@ def make_dataset(
         "sparse_share": sparse_share,
         "exclude_development": exclude_development,
         "weights": weights,
-        "counts": dict(sorted(counts.items())),
-        "max_instruction_tokens": MAX_INSTRUCTION_TOKENS,
-        "max_reasoning_tokens": MAX_REASONING_TOKENS,
-        "records": RECORDS_FILE,
-        "text_tokenizer": f"{TEXT_TOKENIZER_DIR}/tokenizer.json",
-        "image_tokenizer": IMAGE_TOKENIZER_DIR,
     }
-    (folder / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    created = not Path(out).exists()
+    folder = prepare_folder(out, overwrite)
+    try:
+        counts: Counter[str] = Counter()
+        with open(folder / RECORDS_FILE, "w", encoding="utf-8") as records:
+            for sample in tqdm(samples, total=n, desc="shapes samples", disable=not progress):
+                user_image, answer_image = write_images(sample, folder, cell_px)
+                records.write(json.dumps(sample.to_record(user_image, answer_image)) + "\n")
+                counts[sample.category] += 1
+        save_text_tokenizer(folder / TEXT_TOKENIZER_DIR)
+        shapes_tokenizer(cell_px).save(folder / IMAGE_TOKENIZER_DIR)
+        meta |= {
+            "counts": dict(sorted(counts.items())),
+            "max_instruction_tokens": MAX_INSTRUCTION_TOKENS,
+            "max_reasoning_tokens": MAX_REASONING_TOKENS,
+            "records": RECORDS_FILE,
+            "text_tokenizer": f"{TEXT_TOKENIZER_DIR}/tokenizer.json",
+            "image_tokenizer": IMAGE_TOKENIZER_DIR,
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    except BaseException:
+        remove_outputs(folder, created)
+        raise
     return folder
+
+
+def remove_outputs(folder: Path, created: bool) -> None:
+    """Delete what a failed `make_dataset` wrote into `folder` (the folder too if it made it)."""
+    for name in (*OUTPUTS, DATASET_MARKER):
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    if created and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def read_records(folder: str | os.PathLike) -> list[ShapeSample]:

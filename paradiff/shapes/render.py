@@ -18,11 +18,14 @@ DEFAULT_CELL_PX = 16
 
 
 MIN_CELL_PX = 10  # below this some quadrants of different shapes coincide
+MAX_CELL_PX = 512  # a cell is drawn as a cell_px x cell_px array per shape and colour
 
 
 def check_cell_px(cell_px: int) -> None:
-    if cell_px < MIN_CELL_PX or cell_px % 2:
-        raise SceneError(f"cell size {cell_px} px must be even and at least {MIN_CELL_PX}")
+    if cell_px < MIN_CELL_PX or cell_px > MAX_CELL_PX or cell_px % 2:
+        raise SceneError(
+            f"cell size {cell_px} px must be even, at least {MIN_CELL_PX} and at most {MAX_CELL_PX}"
+        )
 
 
 # Shapes symmetric about the vertical axis (all) and about the horizontal axis (these).
