@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,24 @@ class ModelConfig:
             raise ConfigError(
                 f"unsupported layer_norm_type {self.layer_norm_type!r} (expected 'rms')"
             )
+        sizes = dict(
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            n_layers=self.n_layers,
+            embedding_size=self.embedding_size,
+            max_sequence_length=self.max_sequence_length,
+            mlp_hidden_size=self.mlp_hidden_size or 1,
+            n_kv_heads=self.n_kv_heads or 1,
+        )
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+        for name in ("rope_theta", "rms_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a finite number above 0, got {value!r}")
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.n_heads % self.kv_heads:

@@ -514,6 +514,60 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
             ("shapes", "init-model", "--out", "{mine}"),
             "not empty",
         ),
+        "init-model with d_model -8": (
+            ("shapes", "init-model", "--out", "{root}/new-model", "--d-model", "-8"),
+            "d_model must be a whole number of at least 1",
+        ),
+        "init-model with no heads": (
+            ("shapes", "init-model", "--out", "{root}/new-model", "--n-heads", "0"),
+            "n_heads must be",
+        ),
+        "init-model with no layers": (
+            ("shapes", "init-model", "--out", "{root}/new-model", "--n-layers", "0"),
+            "n_layers must be",
+        ),
+        "init-model a million wide": (
+            ("shapes", "init-model", "--out", "{root}/new-model", "--d-model", "1000000"),
+            "too large",
+        ),
+        "init-model with RoPE theta nan": (
+            ("shapes", "init-model", "--out", "{root}/new-model", "--rope-theta", "nan"),
+            "rope_theta must be a finite number",
+        ),
+        "save-tokenizers over the user's folder": (
+            ("shapes", "save-tokenizers", "--out", "{mine}"),
+            "not empty",
+        ),
+        "save-tokenizers to an empty path": (("shapes", "save-tokenizers", "--out", ""), "empty"),
+        "save-tokenizers with cells of 0 px": (
+            ("shapes", "save-tokenizers", "--out", "{root}/new-tokenizers", "--cell-px", "0"),
+            "cell size 0 px",
+        ),
+        "train-clip over the user's folder": (
+            ("shapes", "train-clip", "--out", "{mine}", "--steps", "1"),
+            "not empty",
+        ),
+        "train-clip at lr inf": (
+            ("shapes", "train-clip", "--out", "{root}/new-clip", "--lr", "inf"),
+            "--lr must be a finite number",
+        ),
+        "make-dataset --overwrite of the user's folder": (
+            ("shapes", "make-dataset", "--n", "2", "--out", "{mine}", "--overwrite", "--quiet"),
+            "not a paradiff dataset",
+        ),
+        "make-dataset with cells of 100000 px": (
+            (
+                "shapes",
+                "make-dataset",
+                "--n",
+                "2",
+                "--out",
+                "{root}/new-data",
+                "--cell-px",
+                "100000",
+            ),
+            "at most 512",
+        ),
         "app on port 0": (("app", "--port", "0"), "--port"),
         "app on a device that is no device": (("app", "--device", "gpu!"), "not a device"),
         "app on a host that does not resolve": (("app", "--host", "256.1.1.1"), "not an address"),

@@ -41,26 +41,67 @@ def _make_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
+def new_folder_error(out: str) -> str | None:
+    """Why `out` cannot take a command's outputs, or None: it must be a new or empty folder
+    (these commands never replace or add to an existing folder's files)."""
+    path = Path(out)
+    if not out.strip():
+        return "--out is empty: name a new folder"
+    if path.is_symlink() or path.exists() and (not path.is_dir() or any(path.iterdir())):
+        return f"{out} exists and is not empty: choose a new folder (an existing one is never replaced)"
+    blocked = [p for p in path.absolute().parents if p.exists() and not p.is_dir()]
+    if blocked:
+        return f"{blocked[-1]} is a file, not a folder: cannot write {out}"
+    return None
+
+
+def refuse(command: str, message: str) -> int:
+    print(f"paradiff shapes {command}: {message}", file=sys.stderr)
+    return 2
+
+
 def _save_tokenizers(args: argparse.Namespace) -> int:
-    text = save_text_tokenizer(f"{args.out}/text_tokenizer")
-    image = shapes_tokenizer(args.cell_px).save(f"{args.out}/vqvae")
+    from paradiff.shapes.render import check_cell_px
+    from paradiff.shapes.scene import SceneError
+
+    problem = new_folder_error(args.out)
+    try:
+        check_cell_px(args.cell_px)
+    except SceneError as err:
+        problem = problem or str(err)
+    if problem:
+        return refuse("save-tokenizers", problem)
+    out = Path(args.out)
+    text = save_text_tokenizer(out / "text_tokenizer")
+    image = shapes_tokenizer(args.cell_px).save(out / "vqvae")
     print(f"wrote {text}/tokenizer.json and {image}/")
     return 0
 
 
-def _init_model(args: argparse.Namespace) -> int:
-    from paradiff.shapes.family import MODEL_DEFAULTS, MODEL_SIZES, new_shapes_pipeline
+MAX_INIT_PARAMETERS = 10**9  # the shapes world's models are small; this bounds a typo's memory
 
-    out = Path(args.out)
-    if out.is_symlink() or out.exists() and (not out.is_dir() or any(out.iterdir())):
-        print(
-            f"paradiff shapes init-model: {out} exists and is not empty: choose a new folder "
-            "(an existing one is never replaced)",
-            file=sys.stderr,
-        )
-        return 2
+
+def _init_model(args: argparse.Namespace) -> int:
+    from paradiff.model_config import ConfigError, ModelConfig
+    from paradiff.shapes.family import MODEL_DEFAULTS, MODEL_SIZES, new_shapes_pipeline
+    from paradiff.shapes.render import check_cell_px
+    from paradiff.shapes.scene import SceneError
+
+    problem = new_folder_error(args.out)
+    if problem:
+        return refuse("init-model", problem)
     names = (*MODEL_SIZES, *MODEL_DEFAULTS)
     sizes = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    try:
+        check_cell_px(args.cell_px)
+        config = ModelConfig(**{**MODEL_SIZES, **MODEL_DEFAULTS, **sizes})
+    except (ConfigError, SceneError) as err:
+        return refuse("init-model", str(err))
+    d, mlp = config.d_model, config.mlp_hidden_size or config.mlp_ratio * config.d_model
+    if config.n_layers * (4 * d * d + 3 * d * mlp) > MAX_INIT_PARAMETERS:
+        return refuse("init-model", f"more than {MAX_INIT_PARAMETERS:.0e} parameters: too large")
+    if args.seed < 0:
+        return refuse("init-model", f"--seed must be at least 0, got {args.seed}")
     pipe = new_shapes_pipeline(seed=args.seed, cell_px=args.cell_px, **sizes)
     pipe.save_pretrained(args.out)
     count = sum(p.numel() for p in pipe.model.parameters())
@@ -69,8 +110,15 @@ def _init_model(args: argparse.Namespace) -> int:
 
 
 def _train_clip(args: argparse.Namespace) -> int:
+    import math
+
     from paradiff.shapes.clip import train_shapes_clip
 
+    problem = new_folder_error(args.out)
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        problem = problem or f"--lr must be a finite number above 0, got {args.lr}"
+    if problem:
+        return refuse("train-clip", problem)
     try:
         summary = train_shapes_clip(
             args.out,
@@ -83,8 +131,7 @@ def _train_clip(args: argparse.Namespace) -> int:
             hard_negatives=not args.no_hard_negatives,
         )
     except ValueError as err:
-        print(f"paradiff shapes train-clip: {err}", file=sys.stderr)
-        return 2
+        return refuse("train-clip", str(err))
     print(f"wrote the shapes CLIP to {args.out}: {summary}")
     return 0
 
