@@ -374,6 +374,31 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
             ),
             "does not exist",
         ),  # fmt: skip
+        "pretokenize into the user's folder": (
+            (
+                "pretokenize",
+                "--records",
+                "{root}/letter.txt",
+                "--tokenizer",
+                "{shapes}",
+                "--out",
+                "{mine}",
+            ),
+            "not paradiff's pretokenized shards",
+        ),  # fmt: skip
+        "pretokenize a file of no records": (
+            (
+                "pretokenize",
+                "--records",
+                "{root}/letter.txt",
+                "--tokenizer",
+                "{shapes}",
+                "--out",
+                "{root}/pre-new",
+                "--quiet",
+            ),
+            "no record of",
+        ),  # fmt: skip
         # files that are no regular files, images beyond the limit by their header (every format)
         "a FIFO as --image": ((*edit, "--image", "{root}/fifo.png"), "not a regular file"),
         "a FIFO as --paint-mask": (

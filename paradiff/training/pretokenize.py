@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from paradiff.checkpoint import load_tokenizers, read_config, resolve_checkpoint_dir
+from paradiff.files import FileInputError, read_text
 from paradiff.image_tokenizers.base import encode_image
 from paradiff.layout import Layout, token_space_from_config
 from paradiff.sampling.settings import read_sampler_settings
@@ -148,23 +150,14 @@ def pretokenize(
         raise PretokenizeError(f"records file {records} does not exist")
     if shard_size < 1:
         raise PretokenizeError(f"shard size must be at least 1, got {shard_size}")
+    if not str(out).strip():
+        raise PretokenizeError("--out is empty: name a new or empty folder")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     source = {"records": str(records.resolve()), "shard_size": shard_size}
-    state = {
-        **source,
-        "records_done": 0,
-        "shards": [],
-        "examples": 0,
-        "skipped": {},
-        "skipped_ids": [],
-    }
-    if (out / STATE_FILE).is_file():
-        state = json.loads((out / STATE_FILE).read_text())
-        state.setdefault("records_done", len(state["shards"]) * shard_size)  # older folders
-        if {k: state[k] for k in source} != source:
-            raise PretokenizeError(f"{out} holds shards of another source or shard size")
+    state = earlier_state(out, source)
     encoder = RecordEncoder(checkpoint, records.parent)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
     done = state["records_done"]
     skipped = Counter(state["skipped"])
     pending: list[Example] = []
@@ -204,4 +197,38 @@ def pretokenize(
     if pending or pending_skips:
         flush()
     bar.close()
+    if not state["examples"]:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())) or "it is empty"
+        if created:
+            shutil.rmtree(out)
+        raise PretokenizeError(f"no record of {records} could be used ({reasons})")
+    return state
+
+
+def earlier_state(out: Path, source: dict[str, Any]) -> dict[str, Any]:
+    """The state of an interrupted run to resume in `out`, or a fresh one when `out` is new or
+    empty; PretokenizeError for a folder that holds anything else, or another source's shards."""
+    fresh = {**source, "records_done": 0, "shards": [], "examples": 0, "skipped": {}}
+    if out.is_symlink() or out.exists() and not out.is_dir():
+        raise PretokenizeError(f"{out} exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return {**fresh, "skipped_ids": []}
+    path = out / STATE_FILE
+    try:
+        state = json.loads(read_text(path, limit=1 << 26))
+        if not isinstance(state, dict) or not isinstance(state.get("shards"), list):
+            raise ValueError
+        if not all(
+            isinstance(state.get(k), type(v)) for k, v in fresh.items() if k != "records_done"
+        ):
+            raise ValueError
+    except (FileInputError, ValueError):
+        raise PretokenizeError(
+            f"{out} holds files that are not paradiff's pretokenized shards (no readable "
+            f"{STATE_FILE}): choose a new or empty folder"
+        ) from None
+    state.setdefault("records_done", len(state["shards"]) * source["shard_size"])  # older runs
+    state.setdefault("skipped_ids", [])
+    if {k: state[k] for k in source} != source:
+        raise PretokenizeError(f"{out} holds shards of another source or shard size")
     return state
