@@ -46,7 +46,14 @@ def download_snapshot(repo_id: str, repo_type: str = "model") -> Path:
     network; tests replace this function)."""
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(repo_id, repo_type=repo_type))
+    try:
+        return Path(snapshot_download(repo_id, repo_type=repo_type))
+    except Exception as err:  # the hub client's own errors: network, not found, access
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        raise CheckpointError(
+            f"{repo_id} is no folder here, and as a hub {repo_type} id it could not be fetched "
+            f"({type(err).__name__}: {reason})"
+        ) from None
 
 
 def is_hub_id(text: str) -> bool:

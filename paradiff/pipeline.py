@@ -58,12 +58,15 @@ def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
 
 
 def model_directory(path_or_hub_id: str | os.PathLike | None = None) -> Path:
-    """The local directory of a model: the bundled one (by default, or by its name), a
-    checkpoint directory, or a hub id's snapshot (`resolve_checkpoint_dir`)."""
+    """The local directory of a model: the bundled one (by default, or by its bare name), a
+    checkpoint directory (any path: `./shapes` is a local folder, not the bundled model), or a
+    hub id's snapshot (`resolve_checkpoint_dir`)."""
     if path_or_hub_id is None:
         return bundled_model_dir()
-    if isinstance(path_or_hub_id, str) and (BUNDLED_MODELS / path_or_hub_id).is_dir():
-        return bundled_model_dir(path_or_hub_id)
+    name = path_or_hub_id if isinstance(path_or_hub_id, str) else None
+    bare = name is not None and name not in (".", "..") and "/" not in name and os.sep not in name
+    if bare and (BUNDLED_MODELS / name).is_dir():
+        return bundled_model_dir(name)
     return resolve_checkpoint_dir(path_or_hub_id)
 
 

@@ -63,6 +63,8 @@ def world(tmp_path_factory, tiny_shapes_model) -> dict[str, Path]:
     garbage = shutil.copytree(tiny_shapes_model, root / "shapes-garbage-codebook")
     for file in (garbage / "vqvae").glob("*.safetensors"):
         file.write_bytes(b"\x00garbage, not safetensors")
+    listed = shutil.copytree(tiny_shapes_model, root / "shapes-listed-tokenizer")
+    (listed / "vqvae" / "tokenizer_config.json").write_text("[]")
     data = bench_data(root / "bench")
     (root / "outside.png").write_bytes(photo.read_bytes())
     runs = root / "runs"
@@ -85,7 +87,7 @@ def world(tmp_path_factory, tiny_shapes_model) -> dict[str, Path]:
     (root / "thesis.yaml").write_text(recipe.read_text().replace(f"dir: {run}", f"dir: {thesis}"))
     return {
         "root": root, "model": model, "photo": photo, "mine": mine, "shapes": shapes,
-        "garbage": garbage, "data": data, "run": run, "recipe": recipe, **broken,
+        "garbage": garbage, "listed": listed, "data": data, "run": run, "recipe": recipe, **broken,
     }  # fmt: skip
 
 
@@ -289,6 +291,37 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
         "a missing model": ((*gen[:3], "{root}/nothing", *gen[4:]), "cannot load model"),
         "weights that are not safetensors": ((*gen[:3], "{garbage}", *gen[4:]), "cannot load"),
         "NaN weights": ((*gen[:3], "{nan}", *gen[4:]), "NaN or inf"),
+        "a model folder of the user's files (by absolute path)": (
+            (*gen[:3], "{mine}", *gen[4:]),
+            "no config.json",
+        ),
+        "train from an init whose tokenizer config is a list": (
+            (
+                "train",
+                "sft",
+                "--config",
+                "{recipe}",
+                "model.init={listed}",
+                "output.dir={root}/new-run",
+            ),
+            "not a JSON object",
+        ),  # fmt: skip
+        "a tokenizer config that is a list": (
+            (*gen[:3], "{listed}", *gen[4:]),
+            "tokenizer_config.json is not a JSON object",
+        ),
+        "pretokenize with a tokenizer config that is a list": (
+            (
+                "pretokenize",
+                "--records",
+                "{root}/letter.txt",
+                "--tokenizer",
+                "{listed}",
+                "--out",
+                "{root}/pre-listed",
+            ),
+            "not a JSON object",
+        ),  # fmt: skip
         "a vocabulary too small": ((*gen[:3], "{vocab}", *gen[4:]), "vocabulary"),
         "a garbage VQ codebook": (
             ("generate", "a red star", "--model", "{gbook}", "--out", "{root}/out"),

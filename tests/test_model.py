@@ -114,6 +114,22 @@ def test_hub_id_resolves_through_the_downloader(tmp_path, model, monkeypatch):
     assert loaded.config.d_model == model.config.d_model
 
 
+def test_a_hub_id_that_cannot_be_fetched_is_one_checkpoint_error(monkeypatch):
+    """A path that looks like `owner/name` and is no folder here: the hub client's failure (no
+    network here) becomes one message that names both readings."""
+    import huggingface_hub
+
+    def offline(repo_id, repo_type):
+        raise ConnectionError(f"cannot reach the hub for {repo_id}\nName or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(checkpoint.CheckpointError) as err:
+        checkpoint.resolve_checkpoint_dir("models/none-here")
+    message = str(err.value)
+    assert "models/none-here is no folder here" in message and "\n" not in message
+    assert "ConnectionError: Name or service not known" in message
+
+
 def test_mmada_config_loads_as_family_m():
     raw = {
         "model_type": "mmada",

@@ -110,7 +110,13 @@ def load_image_tokenizer(
     kinds = registered_image_tokenizers()
     named = checkpoint_dir / VQVAE_DIR / CONFIG_FILE
     if named.is_file():
-        name = json.loads(named.read_text()).get("tokenizer_class")
+        try:
+            config = json.loads(named.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ImageTokenizerNotFound(f"cannot read {named}: {err}") from None
+        if not isinstance(config, dict):
+            raise ImageTokenizerNotFound(f"{named} is not a JSON object")
+        name = config.get("tokenizer_class")
         if name not in kinds:
             raise ImageTokenizerNotFound(
                 f"{named} names tokenizer class {name!r}, which no installed package registers "

@@ -88,6 +88,7 @@ class RunFolder:
     def __init__(self, root: str | os.PathLike, extra_files: Sequence[str] = ()) -> None:
         self.root = Path(root)
         self.extra_files = tuple(extra_files)
+        self.created = False  # whether `start` created the folder
 
     # -- starting ------------------------------------------------------------------------------
     def start(self, resume: bool, overwrite: bool, main: bool = True) -> Path | None:
@@ -113,6 +114,7 @@ class RunFolder:
                 "--overwrite to start over"
             )
         checkpoint = self.resume_point() if resume else None
+        self.created = not self.root.exists()
         if main:
             self.root.mkdir(parents=True, exist_ok=True)
             if empty:
@@ -123,6 +125,15 @@ class RunFolder:
             else:
                 self._trim_log(self.step_of(checkpoint) if checkpoint else 0)
         return checkpoint
+
+    def abandon(self) -> None:
+        """Undo `start` for a run that failed before writing anything: a folder that holds only
+        the marker loses it (and is removed if `start` created it)."""
+        if [path.name for path in self.root.iterdir()] != [RUN_MARKER] or not self.is_marked():
+            return
+        (self.root / RUN_MARKER).unlink()
+        if self.created:
+            self.root.rmdir()
 
     def run_names(self) -> tuple[str, ...]:
         return (LATEST_FILE, FINAL_DIR, LOG_FILE, TRACKER_DIR, *self.extra_files)

@@ -17,6 +17,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -91,6 +92,15 @@ class SFTRun(TrainingLoop):
         )
         self.progress = progress and self.is_main
         start_from = self.start_folder(resume, overwrite)
+        try:
+            self.load(start_from)
+        except BaseException:
+            self.folder.abandon()  # a bad init or dataset leaves the folder as it was
+            raise
+
+    def load(self, start_from: Path | None) -> None:
+        """The model (the recipe's init, or the checkpoint resumed), the data and the optimizer."""
+        settings, train = self.settings, self.settings.train
         self.pipe = ParallelPipeline.from_pretrained(
             str(start_from or settings.model.init), dtype="float32", device="cpu"
         )
