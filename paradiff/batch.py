@@ -194,8 +194,16 @@ def read_requests(path: str | os.PathLike, task: str) -> list[BatchRequest]:
     return requests
 
 
+MAX_ID_LENGTH = 200  # a request's folder is named after its id (file names stop at 255 bytes)
+
+
 def read_request(row: dict[str, Any], task: str, base: Path, where: str) -> BatchRequest:
     request_id = take(row, "id", "id", where)
+    folder = file_name(str(request_id))
+    if len(str(request_id)) > MAX_ID_LENGTH:
+        raise BatchError(f"{where}: the id is longer than {MAX_ID_LENGTH} characters")
+    if folder.endswith((".json", ".jsonl")):  # the run's own files (run.json, generations.jsonl)
+        raise BatchError(f"{where}: id {request_id!r} would name a folder like the run's own files")
     key = "instruction" if "instruction" in row else "prompt"
     if key not in row:
         raise BatchError(f"{where} has no instruction (or prompt)")
@@ -246,6 +254,12 @@ def run_batch(
     folder.check()  # new, empty, or an earlier batch run's folder: never a user's other files
     folder.check_todo(requests)
     overrides = dict(overrides or {})
+    for request in requests:  # every request's settings, before the first is sampled
+        try:
+            config = pipe.sampler_config(**{**overrides, **request.settings})
+            pipe.check_settings(PIPELINE_TASKS[request.task], config, size)
+        except ValueError as err:
+            raise BatchError(f"request {request.id}: {err}") from None
     folder.start(
         {
             "batch": task,

@@ -388,6 +388,18 @@ class ParallelPipeline:
             )
         return cond, uncond
 
+    def check_settings(self, task: str, config: SamplerConfig, size: tuple[int, int] | None):
+        """Refuse settings no request of `task` at `size` (width, height; None: the model's)
+        can run, before any is sampled: the text steps against the tokens to reveal, and where
+        the image's token grid is known without the input image (generation, or a fixed-size
+        model) the image steps and the sequence length too (PipelineInputError)."""
+        if task == "edit" and not self.fixed_size:
+            self._check_text_bounds(config)  # the grid comes from the input image
+            return
+        w, h = size or self.image_size
+        down = self.image_tokenizer.downsample
+        self._check_bounds((h // down, w // down), config)
+
     # -- helpers ------------------------------------------------------------------------------
     def _check_bounds(self, grid: tuple[int, int], config: SamplerConfig) -> None:
         """Refuse, before anything is allocated, an answer the model cannot hold (image tokens
@@ -402,6 +414,10 @@ class ParallelPipeline:
             raise PipelineInputError(
                 f"image_steps {config.image_steps} exceeds the {tokens} image tokens to reveal"
             )
+        self._check_text_bounds(config)
+
+    @staticmethod
+    def _check_text_bounds(config: SamplerConfig) -> None:
         if config.text_steps > config.text_gen_length:
             raise PipelineInputError(
                 f"text_steps {config.text_steps} exceeds the {config.text_gen_length} text "

@@ -177,6 +177,9 @@ BATCH_LINES = {
     "id-bool": {"id": True},
     "id-list": {"id": ["a"]},
     "prompt-number": {"prompt": 7},
+    "id-run-file": {"id": "run.json"},
+    "id-generations-file": {"id": "generations.jsonl"},
+    "id-very-long": {"id": "x" * 300},
 }
 BATCH_IMAGES = {"image-huge": "100000.png", "image-fifo": "fifo.png", "image-wide": "8192x2048.png"}
 
@@ -193,6 +196,9 @@ def batch_files(folder: Path, photo: Path) -> None:
     corrupt = {"id": "corrupt-one", "instruction": "x", "image": "../truncated.png"}
     (folder / "image-corrupt.jsonl").write_text(json.dumps(corrupt) + "\n")
     (folder / "good.jsonl").write_text(json.dumps({"id": "r", "prompt": "a cat"}) + "\n")
+    second_bad = [{"id": "a", "prompt": "a cat"}, {"id": "b", "prompt": "a dog"}]
+    second_bad[1]["settings"] = {"text_steps": 4000}  # valid alone, more than the text to reveal
+    (folder / "second-bad.jsonl").write_text("".join(json.dumps(r) + "\n" for r in second_bad))
     os.mkfifo(folder / "fifo.jsonl")
 
 
@@ -490,6 +496,10 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
                 "id-bool": "'id' must be",
                 "id-list": "'id' must be",
                 "prompt-number": "'prompt' must be",
+                "id-run-file": "like the run's own files",
+                "id-generations-file": "like the run's own files",
+                "id-very-long": "longer than 200",
+                "second-bad": "request b: text_steps 4000 exceeds",
             }.items()
         },
         **{
