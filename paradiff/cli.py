@@ -81,6 +81,9 @@ def sample_and_save(args: argparse.Namespace, task: str) -> int:
         request.image = load_image(args.image)
         if args.paint_mask:
             request.paint_mask = load_image(args.paint_mask).convert("L")
+            if request.paint_mask.size != request.image.size:
+                (w, h), (W, H) = request.paint_mask.size, request.image.size
+                raise CommandError(f"the paint mask is {w}x{h} but the input image is {W}x{H}")
     pipe = load_pipeline(args)
     progress = StepProgress(not args.quiet, task)
     try:

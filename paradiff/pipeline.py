@@ -25,6 +25,8 @@ from paradiff.image_tokenizers.base import (
     ImageTokenizer,
     check_size,
     encode_image,
+    load_image,
+    resize_center_crop,
     to_pil,
     tokenizer_device,
 )
@@ -355,7 +357,9 @@ class ParallelPipeline:
             input_codes, pixel_size = encode_image(self.image_tokenizer, request.image, size)
             grid = tuple(input_codes.shape)
             if request.paint_mask is not None:
-                keep = ~paint_grid(request.paint_mask, pixel_size, down)
+                image_size = load_image(request.image).size  # (W, H) of the input as given
+                mask = fit_paint_mask(request.paint_mask, image_size, pixel_size)
+                keep = ~paint_grid(mask, pixel_size, down)
                 output_codes = torch.where(keep, input_codes, torch.full_like(input_codes, -1))
         elif task == "generate":
             w, h = size or self.image_size
@@ -470,6 +474,21 @@ def check_finite(model: MaskPredictor, directory: Path) -> None:
         if tensor.is_floating_point() and not torch.isfinite(tensor.sum(dtype=torch.float32)):
             if not torch.isfinite(tensor).all():  # not a sum that overflowed
                 raise ValueError(f"{directory}: weight {name} holds NaN or inf values")
+
+
+def fit_paint_mask(paint_mask, image_size: tuple[int, int], pixel_size: tuple[int, int]):
+    """A paint mask (PIL or array, True/non-zero = repaint) the size of the input image
+    `image_size` (W, H), brought to the size (H, W) the image was encoded at the way the image
+    was (scaled to cover, centre cropped; a pixel touched by the mask stays repainted)."""
+    if not isinstance(paint_mask, Image.Image):
+        paint_mask = Image.fromarray(np.asarray(paint_mask, dtype=bool).astype(np.uint8) * 255)
+    mask = paint_mask.convert("L")
+    if mask.size != tuple(image_size):
+        (w, h), (W, H) = mask.size, image_size
+        raise PipelineInputError(f"paint mask is {w}x{h} but the input image is {W}x{H}")
+    if mask.size != (pixel_size[1], pixel_size[0]):
+        mask = resize_center_crop(mask, pixel_size[1], pixel_size[0])
+    return np.asarray(mask) > 0
 
 
 def paint_grid(paint_mask, pixel_size: tuple[int, int], patch: int) -> torch.Tensor:

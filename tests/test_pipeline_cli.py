@@ -60,6 +60,20 @@ def test_generate_returns_text_image_and_a_full_trajectory(pipe):
     assert torch.equal(again.trajectory, result.trajectory) and again.text == result.text
 
 
+def test_a_paint_mask_is_the_input_images_size_and_follows_its_resizing():
+    from paradiff.pipeline import PipelineInputError, fit_paint_mask
+
+    paint = np.zeros((100, 200), dtype=bool)  # (H, W) of a 200x100 input
+    paint[:, 100:] = True  # its right half; 64x64 covers x 50..150 of it (128x64, centre crop)
+    mask = fit_paint_mask(paint, (200, 100), (64, 64))
+    assert mask.shape == (64, 64) and not mask[:, :30].any() and mask[:, 34:].all()
+    assert fit_paint_mask(paint, (200, 100), (100, 200)).sum() == paint.sum()  # no resizing
+    with pytest.raises(
+        PipelineInputError, match="paint mask is 64x64 but the input image is 200x100"
+    ):
+        fit_paint_mask(np.ones((64, 64), dtype=bool), (200, 100), (64, 64))
+
+
 def test_edit_paint_mask_keeps_the_unpainted_codes(pipe, photo):
     from paradiff.image_tokenizers.base import encode_image
 
