@@ -9,6 +9,7 @@ import argparse
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from paradiff import __version__
 from paradiff.command_support import (
@@ -72,7 +73,14 @@ def sample_and_save(args: argparse.Namespace, task: str) -> int:
     if args.shard is not None:
         raise CommandError("--shard splits a --batch file: give --batch")
     out = output_dir(args.out)
-    owned_outputs(out)  # refuses a folder holding the user's files before any work
+    owned = owned_outputs(out)  # refuses a folder holding the user's files before any work
+    if task == "edit" and args.image is not None:
+        given = Path(args.image).absolute()
+        if given.parent == out.absolute() and given.name in owned:
+            raise CommandError(
+                f"the input image {args.image} is an output of {out} this edit would replace: "
+                "choose another --out"
+            )
     what = "instruction" if task == "edit" else "prompt"
     request = Request(check_text(args.instruction, what))
     if task == "edit":  # read (regular files, sizes from the header) before the model loads

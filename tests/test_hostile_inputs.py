@@ -711,6 +711,18 @@ def test_generate_refuses_a_folder_of_the_users_files_and_reruns_into_its_own(wo
     assert snapshot(mine) == before
 
 
+def test_an_edit_never_replaces_its_own_input_image(world, capsys):
+    out = world["root"] / "own-input"
+    model = ("--model", str(world["model"]), "--out", str(out), "--quiet")
+    assert main(["generate", "a cat", *model]) == 0
+    before = (out / "image.png").read_bytes()
+    capsys.readouterr()
+    assert main(["edit", "make it blue", "--image", str(out / "image.png"), *model]) == 2
+    assert "this edit would replace" in capsys.readouterr().err
+    assert (out / "image.png").read_bytes() == before
+    shutil.rmtree(out)
+
+
 # -- 2: a training rerun never loses a run ------------------------------------------------------
 @pytest.fixture
 def pipe(tiny_shapes_model):
