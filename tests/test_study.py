@@ -92,6 +92,27 @@ def test_a_study_folder_refuses_other_inputs_before_any_work(
     assert err.count("\n") == 1 and "(model, model_sha256, " in err
 
 
+def test_a_study_never_writes_into_a_users_folder_or_over_a_users_report(
+    tmp_path, tiny_shapes_model, shapes_records, monkeypatch
+):
+    inputs = Inputs(model=str(tiny_shapes_model), records=str(shapes_records))
+    monkeypatch.setattr(Study, "arms", lambda self: pytest.fail("a unit ran"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(StudyError, match="not a paradiff study"):
+        Study(inputs, mine, SETTINGS["quick"], progress=False).run()
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    letter = tmp_path / "letter.md"
+    letter.write_text("# Dear paradiff\n")
+    for report, problem in ((letter, "not a study report"), (mine, "is a folder")):
+        study = Study(inputs, tmp_path / "new", SETTINGS["quick"], progress=False)
+        with pytest.raises(StudyError, match=problem):
+            study.run(report)
+        assert not (tmp_path / "new").exists()
+    assert letter.read_text() == "# Dear paradiff\n"
+
+
 def test_a_half_finished_evaluation_resumes(tmp_path, tiny_shapes_model, shapes_records):
     inputs = Inputs(model=str(tiny_shapes_model), records=str(shapes_records))
     study = Study(inputs, tmp_path / "s", SETTINGS["quick"], progress=False)

@@ -396,6 +396,11 @@ class Study:
                     " give a new --out"
                 )
         else:
+            if self.out.is_dir() and any(self.out.iterdir()):
+                raise StudyError(
+                    f"{self.out} holds files that are not a paradiff study (no {INPUTS_FILE}):"
+                    " give a new --out"
+                )
             self.out.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(identity, indent=1) + "\n")
         return identity
@@ -407,6 +412,8 @@ class Study:
                 f"the recipe's reward.steps {self.reference_steps} is not among the scored steps"
                 f" {self.settings.scored_steps}"
             )
+        if report is not None:
+            check_report_path(Path(report))
         started = time.perf_counter()
         identity = self.claim_folder()
         arms = self.arms()
@@ -539,6 +546,28 @@ def multiple_comparisons(verdicts: int) -> str:
     )
 
 
+REPORT_TITLE = "# The paper's claims on the shapes world"
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse, before the study runs, a report path it could not write or would write over
+    someone else's file: a folder, a path below a file, a file that is no study report."""
+    if path.is_dir():
+        raise StudyError(f"--report {path} is a folder: name a Markdown file")
+    blocked = [p for p in path.absolute().parents if p.exists() and not p.is_dir()]
+    if blocked:
+        raise StudyError(f"--report {path}: {blocked[-1]} is a file, not a folder")
+    if path.exists():
+        try:
+            first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+        except (OSError, UnicodeDecodeError):
+            first = ""
+        if first != REPORT_TITLE:
+            raise StudyError(
+                f"--report {path} exists and is not a study report: it is never replaced"
+            )
+
+
 def write_report(results: dict[str, Any], path: Path, settings: StudySettings) -> None:
     """Markdown: per claim title and temperature a table of its arms and one verdict sentence
     per claim, and a figure of the claims' metric per arm (matplotlib) beside the report."""
@@ -550,7 +579,7 @@ def write_report(results: dict[str, Any], path: Path, settings: StudySettings) -
     path.parent.mkdir(parents=True, exist_ok=True)
     inputs = results["inputs"]
     lines = [
-        "# The paper's claims on the shapes world",
+        REPORT_TITLE,
         "",
         f"Model: {inputs['model']} (weights sha256 {inputs['model_sha256'][:12]}). Written"
         f" {results['date']}; this run's wall time {results['wall_minutes']} minutes (units"
