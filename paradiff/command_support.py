@@ -99,26 +99,25 @@ def weight_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def check_quantize_flags(args: argparse.Namespace) -> None:
-    """Refuse, before any work, a --quantize / --offload this installation or device cannot
-    run: one line naming what is missing."""
+    """Refuse, before any work, a --dtype that is no dtype and a --quantize / --offload this
+    installation or device cannot run: one line naming what is missing."""
+    from paradiff.model_config import ConfigError, parse_dtype
     from paradiff.quantization import (
         QuantizationUnavailable,
         check_offload,
         check_quantization,
     )
 
+    try:  # --dtype first: a bad value is the flag's fault, not the model's
+        dtype = parse_dtype(getattr(args, "dtype", None))
+    except ConfigError as err:
+        raise CommandError(f"--dtype: {err}") from None
     quantize, offload = getattr(args, "quantize", None), getattr(args, "offload", False)
     if quantize is None and not offload:
         return
     import torch
 
-    from paradiff.model_config import ConfigError, parse_dtype
-
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dtype = parse_dtype(getattr(args, "dtype", None))
-    except ConfigError as err:
-        raise CommandError(f"--dtype: {err}") from None
     try:
         if offload:
             check_offload(device, quantize)

@@ -312,6 +312,10 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
             ),
             "not a JSON object",
         ),  # fmt: skip
+        "--dtype int8 (a quantization, not a dtype)": (
+            (*gen, "--dtype", "int8"),
+            "--dtype: unknown",
+        ),
         "a tokenizer config that is a list": (
             (*gen[:3], "{listed}", *gen[4:]),
             "tokenizer_config.json is not a JSON object",
