@@ -250,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(err)
     except (OSError, ValueError) as err:  # input errors raised by the library
         message = one_line(err)
-    print(f"paradiff {args.command}: {message}", file=sys.stderr)
+    command = " ".join(filter(None, (args.command, getattr(args, "shapes_command", None))))
+    print(f"paradiff {command}: {message}", file=sys.stderr)
     return EXIT_USAGE
 
 

@@ -43,6 +43,9 @@ class CommandError(Exception):
 
 
 def one_line(err: BaseException) -> str:
+    """An error's first line; an operating-system error as 'PATH: what' (not '[Errno N] …')."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        return f"{err.filename}: {err.strerror.lower()}"
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 
