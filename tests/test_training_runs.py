@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from paradiff import cli
 from paradiff.pipeline import ParallelPipeline
-from paradiff.training.runs import lr_factor
+from paradiff.training.recipe import RecipeError
+from paradiff.training.runs import RUN_MARKER, RunFolder, lr_factor
 from tests.conftest import PROJECT_ROOT
 
 TINY_RECIPE = PROJECT_ROOT / "configs" / "tiny-sft.yaml"
@@ -165,3 +166,15 @@ def test_two_processes_train_like_one_with_the_same_global_batch(
     assert [line["loss"] for line in log_lines(one)] == pytest.approx(
         [line["loss"] for line in log_lines(two)], rel=1e-5
     )
+
+
+def test_a_second_process_accepts_a_folder_the_first_is_claiming_now(tmp_path):
+    """The main process writes the marker through a temporary file; a process of the same run
+    that looks at that moment sees a folder being claimed, not a folder of someone's files."""
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / f".{RUN_MARKER}.123.456.tmp").write_text("{}")
+    assert RunFolder(root).start(resume=False, overwrite=False, main=False) is None
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(RecipeError, match="not a paradiff run"):
+        RunFolder(root).start(resume=False, overwrite=False, main=False)

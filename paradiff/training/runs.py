@@ -100,7 +100,11 @@ class RunFolder:
         if self.root.exists() and not self.root.is_dir():
             raise RecipeError(f"output.dir {self.root} exists and is not a directory")
         marked = self.is_marked()
-        empty = not self.root.is_dir() or not any(self.root.iterdir())
+        # the marker's temporary file: another process of this run is claiming the folder now
+        claiming = re.compile(r"\." + re.escape(RUN_MARKER) + r"\.\d+\.\d+\.tmp")
+        empty = not self.root.is_dir() or all(
+            claiming.fullmatch(p.name) for p in self.root.iterdir()
+        )
         if not marked and not empty:
             if not self.is_unmarked_run():
                 raise RecipeError(
