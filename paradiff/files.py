@@ -107,6 +107,21 @@ def read_text(path, inside=None, limit: int | None = MAX_TEXT_BYTES, what: str =
         raise FileInputError(f"{what} {os.fspath(path)} is not UTF-8 text") from None
 
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """The JSON object a file holds; FileInputError naming the file when it is unreadable, not
+    JSON or not an object."""
+    try:
+        value = json.loads(read_text(path))
+    except ValueError as err:
+        if isinstance(err, FileInputError):
+            raise
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise FileInputError(f"cannot read {path}: {reason}") from None
+    if not isinstance(value, dict):
+        raise FileInputError(f"{path} is not a JSON object")
+    return value
+
+
 def _known_formats() -> list[str]:
     """The formats of IMAGE_FORMATS this Pillow reads (its plugins registered once)."""
     if not all(f in Image.OPEN for f in IMAGE_FORMATS):

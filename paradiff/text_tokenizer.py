@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from paradiff.files import FileInputError, read_json_object
+
 # Strings the prompt templates of family A rely on, each of which must encode to one id.
 REQUIRED_SPECIAL_TOKENS: tuple[str, ...] = (
     "<system>",
@@ -46,11 +48,9 @@ def _read_named_tokens(folder: Path) -> dict[str, str]:
         if not path.is_file():
             continue
         try:
-            settings = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise TokenizerError(f"cannot read {path}: {_first_line(err)}") from None
-        if not isinstance(settings, dict):
-            raise TokenizerError(f"{path} does not hold a JSON object")
+            settings = read_json_object(path)
+        except FileInputError as err:
+            raise TokenizerError(str(err)) from None
         for key in NAMED_TOKEN_KEYS:
             value = settings.get(key)
             if isinstance(value, dict):  # the AddedToken form {"content": "<s>", ...}

@@ -13,7 +13,6 @@ the shapes world's), so this module names no tokenizer it does not ship.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from paradiff.files import FileInputError, read_json_object
 from paradiff.image_tokenizers.base import ImageTokenizer
 from paradiff.registry import Registry
 
@@ -111,12 +111,9 @@ def load_image_tokenizer(
     named = checkpoint_dir / VQVAE_DIR / CONFIG_FILE
     if named.is_file():
         try:
-            config = json.loads(named.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ImageTokenizerNotFound(f"cannot read {named}: {err}") from None
-        if not isinstance(config, dict):
-            raise ImageTokenizerNotFound(f"{named} is not a JSON object")
-        name = config.get("tokenizer_class")
+            name = read_json_object(named).get("tokenizer_class")
+        except FileInputError as err:
+            raise ImageTokenizerNotFound(str(err)) from None
         if name not in kinds:
             raise ImageTokenizerNotFound(
                 f"{named} names tokenizer class {name!r}, which no installed package registers "
