@@ -83,6 +83,13 @@ def test_smoke_run_writes_a_loadable_model_and_logs(
     ]  # keep 2
     assert (out / "latest").read_text().strip() == "checkpoint-000005"
 
+    (out / "final" / "README.md").write_text("my notes on this model")  # the user's file
+    assert cli.main([*sft_argv(tiny_shapes_model, pretokenized, out), "--overwrite"]) == 2
+    assert "README.md is no file of the run's checkpoints" in capsys.readouterr().err
+    assert (out / "final" / "README.md").read_text() == "my notes on this model"
+    (out / "final" / "README.md").unlink()
+    assert cli.main([*sft_argv(tiny_shapes_model, pretokenized, out), "--overwrite"]) == 0
+
 
 def test_a_bad_recipe_key_exits_2_with_one_line(tmp_path, tiny_shapes_model, pretokenized, capsys):
     argv = sft_argv(tiny_shapes_model, pretokenized, tmp_path / "run", "train.lrr=1")

@@ -14,7 +14,8 @@ before markers existed (only run files, at least one complete checkpoint). A fol
 run is continued with `--resume` (from `latest`, or, when `latest` is broken, from the newest
 complete checkpoint) or started over with `--overwrite` (which deletes the old run's files —
 checkpoints, `latest`, `log.jsonl`, `final/`, `tensorboard/`, the recipe's own — and nothing
-else); anything else is refused before any work. Only the checkpoints of the run in progress are
+else; refused while `final/` or a checkpoint holds a file no checkpoint holds); anything else is
+refused before any work. Only the checkpoints of the run in progress are
 pruned, never the one `latest` names; the scratch folders of a killed run (those holding the
 marker `paradiff.checkpoint.save_model` writes inside) are deleted when the next run starts.
 """
@@ -118,6 +119,8 @@ class RunFolder:
                 "--overwrite to start over"
             )
         checkpoint = self.resume_point() if resume else None
+        if overwrite:
+            self.check_model_folders()
         self.created = not self.root.exists()
         if main:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -172,6 +175,22 @@ class RunFolder:
             for path in self.root.glob(pattern):
                 if is_scratch(path, SAVE_TOKEN) and not process_alive(scratch_owner(path)):
                     remove_scratch(path, SAVE_TOKEN)
+
+    def check_model_folders(self) -> None:
+        """Before --overwrite deletes the old run: refuse when `final/` or a checkpoint holds a
+        file no checkpoint of the run holds (someone put it there), naming it."""
+        folders = [p for p in (self.root / FINAL_DIR, *self.checkpoints()) if p.is_dir()]
+        saved = self.checkpoints()
+        if not saved:
+            return  # no complete checkpoint to tell the run's own files by
+        known = {p.relative_to(saved[-1]) for p in saved[-1].rglob("*")}
+        for folder in folders:
+            for path in folder.rglob("*"):
+                if path.relative_to(folder) not in known:
+                    raise RecipeError(
+                        f"{path} is no file of the run's checkpoints: move it away before "
+                        "--overwrite deletes the run"
+                    )
 
     def _remove_run(self) -> None:
         """The old run's files (--overwrite): nothing else, and never through a link."""
