@@ -20,6 +20,7 @@ from typing import Any
 from paradiff.files import (
     SCRATCH_MARKER,
     FileInputError,
+    first_line,
     is_scratch,
     make_scratch,
     move_into,
@@ -46,8 +47,7 @@ def one_line(err: BaseException) -> str:
     """An error's first line; an operating-system error as 'PATH: what' (not '[Errno N] …')."""
     if isinstance(err, OSError) and err.strerror and err.filename is not None:
         return f"{err.filename}: {err.strerror.lower()}"
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return first_line(err)
 
 
 class Parser(argparse.ArgumentParser):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -107,16 +108,21 @@ def read_text(path, inside=None, limit: int | None = MAX_TEXT_BYTES, what: str =
         raise FileInputError(f"{what} {os.fspath(path)} is not UTF-8 text") from None
 
 
-def read_json_object(path: str | os.PathLike) -> dict:
+def first_line(err: BaseException) -> str:
+    """An error's message in one line: its first, or the error's type when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def read_json_object(path: str | os.PathLike, limit: int | None = MAX_TEXT_BYTES) -> dict:
     """The JSON object a file holds; FileInputError naming the file when it is unreadable, not
     JSON or not an object."""
     try:
-        value = json.loads(read_text(path))
+        value = json.loads(read_text(path, limit=limit))
     except ValueError as err:
         if isinstance(err, FileInputError):
             raise
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise FileInputError(f"cannot read {path}: {reason}") from None
+        raise FileInputError(f"cannot read {path}: {first_line(err)}") from None
     if not isinstance(value, dict):
         raise FileInputError(f"{path} is not a JSON object")
     return value
@@ -180,8 +186,7 @@ def open_image(
                 f"cannot read image {name}: not a {', '.join(IMAGE_FORMATS)} image"
             ) from None
         except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ImageInputError(f"cannot read image {name}: {reason}") from None
+            raise ImageInputError(f"cannot read image {name}: {first_line(err)}") from None
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -203,6 +208,13 @@ def safe_target(root: str | os.PathLike, relative: str | os.PathLike) -> Path:
     return path
 
 
+def file_above(path: str | os.PathLike) -> Path | None:
+    """The outermost parent of `path` that exists and is no folder (nothing can be written
+    below it), or None."""
+    blocked = [p for p in Path(path).absolute().parents if p.exists() and not p.is_dir()]
+    return blocked[-1] if blocked else None
+
+
 def make_dirs(root: Path, relative: str | os.PathLike) -> Path:
     """Create `root / relative` (see `safe_target`), its parents too."""
     path = safe_target(root, relative)
@@ -216,6 +228,7 @@ def write_atomic(path: Path, text: str | bytes, root: Path | None = None) -> Non
     it and reached through no link (`safe_target`)."""
     if root is not None:
         path = safe_target(root, path.relative_to(root))
+    # the name `is_write_temp` recognises
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     data = text.encode("utf-8") if isinstance(text, str) else text
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
@@ -226,6 +239,12 @@ def write_atomic(path: Path, text: str | bytes, root: Path | None = None) -> Non
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def is_write_temp(name: str, target: str) -> bool:
+    """Whether `name` is the temporary file `write_atomic` writes `target` through (a write in
+    progress, or one a killed process left)."""
+    return re.fullmatch(r"\." + re.escape(target) + r"\.\d+\.\d+\.tmp", name) is not None
 
 
 def move_into(source: Path, root: Path, relative: str | os.PathLike) -> Path:

@@ -354,11 +354,11 @@ class ParallelPipeline:
                 raise PipelineInputError("editing needs an input image")
             if size is None and self.fixed_size:
                 size = self.image_size
-            input_codes, pixel_size = encode_image(self.image_tokenizer, request.image, size)
+            image = load_image(request.image)  # read once: its size places the paint mask
+            input_codes, pixel_size = encode_image(self.image_tokenizer, image, size)
             grid = tuple(input_codes.shape)
             if request.paint_mask is not None:
-                image_size = load_image(request.image).size  # (W, H) of the input as given
-                mask = fit_paint_mask(request.paint_mask, image_size, pixel_size)
+                mask = fit_paint_mask(request.paint_mask, image.size, pixel_size)
                 keep = ~paint_grid(mask, pixel_size, down)
                 output_codes = torch.where(keep, input_codes, torch.full_like(input_codes, -1))
         elif task == "generate":

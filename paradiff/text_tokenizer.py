@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from paradiff.files import FileInputError, read_json_object
+from paradiff.files import FileInputError, first_line, read_json_object
 
 # Strings the prompt templates of family A rely on, each of which must encode to one id.
 REQUIRED_SPECIAL_TOKENS: tuple[str, ...] = (
@@ -33,11 +33,6 @@ TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 
 class TokenizerError(ValueError):
     """A text tokenizer that cannot be loaded or used as the model needs."""
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _read_named_tokens(folder: Path) -> dict[str, str]:
@@ -97,7 +92,7 @@ class TextTokenizer:
         try:
             tokenizer = Tokenizer.from_file(str(file))
         except Exception as err:  # the tokenizers library raises plain Exception
-            raise TokenizerError(f"cannot read tokenizer {file}: {_first_line(err)}") from None
+            raise TokenizerError(f"cannot read tokenizer {file}: {first_line(err)}") from None
         named_tokens = _read_named_tokens(file.parent)
         return cls(tokenizer, named_tokens, required_special_tokens, source=f"tokenizer {file}")
 

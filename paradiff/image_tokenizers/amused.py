@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from diffusers import VQModel
 
+from paradiff.files import first_line
 from paradiff.image_tokenizers.base import check_codes, check_image_batch
 
 CONFIG_FILE = "config.json"
@@ -86,8 +87,7 @@ class AmusedTokenizer:
                 source, subfolder=source_subfolder, torch_dtype=dtype
             )
         except (OSError, ValueError, RuntimeError) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise AmusedError(f"cannot load a VQ model from {source}: {reason}") from None
+            raise AmusedError(f"cannot load a VQ model from {source}: {first_line(err)}") from None
         return cls(vq_model.to(device))
 
     @property

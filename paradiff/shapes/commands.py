@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from paradiff.files import file_above
 from paradiff.shapes.dataset import DatasetError, make_dataset, parse_weights
 from paradiff.shapes.drafting import LEVELS
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
@@ -49,9 +50,9 @@ def new_folder_error(out: str) -> str | None:
         return "--out is empty: name a new folder"
     if path.is_symlink() or path.exists() and (not path.is_dir() or any(path.iterdir())):
         return f"{out} exists and is not empty: choose a new folder (an existing one is never replaced)"
-    blocked = [p for p in path.absolute().parents if p.exists() and not p.is_dir()]
+    blocked = file_above(path)
     if blocked:
-        return f"{blocked[-1]} is a file, not a folder: cannot write {out}"
+        return f"{blocked} is a file, not a folder: cannot write {out}"
     return None
 
 

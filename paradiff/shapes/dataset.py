@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from paradiff.files import FileInputError, safe_target, write_atomic
+from paradiff.files import FileInputError, read_json_object, safe_target, write_atomic
 from paradiff.shapes.drafting import DIFFICULTIES, LEVELS
 from paradiff.shapes.image_tokenizer import shapes_tokenizer
 from paradiff.shapes.phrasing import rephrase
@@ -249,10 +249,9 @@ def is_dataset_folder(folder: Path) -> bool:
     if any(path.name not in OUTPUTS for path in folder.iterdir()):
         return False
     try:
-        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json_object(folder / META_FILE).get("world") == "shapes"
+    except FileInputError:
         return False
-    return isinstance(meta, dict) and meta.get("world") == "shapes"
 
 
 def prepare_folder(out: str | os.PathLike, overwrite: bool) -> Path:

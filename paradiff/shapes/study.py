@@ -49,6 +49,7 @@ from paradiff.bench.report import arm_difference_interval, bootstrap_interval, r
 from paradiff.bench.runner import BenchFolder
 from paradiff.checkpoint import CheckpointError
 from paradiff.command_support import file_digest
+from paradiff.files import file_above
 from paradiff.pipeline import ParallelPipeline, model_directory
 from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.probe import GREEDY
@@ -554,9 +555,9 @@ def check_report_path(path: Path) -> None:
     someone else's file: a folder, a path below a file, a file that is no study report."""
     if path.is_dir():
         raise StudyError(f"--report {path} is a folder: name a Markdown file")
-    blocked = [p for p in path.absolute().parents if p.exists() and not p.is_dir()]
+    blocked = file_above(path)
     if blocked:
-        raise StudyError(f"--report {path}: {blocked[-1]} is a file, not a folder")
+        raise StudyError(f"--report {path}: {blocked} is a file, not a folder")
     if path.exists():
         try:
             first = path.read_text(encoding="utf-8").split("\n", 1)[0]

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from paradiff.checkpoint import load_tokenizers, read_config, resolve_checkpoint_dir
-from paradiff.files import FileInputError, read_text
+from paradiff.files import FileInputError, read_json_object
 from paradiff.image_tokenizers.base import encode_image
 from paradiff.layout import Layout, token_space_from_config
 from paradiff.sampling.settings import read_sampler_settings
@@ -215,9 +215,7 @@ def earlier_state(out: Path, source: dict[str, Any]) -> dict[str, Any]:
         return {**fresh, "skipped_ids": []}
     path = out / STATE_FILE
     try:
-        state = json.loads(read_text(path, limit=1 << 26))
-        if not isinstance(state, dict) or not isinstance(state.get("shards"), list):
-            raise ValueError
+        state = read_json_object(path, limit=1 << 26)
         if not all(
             isinstance(state.get(k), type(v)) for k, v in fresh.items() if k != "records_done"
         ):

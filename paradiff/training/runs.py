@@ -37,7 +37,9 @@ import torch
 from paradiff.files import (
     SAVE_TOKEN,
     FileInputError,
+    first_line,
     is_scratch,
+    is_write_temp,
     process_alive,
     read_text,
     remove_scratch,
@@ -102,9 +104,8 @@ class RunFolder:
             raise RecipeError(f"output.dir {self.root} exists and is not a directory")
         marked = self.is_marked()
         # the marker's temporary file: another process of this run is claiming the folder now
-        claiming = re.compile(r"\." + re.escape(RUN_MARKER) + r"\.\d+\.\d+\.tmp")
         empty = not self.root.is_dir() or all(
-            claiming.fullmatch(p.name) for p in self.root.iterdir()
+            is_write_temp(p.name, RUN_MARKER) for p in self.root.iterdir()
         )
         if not marked and not empty:
             if not self.is_unmarked_run():
@@ -179,11 +180,11 @@ class RunFolder:
     def check_model_folders(self) -> None:
         """Before --overwrite deletes the old run: refuse when `final/` or a checkpoint holds a
         file no checkpoint of the run holds (someone put it there), naming it."""
-        folders = [p for p in (self.root / FINAL_DIR, *self.checkpoints()) if p.is_dir()]
         saved = self.checkpoints()
         if not saved:
             return  # no complete checkpoint to tell the run's own files by
         known = {p.relative_to(saved[-1]) for p in saved[-1].rglob("*")}
+        folders = [p for p in (self.root / FINAL_DIR, *saved) if p.is_dir()]
         for folder in folders:
             for path in folder.rglob("*"):
                 if path.relative_to(folder) not in known:
@@ -252,8 +253,9 @@ class RunFolder:
         try:
             state = torch.load(path, weights_only=False)
         except Exception as err:  # torch.load raises several kinds for damaged files
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise RecipeError(f"cannot read {path} (damaged or truncated?): {reason}") from None
+            raise RecipeError(
+                f"cannot read {path} (damaged or truncated?): {first_line(err)}"
+            ) from None
         if not isinstance(state, dict) or "step" not in state:
             raise RecipeError(f"{path} is not a paradiff training state")
         return state
