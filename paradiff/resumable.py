@@ -130,21 +130,22 @@ def check_generation(row: Any, where: str) -> dict[str, Any]:
 def read_records(
     paths: Iterable[Path], root: Path | None = None, check: RecordCheck = check_record
 ) -> dict[str, dict[str, Any]]:
-    """id -> record of JSONL files, first occurrence kept; a torn last line (a killed write, or
-    another process mid-write) is skipped; any other line must pass `check`, else RunError naming
+    """id -> record of JSONL files, first occurrence kept; a torn last line (one without its
+    newline: a killed write, or another process mid-write) is skipped; any other line must pass `check`, else RunError naming
     the file and line."""
     records: dict[str, dict[str, Any]] = {}
     for path in paths:
         try:
-            lines = read_text(path, inside=root).splitlines()
+            text = read_text(path, inside=root)
         except FileInputError as err:
             raise RunError(str(err)) from None
+        lines = text.splitlines()
         for number, line in enumerate(lines, 1):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                if number == len(lines):
-                    continue  # a torn last line
+                if number == len(lines) and not text.endswith("\n"):
+                    continue  # a torn last line: its newline was never written
                 raise RunError(f"{path} line {number} is not JSON") from None
             try:
                 row = check(row, f"{path} line {number}")

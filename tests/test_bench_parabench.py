@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 import types
@@ -145,6 +146,14 @@ def test_a_torn_last_line_is_skipped_then_cut_off(tmp_path):
     JsonlWriter(path).append({"id": "c"})
     assert list(read_records([path])) == ["a", "c"]
     assert path.read_text().count("\n") == 2
+
+
+def test_a_garbage_last_line_with_its_newline_is_refused_not_skipped(tmp_path):
+    """Only a line without its newline is a torn write; a whole line of garbage names itself."""
+    path = tmp_path / "scores.jsonl"
+    path.write_text('{"id": "a", "x": 1}\ngarbage\n')
+    with pytest.raises(RunError, match=f"^{re.escape(str(path))} line 2 is not JSON$"):
+        read_records([path])
 
 
 # -- runs ---------------------------------------------------------------------------------------

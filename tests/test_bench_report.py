@@ -158,3 +158,27 @@ def test_compare_prints_differences(tmp_path, capsys):
     )
     assert main(["bench", "compare", str(tmp_path / "a"), str(tmp_path / "none")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{bad", "cannot read {path}: Expecting property name"),
+        ("[1]", "{path} is not a JSON object"),
+        ("{}", "{path} has no overall"),
+        ('{"overall": {"count": 1}, "per_task": {}, "per_category": {}}', "has no metrics"),
+        (
+            '{"overall": {"count": 1, "metrics": {"text_quality": {"mean": 1, "ci95": [1]}}},'
+            ' "per_task": {}, "per_category": {}}',
+            "text_quality: ci95 must be two numbers",
+        ),
+    ],
+)
+def test_compare_names_a_summary_json_that_is_not_one(tmp_path, capsys, text, message):
+    write_report(tmp_path / "a", summarise(RECORDS))
+    (tmp_path / "b").mkdir()
+    path = tmp_path / "b" / "summary.json"
+    path.write_text(text)
+    assert main(["bench", "compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert message.format(path=path) in err and len(err.strip().splitlines()) == 1

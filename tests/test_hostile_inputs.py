@@ -640,6 +640,10 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
             ),
             "at most 512",
         ),
+        "make-dataset of a trillion samples": (
+            ("shapes", "make-dataset", "--n", "1000000000000", "--out", "{root}/new-data"),
+            "GB free",
+        ),
         "app on port 0": (("app", "--port", "0"), "--port"),
         "app on a device that is no device": (("app", "--device", "gpu!"), "not a device"),
         "app on a host that does not resolve": (("app", "--host", "256.1.1.1"), "not an address"),

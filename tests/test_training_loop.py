@@ -175,6 +175,23 @@ def test_a_resumed_run_that_draws_from_the_global_generators_repeats_an_uninterr
     assert untimed(log_lines(stopped)) == untimed(log_lines(straight))
 
 
+def test_resume_without_a_checkpoint_says_it_starts_at_step_0(
+    capsys, tmp_path, tiny_shapes_model, pretokenized
+):
+    """`--resume` where no checkpoint was saved yet (a run killed before its first) starts the run
+    and says so; one with a checkpoint says nothing."""
+    out = tmp_path / "run"
+    config = recipe("sft", tiny_shapes_model, pretokenized, None, out, "train.steps=1")
+    run = start("sft", config, resume=True)
+    assert run.step == 0
+    assert capsys.readouterr().err == (
+        f"--resume: {out} holds no checkpoint yet; starting at step 0\n"
+    )
+    run.run()
+    assert start("sft", config, resume=True).step == 1
+    assert capsys.readouterr().err == ""
+
+
 # -- an old ParaRL checkpoint ------------------------------------------------------------------
 def test_a_pararl_checkpoint_from_before_these_rules_still_resumes(
     tmp_path, tiny_shapes_model, shapes_records

@@ -21,8 +21,11 @@ import numpy as np
 
 from paradiff.bench.items import METRICS
 from paradiff.bench.runner import BenchFolder, write_atomic
+from paradiff.files import FileInputError, read_json_object
 from paradiff.plots import bar_chart
 from paradiff.resumable import RunError
+from paradiff.schema import SchemaError, is_number, take
+from paradiff.schema import record as json_object
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
@@ -205,11 +208,32 @@ def report_run(root: str | os.PathLike, ids: list[str] | None = None) -> dict[st
 
 
 def load_summary(root: str | os.PathLike) -> dict[str, Any]:
-    """A run folder's summary.json, made from its scores when it has none yet."""
+    """A run folder's summary.json (RunError naming it when it is not one), made from its scores
+    when it has none yet."""
     path = Path(root) / SUMMARY_JSON
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    return report_run(root)
+    if not path.is_file():
+        return report_run(root)
+    try:
+        summary = read_json_object(path)
+        for name, group in groups_of_checked(summary, str(path)).items():
+            where = f"{path}: group {name!r}"
+            take(json_object(group, where), "count", "int", where)
+            for metric, value in take(group, "metrics", "object", where).items():
+                value = json_object(value, f"{where}, {metric}")
+                take(value, "mean", "number", f"{where}, {metric}")
+                interval = take(value, "ci95", "list", f"{where}, {metric}")
+                if len(interval) != 2 or not all(is_number(v) for v in interval):
+                    raise SchemaError(f"{where}, {metric}: ci95 must be two numbers")
+    except (FileInputError, SchemaError) as err:
+        raise RunError(str(err)) from None
+    return summary
+
+
+def groups_of_checked(summary: dict[str, Any], where: str) -> dict[str, Any]:
+    """`groups_of` of a summary read from a file: its three group fields must be objects."""
+    for field in ("overall", "per_task", "per_category"):
+        take(summary, field, "object", where)
+    return groups_of(summary)
 
 
 def compare_table(a: dict[str, Any], b: dict[str, Any]) -> str:

@@ -284,6 +284,25 @@ def prepare_folder(out: str | os.PathLike, overwrite: bool) -> Path:
     return folder
 
 
+# A sample takes at least a record line (about 1 KB) and one image file (a 4 KiB disk block).
+MIN_BYTES_PER_SAMPLE = 1024 + 4096
+
+
+def check_room(out: str | os.PathLike, n: int) -> None:
+    """DatasetError when `n` samples cannot fit on the disk that would hold `out`, by the
+    smallest size a sample takes."""
+    anchor = Path(out).absolute()
+    while not anchor.exists() and anchor != anchor.parent:
+        anchor = anchor.parent
+    free = shutil.disk_usage(anchor).free
+    need = n * MIN_BYTES_PER_SAMPLE
+    if need > free:
+        raise DatasetError(
+            f"--n {n} needs at least {need / 1e9:.1f} GB on the disk that holds {out}, which "
+            f"has {free / 1e9:.1f} GB free"
+        )
+
+
 def make_dataset(
     out: str | os.PathLike,
     n: int,
@@ -304,6 +323,7 @@ def make_dataset(
     written."""
     if n < 1:
         raise DatasetError(f"--n must be at least 1, got {n}")
+    check_room(out, n)
     weights = weights or parse_weights()
     try:
         check_cell_px(cell_px)

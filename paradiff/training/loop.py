@@ -12,6 +12,7 @@ through `optimizer_step`, closed by `end_step`) and `log_line`.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -158,6 +159,10 @@ class TrainingLoop(ABC):
         self.folder = RunFolder(self.settings.output.dir, self.EXTRA_FILES)
         self.out = self.folder.root
         start_from = self.folder.start(resume, overwrite, self.is_main)
+        if resume and start_from is None and self.is_main:
+            print(
+                f"--resume: {self.out} holds no checkpoint yet; starting at step 0", file=sys.stderr
+            )
         self.resumed = self.folder.load_state(start_from) if start_from else None
         log_with = self.settings.output.log_with if self.is_main else None
         self.tracker = Tracker(log_with, self.out, self.NAME, self.settings.to_config())
