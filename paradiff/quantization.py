@@ -42,9 +42,10 @@ class QuantizationUnavailable(ValueError):
 
 
 @contextmanager
-def _quiet_loggers(*names: str):
-    """Silence the warnings torchao's import logs (optional kernels it does not find)."""
-    loggers = [logging.getLogger(name) for name in names]
+def quiet_torchao():
+    """Silence the warnings torchao's import logs (optional kernels it does not find, enums
+    registered with torch's pytree) while the block runs."""
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
@@ -59,7 +60,7 @@ def import_torchao():
     """The torchao module, imported quietly; QuantizationUnavailable when it is missing, broken
     or too old."""
     try:
-        with _quiet_loggers("torchao", "torch.utils._pytree"):
+        with quiet_torchao():
             torchao = importlib.import_module("torchao")
             importlib.import_module("torchao.quantization")
     except ImportError as err:
@@ -108,7 +109,7 @@ def check_quantization(
     if device.type not in ("cpu", "cuda"):
         raise QuantizationUnavailable(f"--quantize {mode} runs on cpu or cuda, not {device.type}")
     import_torchao()
-    with _quiet_loggers("torchao", "torch.utils._pytree"):
+    with quiet_torchao():
         from torchao.quantization import Int8WeightOnlyConfig, quantize_  # noqa: F401
     if mode == "int8":
         return
@@ -120,7 +121,7 @@ def check_quantization(
                 f"{torch.__version__}: use --quantize int8"
             )
         try:
-            with _quiet_loggers("torchao", "torch.utils._pytree"):
+            with quiet_torchao():
                 from torchao.prototype.quantization.int4 import (  # noqa: F401
                     PrototypeInt4WeightOnlyConfig,
                 )
@@ -165,7 +166,7 @@ class Quantizer:
         check_mode(self.mode)
         self.device = torch.device(self.device)
         import_torchao()
-        with _quiet_loggers("torchao", "torch.utils._pytree"):
+        with quiet_torchao():
             from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
         self._quantize = quantize_
@@ -180,7 +181,7 @@ class Quantizer:
         return "int8"
 
     def _int4_config(self, group: int):
-        with _quiet_loggers("torchao", "torch.utils._pytree"):
+        with quiet_torchao():
             if self.device.type == "cpu":
                 from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
 
@@ -203,7 +204,7 @@ class Quantizer:
             del weight
         else:
             config = self._int8 if kind == "int8" else self._int4_config(int(kind[6:]))
-            with _quiet_loggers("torchao", "torch.utils._pytree"):
+            with quiet_torchao():
                 self._quantize(module, config)
         weight = module.weight
         if type(weight) is torch.Tensor or type(weight) is nn.Parameter:
@@ -236,7 +237,7 @@ class Quantizer:
             block = rows_of(start, min(rows, start + step))
             piece = nn.Linear(columns, block.shape[0], bias=False, device="meta")
             piece.weight = nn.Parameter(block, requires_grad=False)
-            with _quiet_loggers("torchao", "torch.utils._pytree"):
+            with quiet_torchao():
                 self._quantize(piece, self._int8)
             quantized = piece.weight
             names, context = quantized.__tensor_flatten__()
