@@ -44,8 +44,10 @@ class QuantizationUnavailable(ValueError):
 @contextmanager
 def quiet_torchao():
     """Silence the warnings torchao's import logs (optional kernels it does not find, enums
-    registered with torch's pytree) while the block runs."""
-    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    registered with torch's pytree, diffusers' note on torchao tensors it cannot import) while the
+    block runs."""
+    names = ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao")
+    loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)

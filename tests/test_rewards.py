@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -299,3 +301,22 @@ def test_control_rewards_by_hand():
     for bad in ({}, {"word": "two words"}, {"word": 3}):
         with pytest.raises(RewardError, match="reward.word"):
             build_reward("word_share", bad)
+
+
+def test_making_and_loading_a_clip_and_importing_amused_print_nothing(tmp_path):
+    """transformers' and diffusers' model classes import torchao when it is installed, which logs
+    warnings about kernels it cannot load, and bars of its own: a fresh process that trains,
+    saves and loads the shapes CLIP quietly and imports the aMUSEd tokenizer writes nothing to
+    stderr."""
+    script = (
+        "import sys\n"
+        "from paradiff.image_tokenizers import amused\n"
+        "from paradiff.shapes.clip import train_shapes_clip\n"
+        "from paradiff.training.rewards import ClipReward\n"
+        "train_shapes_clip(sys.argv[1], steps=1, batch_size=4, n_pairs=40, progress=False)\n"
+        "ClipReward(sys.argv[1])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "clip")], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -12,10 +12,13 @@ import re
 from pathlib import Path
 
 import torch
-from diffusers import VQModel
 
 from paradiff.files import first_line
 from paradiff.image_tokenizers.base import check_codes, check_image_batch
+from paradiff.quantization import quiet_torchao
+
+with quiet_torchao():  # diffusers imports torchao when it is installed
+    from diffusers import VQModel
 
 CONFIG_FILE = "config.json"
 VQ_SUBFOLDER = "vqvae"  # where a full checkpoint keeps its VQ model

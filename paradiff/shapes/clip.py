@@ -42,6 +42,7 @@ from paradiff.training.rewards import (
     clip_pixel_inputs,
     clip_text_inputs,
     feature_tensor,
+    quiet_transformers,
 )
 from paradiff.trajectory import grey_out
 
@@ -54,7 +55,8 @@ SIZES: dict[str, int] = dict(hidden_size=64, intermediate_size=128, layers=2, he
 
 def new_shapes_clip(vocab_size: int, eos_id: int, pad_id: int, seed: int = 0):
     """A randomly initialised CLIPModel sized for the shapes world (under 1 M parameters)."""
-    from transformers import CLIPConfig, CLIPModel
+    with quiet_transformers():
+        from transformers import CLIPConfig, CLIPModel
 
     tower = dict(
         hidden_size=SIZES["hidden_size"],
@@ -252,7 +254,8 @@ def train_shapes_clip(
         beats = near_miss_accuracy(model, texts, images, misses, eos_id, pad_id, tokenizer)
         summary[f"near_miss_{name}"] = round(beats, 4)
     path = Path(out)
-    model.save_pretrained(str(path))
+    with quiet_transformers():
+        model.save_pretrained(str(path))
     save_text_tokenizer(path, tokenizer)
     preprocessing = {"image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD)}
     (path / PREPROCESSOR_FILE).write_text(json.dumps(preprocessing, indent=1) + "\n")

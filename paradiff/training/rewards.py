@@ -23,6 +23,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -30,6 +31,8 @@ from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+
+from paradiff.quantization import quiet_torchao
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -104,6 +107,23 @@ def clip_pixel_inputs(
     return (pixels - mean_t) / std_t
 
 
+@contextmanager
+def quiet_transformers():
+    """transformers without what it prints on the way: the warnings of the torchao import its
+    model classes make when torchao is installed, and its bars for loading and saving weights
+    (a CLIP of one small file here)."""
+    from transformers.utils import logging as hf_logging
+
+    bars_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with quiet_torchao():
+            yield
+    finally:
+        if bars_on:
+            hf_logging.enable_progress_bar()
+
+
 class ClipReward:
     """cos(E_text(text), E_image(image)) of a local `CLIPModel` directory, in [-1, 1].
 
@@ -116,12 +136,15 @@ class ClipReward:
 
     def __init__(self, directory: str | os.PathLike, device: torch.device | str = "cpu") -> None:
         from tokenizers import Tokenizer
-        from transformers import CLIPModel
+
+        with quiet_transformers():
+            from transformers import CLIPModel
 
         path = Path(directory)
         if not (path / "config.json").is_file() or not (path / TOKENIZER_FILE).is_file():
             raise RewardError(f"{path} is not a CLIP directory (config.json and tokenizer.json)")
-        self.model = CLIPModel.from_pretrained(str(path)).to(device).eval()
+        with quiet_transformers():
+            self.model = CLIPModel.from_pretrained(str(path)).to(device).eval()
         self.tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
         settings = {}
         if (path / PREPROCESSOR_FILE).is_file():
