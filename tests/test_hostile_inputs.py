@@ -382,7 +382,12 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
         "shapebench limit 0": (("bench", "shapebench", "--oracle", "--limit", "0"), "--limit"),
         "report of nothing": (("bench", "report", "{root}/nothing"), "nothing"),
         # training
-        "a missing recipe": (("train", "sft", "--config", "{root}/none.yaml"), "does not exist"),
+        "a missing recipe": (("train", "sft", "--config", "{root}/none.yaml"), "no such file"),
+        "a recipe that is a folder": (("train", "sft", "--config", "{root}"), "it is a folder"),
+        "a recipe that is a device": (
+            ("train", "pararl", "--config", "/dev/null"),
+            "not a regular",
+        ),
         "a run folder without --resume": (sft, "--resume"),
         "--resume and --overwrite": ((*sft, "--resume", "--overwrite"), "--overwrite"),
         "--resume from a truncated state": ((*sft, "--resume"), "training_state.pt"),
@@ -415,7 +420,7 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
                 "--out",
                 "{root}/pre",
             ),
-            "does not exist",
+            "no such file",
         ),  # fmt: skip
         "pretokenize into the user's folder": (
             (

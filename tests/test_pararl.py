@@ -477,7 +477,7 @@ def test_reward_at_final_scores_the_answer_at_every_scored_step(
         ("reward.steps=50", "reward.steps 50 exceeds the 6 sampler steps"),
         ("reward.window=[0.9,0.95]", "reward.steps 3 exceeds the 1 sampler steps"),
         ("reward.window=[0.5,0.2]", "reward.window: the scored-step window needs"),
-        ("data.records=missing.jsonl", "records file missing.jsonl does not exist"),
+        ("data.records=missing.jsonl", "cannot read records file missing.jsonl: no such file"),
         ("reward.clip_dir=nowhere", "nowhere is not a CLIP directory"),
         ("train.estimator=masked", "train.estimator: masked scores the final answer's tokens"),
         ("train.estimator=exact", "train.estimator must be one of ('steps', 'masked')"),

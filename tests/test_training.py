@@ -362,5 +362,5 @@ def test_recipe_errors(tmp_path, file_text, overrides, message):
 
 
 def test_missing_recipe_file_is_an_error(tmp_path):
-    with pytest.raises(RecipeError, match="does not exist"):
+    with pytest.raises(RecipeError, match="no such file"):
         load_recipe(tmp_path / "none.yaml", [], DEFAULTS)

@@ -53,7 +53,7 @@ def test_bad_records_are_skipped_and_counted_with_their_reason(
     bad = ["{not json", "[1, 2]", json.dumps(missing_field), json.dumps(missing_image)]
     lines = bad + good[:3] + ["", json.dumps(corrupt_image)] + good[3:]
     records = tmp_path / "records.jsonl"
-    records.write_text("\n".join(lines) + "\n")
+    records.write_bytes(("\n".join(lines) + "\n").encode() + b'{"id": "\xd0"}\n')
     out = tmp_path / "tok"
     argv = ["pretokenize", "--records", str(records), "--tokenizer", str(tiny_shapes_model)]
     assert cli.main([*argv, "--out", str(out), "--shard-size", "4", "--quiet"]) == 0
@@ -63,6 +63,7 @@ def test_bad_records_are_skipped_and_counted_with_their_reason(
     assert state["skipped"] == {
         "not valid JSON": 1,
         "not a JSON object": 1,
+        "not UTF-8 text": 1,
         "missing field answer_text": 1,
         "user_image missing": 1,
         "answer_image unreadable (ImageInputError)": 1,
@@ -74,7 +75,7 @@ def test_bad_records_are_skipped_and_counted_with_their_reason(
     assert len(PretokenizedDataset(out, text_length=48)) == len(good)
     printed = capsys.readouterr().out
     assert f"{len(good)} examples in 3 shards" in printed
-    assert "skipped 5 records: " in printed and "1 not valid JSON" in printed
+    assert "skipped 6 records: " in printed and "1 not valid JSON" in printed
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from paradiff.files import FileInputError, read_json_object
 from paradiff.image_tokenizers.base import encode_image
 from paradiff.layout import Layout, token_space_from_config
 from paradiff.sampling.settings import read_sampler_settings
-from paradiff.training.records import read_records
+from paradiff.training.records import read_records, records_file_problem
 
 STATE_FILE = "pretokenize.json"
 SHARD_PATTERN = "shard-{:05d}.npz"
@@ -146,8 +146,9 @@ def pretokenize(
 ) -> dict[str, Any]:
     """Write the shards for `records`; resumes an interrupted run. Returns the state summary."""
     records = Path(records)
-    if not records.is_file():
-        raise PretokenizeError(f"records file {records} does not exist")
+    problem = records_file_problem(records)
+    if problem:
+        raise PretokenizeError(problem)
     if shard_size < 1:
         raise PretokenizeError(f"shard size must be at least 1, got {shard_size}")
     if not str(out).strip():

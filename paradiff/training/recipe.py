@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from paradiff.files import FileInputError, read_text
+
 
 class RecipeError(ValueError):
     """A recipe file or override that cannot be used."""
@@ -60,10 +62,10 @@ def load_recipe(
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise RecipeError(f"recipe file {path} does not exist")
         try:
-            values = yaml.load(path.read_text(), RecipeLoader) or {}
+            values = yaml.load(read_text(path, what="recipe file"), RecipeLoader) or {}
+        except FileInputError as err:
+            raise RecipeError(str(err)) from None
         except yaml.YAMLError as err:
             raise RecipeError(f"recipe file {path} is not valid YAML ({err.problem})") from None
         if not isinstance(values, dict):

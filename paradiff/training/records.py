@@ -9,15 +9,30 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+from paradiff.files import FileInputError, open_regular
+
+
+def records_file_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read as a records file (missing, a folder, a device), or None."""
+    try:
+        open_regular(path, limit=None, what="records file").close()
+    except FileInputError as err:
+        return str(err)
+    return None
 
 
 def read_records(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, record) for every non-blank line of a JSONL file; in place of the record,
-    the reason a line is not one ("not valid JSON", "not a JSON object")."""
-    with open(Path(path), encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
+    the reason a line is not one ("not UTF-8 text", "not valid JSON", "not a JSON object")."""
+    with open_regular(path, limit=None, what="records file") as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield number, "not UTF-8 text"
+                continue
             if not line.strip():
                 continue
             try:

@@ -14,7 +14,7 @@ from paradiff.model import eval_mode
 from paradiff.pipeline import ParallelPipeline, Request, decode_partial_image
 from paradiff.sampling import ParallelSampler, SamplerConfig
 from paradiff.training.recipe import RecipeError
-from paradiff.training.records import read_records
+from paradiff.training.records import read_records, records_file_problem
 from paradiff.training.rewards import PartialState, Reward
 
 
@@ -45,8 +45,9 @@ def load_records(path: str | Path, limit: int | None = None) -> tuple[list[dict[
     """The prompt pool: records of a JSONL file (the first `limit`), and the folder their
     images are relative to."""
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"records file {path} does not exist")
+    problem = records_file_problem(path)
+    if problem:
+        raise RecipeError(problem)
     records = []
     for number, record in read_records(path):
         if limit is not None and len(records) >= int(limit):
