@@ -250,7 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(err)
     except (OSError, ValueError) as err:  # input errors raised by the library
         message = one_line(err)
-    command = " ".join(filter(None, (args.command, getattr(args, "shapes_command", None))))
+    subcommands = (
+        getattr(args, name, None) for name in ("shapes_command", "recipe", "bench_command")
+    )
+    command = " ".join(filter(None, (args.command, *subcommands)))
     print(f"paradiff {command}: {message}", file=sys.stderr)
     return EXIT_USAGE
 

@@ -350,5 +350,5 @@ def test_bad_input_is_one_line_with_exit_2(change, message, tiny_model, data, tm
         assert main(argv) == 2
         assert server.requests == []
     err = capsys.readouterr().err
-    assert err.startswith("paradiff bench: ") and message in err
+    assert err.startswith("paradiff bench parabench: ") and message in err
     assert len(err.strip().splitlines()) == 1

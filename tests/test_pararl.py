@@ -506,5 +506,5 @@ def test_a_bad_recipe_exits_2_with_one_line(
     argv = pararl_argv(tiny_shapes_model, shapes_records, tiny_clip, out, *override.split(" "))
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("paradiff train: ") and message in err
+    assert err.count("\n") == 1 and err.startswith("paradiff train pararl: ") and message in err
     assert not out.exists()

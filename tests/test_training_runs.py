@@ -95,7 +95,7 @@ def test_a_bad_recipe_key_exits_2_with_one_line(tmp_path, tiny_shapes_model, pre
     argv = sft_argv(tiny_shapes_model, pretokenized, tmp_path / "run", "train.lrr=1")
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
-    assert err == "paradiff train: unknown recipe key 'train.lrr'\n"
+    assert err == "paradiff train sft: unknown recipe key 'train.lrr'\n"
 
 
 def test_resume_after_sigkill_gives_the_weights_of_a_straight_run(
