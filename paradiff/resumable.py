@@ -131,8 +131,8 @@ def read_records(
     paths: Iterable[Path], root: Path | None = None, check: RecordCheck = check_record
 ) -> dict[str, dict[str, Any]]:
     """id -> record of JSONL files, first occurrence kept; a torn last line (one without its
-    newline: a killed write, or another process mid-write) is skipped; any other line must pass `check`, else RunError naming
-    the file and line."""
+    newline: a killed write, or another process mid-write) is skipped; any other line must pass
+    `check`, else RunError naming the file and line."""
     records: dict[str, dict[str, Any]] = {}
     for path in paths:
         try:

@@ -21,7 +21,7 @@ SMALL = ("rollout.text_steps=6", "rollout.image_steps=4")
 
 
 def test_quick_study_runs_every_arm_and_resumes(
-    tmp_path, tiny_shapes_model, shapes_records, pretokenized
+    tmp_path, tiny_shapes_model, shapes_records, pretokenized, capsys
 ):
     inputs = Inputs(
         model=str(tiny_shapes_model),
@@ -40,6 +40,7 @@ def test_quick_study_runs_every_arm_and_resumes(
     # 2 rewards x (output-level, ParaRL) x 3 seeds, s=1 x 3 seeds (s=3 is ParaRL's own), s=3
     # from the later half x 3 seeds, 2 SFT
     assert len(trained) == 12 + 3 + 3 + 2
+    assert "--resume" not in capsys.readouterr().err  # fresh units are started, not resumed
     assert sum("s3-later-half" in m for m in trained) == 3
     titles = {c["title"] for c in results["claims"]}
     assert any("Table 3" in t for t in titles) and any("Table 5" in t for t in titles)

@@ -252,7 +252,8 @@ class Study:
         final = Path(settings.output.dir) / FINAL_DIR
         if not (final / "config.json").is_file():
             self.log(f"training {name}")
-            run_class(settings, resume=True, progress=self.progress).run()  # or resume it
+            started = Path(settings.output.dir).is_dir()
+            run_class(settings, resume=started, progress=self.progress).run()  # or resume it
         return str(final)
 
     # -- the study -----------------------------------------------------------------------------
