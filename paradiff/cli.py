@@ -57,7 +57,7 @@ class StepProgress:
 def sample_and_save(args: argparse.Namespace, task: str) -> int:
     """The shared body of `paradiff generate` and `paradiff edit`: every check of the flags
     before the model loads."""
-    from paradiff.pipeline import Request
+    from paradiff.pipeline import Request, check_paint_mask_size
 
     check_batch_size(args.batch_size)
     overrides = sampler_overrides(args)
@@ -89,9 +89,7 @@ def sample_and_save(args: argparse.Namespace, task: str) -> int:
         request.image = load_image(args.image)
         if args.paint_mask:
             request.paint_mask = load_image(args.paint_mask).convert("L")
-            if request.paint_mask.size != request.image.size:
-                (w, h), (W, H) = request.paint_mask.size, request.image.size
-                raise CommandError(f"the paint mask is {w}x{h} but the input image is {W}x{H}")
+            check_paint_mask_size(request.paint_mask.size, request.image.size)
     pipe = load_pipeline(args)
     progress = StepProgress(not args.quiet, task)
     try:

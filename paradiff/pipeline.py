@@ -476,6 +476,13 @@ def check_finite(model: MaskPredictor, directory: Path) -> None:
                 raise ValueError(f"{directory}: weight {name} holds NaN or inf values")
 
 
+def check_paint_mask_size(mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
+    """A paint mask is the input image's size, (W, H) both (PipelineInputError)."""
+    if tuple(mask_size) != tuple(image_size):
+        (w, h), (W, H) = mask_size, image_size
+        raise PipelineInputError(f"paint mask is {w}x{h} but the input image is {W}x{H}")
+
+
 def fit_paint_mask(paint_mask, image_size: tuple[int, int], pixel_size: tuple[int, int]):
     """A paint mask (PIL or array, True/non-zero = repaint) the size of the input image
     `image_size` (W, H), brought to the size (H, W) the image was encoded at the way the image
@@ -483,9 +490,7 @@ def fit_paint_mask(paint_mask, image_size: tuple[int, int], pixel_size: tuple[in
     if not isinstance(paint_mask, Image.Image):
         paint_mask = Image.fromarray(np.asarray(paint_mask, dtype=bool).astype(np.uint8) * 255)
     mask = paint_mask.convert("L")
-    if mask.size != tuple(image_size):
-        (w, h), (W, H) = mask.size, image_size
-        raise PipelineInputError(f"paint mask is {w}x{h} but the input image is {W}x{H}")
+    check_paint_mask_size(mask.size, image_size)
     if mask.size != (pixel_size[1], pixel_size[0]):
         mask = resize_center_crop(mask, pixel_size[1], pixel_size[0])
     return np.asarray(mask) > 0

@@ -137,13 +137,12 @@ class ClipReward:
     def __init__(self, directory: str | os.PathLike, device: torch.device | str = "cpu") -> None:
         from tokenizers import Tokenizer
 
-        with quiet_transformers():
-            from transformers import CLIPModel
-
         path = Path(directory)
         if not (path / "config.json").is_file() or not (path / TOKENIZER_FILE).is_file():
             raise RewardError(f"{path} is not a CLIP directory (config.json and tokenizer.json)")
         with quiet_transformers():
+            from transformers import CLIPModel
+
             self.model = CLIPModel.from_pretrained(str(path)).to(device).eval()
         self.tokenizer = Tokenizer.from_file(str(path / TOKENIZER_FILE))
         settings = {}
