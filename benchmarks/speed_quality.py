@@ -28,7 +28,8 @@ from PIL import Image
 
 from paradiff.bench.report import paired_differences
 from paradiff.bench.runner import BenchFolder
-from paradiff.pipeline import ParallelPipeline, bundled_model_dir
+from paradiff.checkpoint import bundled_model_dir
+from paradiff.pipeline import ParallelPipeline
 from paradiff.shapes.judge import METRICS
 
 SPEEDS = ("exact", "fast", "fastest")

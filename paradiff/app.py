@@ -25,10 +25,11 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from paradiff.checkpoint import bundled_model_dir
 from paradiff.command_support import one_line
 from paradiff.demo import load_demo_pipeline
 from paradiff.files import MAX_IMAGE_SIDE
-from paradiff.pipeline import ParallelPipeline, PartialAnswer, Request, bundled_model_dir
+from paradiff.pipeline import ParallelPipeline, PartialAnswer, Request
 from paradiff.sampling import SamplerConfig
 from paradiff.sampling.config import OPTIONAL_SETTINGS, SAMPLER_FLAGS, SETTING_CHOICES
 from paradiff.shapes.render import render_scene

@@ -35,6 +35,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+BUNDLED_MODELS = Path(__file__).parent / "assets"
+DEFAULT_MODEL = "shapes"
 
 
 class CheckpointError(ValueError):
@@ -71,6 +73,30 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
     if is_hub_id(str(path_or_hub_id)):
         return download_snapshot(str(path_or_hub_id))
     raise CheckpointError(f"no checkpoint directory at {path}")
+
+
+def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The directory of a model shipped inside the package (`paradiff/assets/<name>`)."""
+    path = BUNDLED_MODELS / name
+    if not (path / "config.json").is_file():
+        available = sorted(
+            p.name for p in BUNDLED_MODELS.glob("*") if (p / "config.json").is_file()
+        )
+        raise FileNotFoundError(f"no bundled model {name!r} (available: {available or 'none'})")
+    return path
+
+
+def model_directory(path_or_hub_id: str | os.PathLike | None = None) -> Path:
+    """The local directory of a model: the bundled one (by default, or by its bare name), a
+    checkpoint directory (any path: `./shapes` is a local folder, not the bundled model), or a
+    hub id's snapshot (`resolve_checkpoint_dir`)."""
+    if path_or_hub_id is None:
+        return bundled_model_dir()
+    name = path_or_hub_id if isinstance(path_or_hub_id, str) else None
+    bare = name is not None and name not in (".", "..") and "/" not in name and os.sep not in name
+    if bare and (BUNDLED_MODELS / name).is_dir():
+        return bundled_model_dir(name)
+    return resolve_checkpoint_dir(path_or_hub_id)
 
 
 def read_config(directory: Path) -> ModelConfig:

@@ -78,7 +78,8 @@ def load_demo_pipeline(
 ):
     """The requested model, else the bundled one, else (no bundled model yet) a random one
     (unquantized); `quantize` / `offload` as in `ParallelPipeline.from_pretrained`."""
-    from paradiff.pipeline import ParallelPipeline, bundled_model_dir
+    from paradiff.checkpoint import bundled_model_dir
+    from paradiff.pipeline import ParallelPipeline
 
     if model is None:
         try:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from paradiff import __version__
-from paradiff.checkpoint import load_tokenizers, resolve_checkpoint_dir, save_model
+from paradiff.checkpoint import load_tokenizers, model_directory, save_model
 from paradiff.image_tokenizers.base import (
     ImageTokenizer,
     check_size,
@@ -39,37 +39,11 @@ from paradiff.sampling.settings import read_sampler_settings, write_sampler_sett
 from paradiff.text_tokenizer import TextTokenizer
 from paradiff.trajectory import grey_out, partial_text, save_gif, side_by_side, with_caption
 
-BUNDLED_MODELS = Path(__file__).parent / "assets"
-DEFAULT_MODEL = "shapes"
 DEFAULT_IMAGE_SIZE = (512, 512)  # (width, height) of generated images when nothing else says
 
 
 class PipelineInputError(ValueError):
     """A request the pipeline cannot run (empty instruction, prompt too long, bad paint mask)."""
-
-
-def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
-    """The directory of a model shipped inside the package (`paradiff/assets/<name>`)."""
-    path = BUNDLED_MODELS / name
-    if not (path / "config.json").is_file():
-        available = sorted(
-            p.name for p in BUNDLED_MODELS.glob("*") if (p / "config.json").is_file()
-        )
-        raise FileNotFoundError(f"no bundled model {name!r} (available: {available or 'none'})")
-    return path
-
-
-def model_directory(path_or_hub_id: str | os.PathLike | None = None) -> Path:
-    """The local directory of a model: the bundled one (by default, or by its bare name), a
-    checkpoint directory (any path: `./shapes` is a local folder, not the bundled model), or a
-    hub id's snapshot (`resolve_checkpoint_dir`)."""
-    if path_or_hub_id is None:
-        return bundled_model_dir()
-    name = path_or_hub_id if isinstance(path_or_hub_id, str) else None
-    bare = name is not None and name not in (".", "..") and "/" not in name and os.sep not in name
-    if bare and (BUNDLED_MODELS / name).is_dir():
-        return bundled_model_dir(name)
-    return resolve_checkpoint_dir(path_or_hub_id)
 
 
 @dataclass

@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from paradiff.bench.runner import BenchFolder
+from paradiff.checkpoint import BUNDLED_MODELS
 from paradiff.cli import main
-from paradiff.pipeline import BUNDLED_MODELS
 from paradiff.shapes.study import SETTINGS, Claim, Inputs, Study, StudyError, judge
 from paradiff.training.sft_settings import SFTSettings
 

@@ -47,10 +47,10 @@ from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.items import METRICS
 from paradiff.bench.report import arm_difference_interval, bootstrap_interval, run_matrix
 from paradiff.bench.runner import BenchFolder
-from paradiff.checkpoint import CheckpointError
+from paradiff.checkpoint import CheckpointError, model_directory
 from paradiff.command_support import file_digest
 from paradiff.files import file_above
-from paradiff.pipeline import ParallelPipeline, model_directory
+from paradiff.pipeline import ParallelPipeline
 from paradiff.shapes.bench import run_shapebench, select_samples
 from paradiff.shapes.probe import GREEDY
 from paradiff.training import pararl, sft
