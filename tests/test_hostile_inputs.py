@@ -33,6 +33,7 @@ from paradiff.command_support import OUTPUT_MANIFEST, CommandError, publish
 from paradiff.files import SAVE_TOKEN, SCRATCH_MARKER
 from paradiff.layout import Layout
 from paradiff.pipeline import ParallelPipeline, PipelineInputError
+from paradiff.shapes.dataset import make_dataset
 from paradiff.training.recipe import RecipeError
 from paradiff.training.runs import LATEST_FILE, LOG_FILE, RUN_MARKER, RunFolder
 from tests.bench_judge_server import JudgeServer
@@ -66,6 +67,7 @@ def world(tmp_path_factory, tiny_shapes_model) -> dict[str, Path]:
     listed = shutil.copytree(tiny_shapes_model, root / "shapes-listed-tokenizer")
     (listed / "vqvae" / "tokenizer_config.json").write_text("[]")
     data = bench_data(root / "bench")
+    make_dataset(root / "dataset", 2, seed=0, progress=False)  # a dataset of the user's
     (root / "outside.png").write_bytes(photo.read_bytes())
     runs = root / "runs"
     run = runs / "sft"
@@ -631,6 +633,21 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
         "make-dataset --overwrite of the user's folder": (
             ("shapes", "make-dataset", "--n", "2", "--out", "{mine}", "--overwrite", "--quiet"),
             "not a paradiff dataset",
+        ),
+        "make-dataset --overwrite of a dataset with a sparse share of 2": (
+            (
+                "shapes",
+                "make-dataset",
+                "--n",
+                "2",
+                "--out",
+                "{root}/dataset",
+                "--overwrite",
+                "--sparse-share",
+                "2",
+                "--quiet",
+            ),
+            "sparse share must be in [0, 1]",
         ),
         "make-dataset with cells of 100000 px": (
             (

@@ -66,4 +66,4 @@ def test_sparse_share_draws_one_or_two_objects_for_that_share_of_edits():
     assert all(1 <= len(s.scene_in.cells) <= 2 for s in sparse)
     assert all(len(s.scene_in.cells) >= 3 for s in samples if s.difficulty > 0)
     with pytest.raises(DatasetError, match="sparse share"):
-        next(training_samples(1, sparse_share=1.5))
+        training_samples(1, sparse_share=1.5)  # at the call, before any sample is drawn

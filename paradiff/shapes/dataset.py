@@ -209,24 +209,34 @@ def training_samples(
     bench = shapebench_keys(grid) if grid == DEFAULT_GRID else frozenset()
     if exclude_development:
         bench |= {s.key() for s in development_samples(DEVELOPMENT_PER_CATEGORY, grid)}
-    for index in range(n):
-        rng = random.Random(derive_seed("train", seed, index))
-        for attempt in range(MAX_REDRAWS):
-            category = rng.choices(names, values)[0]
-            level = rng.choice(DIFFICULTIES) if difficulty is None else difficulty
-            if difficulty is None and task_of(category) == "edit" and rng.random() < sparse_share:
-                level = 0
-            sample_seed = derive_seed("train", seed, index, attempt)
-            sample = make_sample(category, sample_seed, level, grid, f"s{seed}-{index:07d}")
-            if sample.key() not in bench:
-                if varied_phrasing:
-                    rng = random.Random(derive_seed("phrasing", seed, index))
-                    vary = training_rephrase if wide_phrasing else rephrase
-                    sample = dataclasses.replace(sample, instruction=vary(sample.instruction, rng))
-                yield sample
-                break
-        else:
-            raise DatasetError(f"sample {index} kept matching ShapeBench prompts")
+
+    def draw() -> Iterator[ShapeSample]:
+        for index in range(n):
+            rng = random.Random(derive_seed("train", seed, index))
+            for attempt in range(MAX_REDRAWS):
+                category = rng.choices(names, values)[0]
+                level = rng.choice(DIFFICULTIES) if difficulty is None else difficulty
+                if (
+                    difficulty is None
+                    and task_of(category) == "edit"
+                    and rng.random() < sparse_share
+                ):
+                    level = 0
+                sample_seed = derive_seed("train", seed, index, attempt)
+                sample = make_sample(category, sample_seed, level, grid, f"s{seed}-{index:07d}")
+                if sample.key() not in bench:
+                    if varied_phrasing:
+                        rng = random.Random(derive_seed("phrasing", seed, index))
+                        vary = training_rephrase if wide_phrasing else rephrase
+                        sample = dataclasses.replace(
+                            sample, instruction=vary(sample.instruction, rng)
+                        )
+                    yield sample
+                    break
+            else:
+                raise DatasetError(f"sample {index} kept matching ShapeBench prompts")
+
+    return draw()  # the options above are checked at the call, before anything is drawn
 
 
 def write_images(sample: ShapeSample, folder: Path, cell_px: int) -> tuple[str | None, str]:
