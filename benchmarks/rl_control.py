@@ -99,7 +99,7 @@ def main() -> None:
     for arm in args.arms:
         name = f"{arm}-lr{args.lr:g}-seed{args.seed}" + ("-word" if args.reward == "word" else "")
         overrides = [
-            "model.init=paradiff/assets/shapes",
+            "model.init=shapes",
             f"data.records={args.records}",
             f"output.dir={out / name}",
             *REWARDS[args.reward],

@@ -69,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     base = [
-        "model.init=paradiff/assets/shapes",
+        "model.init=shapes",
         f"data.records={args.records}",
         "reward.kind=shapes_judge",
         "reward.at=final",

@@ -70,7 +70,7 @@ def mean(values) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="paradiff/assets/shapes")
+    parser.add_argument("--model", default="shapes")
     parser.add_argument("--limit", type=int, default=60)
     parser.add_argument(
         "--records", type=Path, default=None, help="a records.jsonl to draw the prompts from"

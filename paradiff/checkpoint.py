@@ -37,6 +37,9 @@ INDEX_NAME = "model.safetensors.index.json"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 BUNDLED_MODELS = Path(__file__).parent / "assets"
 DEFAULT_MODEL = "shapes"
+# the SFT model under the name it keeps once a model finished by RL becomes the default (today
+# the shipped model is the SFT model itself)
+BUNDLED_ALIASES = {"shapes-sft": DEFAULT_MODEL}
 
 
 class CheckpointError(ValueError):
@@ -63,8 +66,33 @@ def is_hub_id(text: str) -> bool:
     return bool(_HUB_ID.match(text))
 
 
-def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
-    """A local directory as is; an `owner/name` hub id through `download_snapshot`."""
+def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The directory of a model shipped inside the package (`paradiff/assets/<name>`), by its
+    name or another name it goes by (`BUNDLED_ALIASES`)."""
+    path = BUNDLED_MODELS / BUNDLED_ALIASES.get(name, name)
+    if not (path / CONFIG_NAME).is_file():
+        raise FileNotFoundError(
+            f"no bundled model {name!r} (available: {bundled_model_names() or 'none'})"
+        )
+    return path
+
+
+def bundled_model_names() -> list[str]:
+    """The names a bundled model answers to: its folder's, and its aliases."""
+    folders = [p.name for p in BUNDLED_MODELS.glob("*") if (p / CONFIG_NAME).is_file()]
+    aliases = [alias for alias, folder in BUNDLED_ALIASES.items() if folder in folders]
+    return sorted(folders + aliases)
+
+
+def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike | None = None) -> Path:
+    """The local directory of a model: a bundled one (by default, or by a bare name such as
+    `shapes`), a checkpoint directory (any path: `./shapes` is a local folder, not the bundled
+    model), or an `owner/name` hub id's snapshot (`download_snapshot`)."""
+    if path_or_hub_id is None:
+        return bundled_model_dir()
+    name = path_or_hub_id if isinstance(path_or_hub_id, str) else None
+    if name is not None and name in bundled_model_names():
+        return bundled_model_dir(name)
     path = Path(path_or_hub_id).expanduser()
     if path.is_dir():
         return path
@@ -73,30 +101,6 @@ def resolve_checkpoint_dir(path_or_hub_id: str | os.PathLike) -> Path:
     if is_hub_id(str(path_or_hub_id)):
         return download_snapshot(str(path_or_hub_id))
     raise CheckpointError(f"no checkpoint directory at {path}")
-
-
-def bundled_model_dir(name: str = DEFAULT_MODEL) -> Path:
-    """The directory of a model shipped inside the package (`paradiff/assets/<name>`)."""
-    path = BUNDLED_MODELS / name
-    if not (path / "config.json").is_file():
-        available = sorted(
-            p.name for p in BUNDLED_MODELS.glob("*") if (p / "config.json").is_file()
-        )
-        raise FileNotFoundError(f"no bundled model {name!r} (available: {available or 'none'})")
-    return path
-
-
-def model_directory(path_or_hub_id: str | os.PathLike | None = None) -> Path:
-    """The local directory of a model: the bundled one (by default, or by its bare name), a
-    checkpoint directory (any path: `./shapes` is a local folder, not the bundled model), or a
-    hub id's snapshot (`resolve_checkpoint_dir`)."""
-    if path_or_hub_id is None:
-        return bundled_model_dir()
-    name = path_or_hub_id if isinstance(path_or_hub_id, str) else None
-    bare = name is not None and name not in (".", "..") and "/" not in name and os.sep not in name
-    if bare and (BUNDLED_MODELS / name).is_dir():
-        return bundled_model_dir(name)
-    return resolve_checkpoint_dir(path_or_hub_id)
 
 
 def read_config(directory: Path) -> ModelConfig:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from paradiff import __version__
-from paradiff.checkpoint import load_tokenizers, model_directory, save_model
+from paradiff.checkpoint import load_tokenizers, resolve_checkpoint_dir, save_model
 from paradiff.image_tokenizers.base import (
     ImageTokenizer,
     check_size,
@@ -176,7 +176,7 @@ class ParallelPipeline:
         if offload:
             check_offload(device, quantize)
         check_quantization(quantize, device, parse_dtype(dtype))
-        directory = model_directory(path_or_hub_id)
+        directory = resolve_checkpoint_dir(path_or_hub_id)
         load_device = "cpu" if offload else device
         model = MaskPredictor.from_pretrained(
             str(directory), dtype=dtype, device=load_device, quantize=quantize

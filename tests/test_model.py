@@ -130,6 +130,25 @@ def test_a_hub_id_that_cannot_be_fetched_is_one_checkpoint_error(monkeypatch):
     assert "ConnectionError: Name or service not known" in message
 
 
+def test_bundled_models_answer_to_their_names_and_aliases(tmp_path, monkeypatch):
+    """A bare bundled name (`shapes`, its alias `shapes-sft`) is the bundled model even beside a
+    local folder of that name; `./shapes` is the local folder; an unknown name lists the known."""
+    bundled = checkpoint.BUNDLED_MODELS / checkpoint.DEFAULT_MODEL
+    assert checkpoint.resolve_checkpoint_dir(None) == bundled
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes").mkdir()
+    for name in ("shapes", *checkpoint.BUNDLED_ALIASES):
+        assert checkpoint.resolve_checkpoint_dir(name) == bundled
+    assert checkpoint.resolve_checkpoint_dir("./shapes").resolve() == tmp_path / "shapes"
+    assert "shapes-sft" in checkpoint.bundled_model_names()
+    with pytest.raises(
+        FileNotFoundError, match=r"no bundled model 'nope' \(available: .*shapes-sft"
+    ):
+        checkpoint.bundled_model_dir("nope")
+    with pytest.raises(CheckpointError, match="no checkpoint directory at rewards"):
+        checkpoint.resolve_checkpoint_dir("rewards")  # a bundled folder, but no model
+
+
 def test_mmada_config_loads_as_family_m():
     raw = {
         "model_type": "mmada",

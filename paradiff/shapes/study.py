@@ -47,7 +47,7 @@ from paradiff.bench.generate import pipeline_answerer, sampler_settings
 from paradiff.bench.items import METRICS
 from paradiff.bench.report import arm_difference_interval, bootstrap_interval, run_matrix
 from paradiff.bench.runner import BenchFolder
-from paradiff.checkpoint import CheckpointError, model_directory
+from paradiff.checkpoint import CheckpointError, resolve_checkpoint_dir
 from paradiff.command_support import file_digest
 from paradiff.files import file_above
 from paradiff.pipeline import ParallelPipeline
@@ -440,7 +440,7 @@ def model_sha256(model: str) -> str:
     """The sha256 of a model's weights: of its safetensors file, or (sharded) of the files'
     digests in name order; `model` as `ParallelPipeline.from_pretrained` takes it."""
     try:
-        directory = model_directory(model)
+        directory = resolve_checkpoint_dir(model)
     except (CheckpointError, FileNotFoundError) as err:
         raise StudyError(f"the model {model}: {err}") from None
     files = sorted(directory.glob("*.safetensors"))

@@ -51,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument(
         "--tokenizer",
         required=True,
-        help="checkpoint directory whose text and image tokenizers to use (the model to train)",
+        help="checkpoint directory, hub id or bundled model name whose text and image tokenizers"
+        " to use (the model to train)",
     )
     pre.add_argument("--out", required=True, help="output folder for the shards")
     pre.add_argument("--shard-size", type=int, default=1000, help="records per shard")
