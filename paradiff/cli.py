@@ -32,6 +32,7 @@ from paradiff.command_support import (
     publish,
     sampler_overrides,
 )
+from paradiff.files import FileInputError
 
 
 class StepProgress:
@@ -88,7 +89,10 @@ def sample_and_save(args: argparse.Namespace, task: str) -> int:
 
         request.image = load_image(args.image)
         if args.paint_mask:
-            request.paint_mask = load_image(args.paint_mask).convert("L")
+            try:
+                request.paint_mask = load_image(args.paint_mask).convert("L")
+            except FileInputError as err:  # say which of the two images it is
+                raise CommandError(f"--paint-mask: {err}") from None
             check_paint_mask_size(request.paint_mask.size, request.image.size)
     pipe = load_pipeline(args)
     progress = StepProgress(not args.quiet, task)

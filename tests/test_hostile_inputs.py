@@ -453,7 +453,11 @@ def _cases() -> dict[str, tuple[tuple[str, ...], str]]:
         "a FIFO as --image": ((*edit, "--image", "{root}/fifo.png"), "not a regular file"),
         "a FIFO as --paint-mask": (
             (*edit, "--image", "{photo}", "--paint-mask", "{root}/fifo.png"),
-            "not a regular file",
+            "--paint-mask: cannot read",
+        ),
+        "a text file as --paint-mask": (
+            (*edit, "--image", "{photo}", "--paint-mask", "{root}/not-an-image.png"),
+            "--paint-mask: cannot read image",
         ),
         "a folder as --image": ((*edit, "--image", "{root}/a-folder.png"), "it is a folder"),
         "an ICO hiding a 13000 px PNG": ((*edit, "--image", "{root}/bomb.ico"), "not a PNG"),
