@@ -6,7 +6,8 @@
 # initial model, the three SFT stages (configs/shapes-sft.yaml, shapes-sft-continue.yaml,
 # shapes-sft-drawing.yaml; about 3 hours on 2 CPU cores), then ShapeBench (300 prompts, greedy)
 # of the rebuilt and of the shipped model: every metric of the rebuilt one must lie within the
-# shipped one's 95% interval, or the script exits 1. The shipped model has no RL stage yet.
+# shipped one's 95% interval, or the script exits 1 (rebuilt minus shipped over the same prompts,
+# with its interval, printed beside). The shipped model has no RL stage yet.
 # Resumable: a finished step is skipped, an interrupted training run resumes from its latest
 # checkpoint. SMOKE=1 makes every step tiny (minutes: the pipeline only; the check is printed,
 # not judged).
@@ -55,17 +56,26 @@ bench=(paradiff bench shapebench --limit "$limit" --batch-size 50 --json)
     "${bench[@]}" --model "$work/sft3/final" --out "$work/bench-rebuilt" > /dev/null
 [ -f "$work/bench-shipped/summary.json" ] ||
     "${bench[@]}" --out "$work/bench-shipped" > /dev/null
-python - "$work/bench-shipped/summary.json" "$work/bench-rebuilt/summary.json" "${SMOKE:-0}" <<'PY'
+python - "$work/bench-shipped" "$work/bench-rebuilt" "${SMOKE:-0}" <<'PY'
 import json, sys
-shipped, rebuilt = (json.load(open(p))["overall"]["metrics"] for p in sys.argv[1:3])
+from pathlib import Path
+from paradiff.bench.report import paired_differences
+from paradiff.bench.runner import BenchFolder
+shipped_run, rebuilt_run = (Path(p) for p in sys.argv[1:3])
+shipped, rebuilt = (json.load(open(run / "summary.json"))["overall"]["metrics"]
+                    for run in (shipped_run, rebuilt_run))
+# rebuilt minus shipped over the same prompts: what the prompt-level interval cannot say
+paired = paired_differences(BenchFolder(rebuilt_run).scored(), BenchFolder(shipped_run).scored())
 outside = []
 for metric, row in shipped.items():
     low, high = row["ci95"]
     mean = rebuilt[metric]["mean"]
     inside = low <= mean <= high
     outside += [] if inside else [metric]
+    d = paired.get(metric)  # absent where no prompt scored the metric in both runs
+    difference = f"{d['mean']:+5.1f} [{d['ci95'][0]:+5.1f}, {d['ci95'][1]:+5.1f}]" if d else "-"
     print(f"{metric:18} shipped {row['mean']:5.1f} [{low:5.1f}, {high:5.1f}]  rebuilt {mean:5.1f}"
-          f"  {'within' if inside else 'OUTSIDE'}")
+          f"  {'within ' if inside else 'OUTSIDE'}  paired {difference}")
 if outside and sys.argv[3] != "1":
     sys.exit(f"the rebuilt model is outside the shipped one's interval on {', '.join(outside)}")
 PY
