@@ -19,7 +19,7 @@ from paradiff.training import pararl
 from paradiff.training.loop import adamw
 from paradiff.training.recipe import RecipeError, load_recipe
 from paradiff.training.rewards import RewardNormaliser
-from paradiff.training.runs import warmup_cosine_schedule
+from paradiff.training.runs import lr_factor, warmup_cosine_schedule
 from tests.conftest import PROJECT_ROOT
 from tests.test_pararl import TargetCodeReward, untimed
 from tests.test_pararl import recipe as pararl_recipe
@@ -190,6 +190,44 @@ def test_resume_without_a_checkpoint_says_it_starts_at_step_0(
     run.run()
     assert start("sft", config, resume=True).step == 1
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kind", RECIPES)
+def test_a_run_resumed_with_another_learning_rate_uses_it_and_says_so(
+    kind, capsys, monkeypatch, tmp_path, tiny_shapes_model, pretokenized, shapes_records
+):
+    """The checkpoint's optimizer state carries the old rate; the recipe's train.lr wins from
+    the resumed step on (on the recipe's schedule), and one line names what changed."""
+    out = tmp_path / "run"
+    settings = ("train.steps=4", "train.warmup_steps=2", "output.save_every=2")
+
+    def config(*more: str) -> dict:
+        return recipe(kind, tiny_shapes_model, pretokenized, shapes_records, out, *settings, *more)
+
+    run_class = sft.SFTRun if kind == "sft" else pararl.ParaRLRun
+    train_step = run_class.train_step
+
+    def stop_after_two(run):
+        if run.step == 2:
+            raise KeyboardInterrupt  # killed right after the step-2 checkpoint
+        return train_step(run)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(run_class, "train_step", stop_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            start(kind, config("train.lr=0.01"), TargetCodeReward(target=5)).run()
+    capsys.readouterr()
+    resumed = start(kind, config("train.lr=0.002"), TargetCodeReward(target=5), resume=True)
+    factor = lr_factor(2, 2, 4, resumed.settings.train.min_lr_ratio)
+    assert resumed.step == 2
+    assert [group["lr"] for group in resumed.optimizer.param_groups] == pytest.approx(
+        [0.002 * factor] * len(resumed.optimizer.param_groups)
+    )
+    assert resumed.scheduler.get_last_lr()[0] == pytest.approx(0.002 * factor)
+    assert capsys.readouterr().err == (
+        "--resume: from step 2 on, the recipe differs from the checkpoint's: "
+        "train.lr 0.01 -> 0.002\n"
+    )
 
 
 # -- an old ParaRL checkpoint ------------------------------------------------------------------

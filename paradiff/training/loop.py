@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from paradiff.training.runs import FINAL_DIR, RunFolder, warmup_cosine_schedule
-from paradiff.training.trackers import Tracker
+from paradiff.training.trackers import Tracker, flat
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -85,6 +85,41 @@ def load_optimizer_state(
                     schedule[key] = list(schedule[key]) * len(groups)
     optimizer.load_state_dict(saved)
     scheduler.load_state_dict(schedule)
+
+
+def keep_recipe_rates(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    recipe_groups: list[dict[str, Any]],
+) -> None:
+    """After a checkpoint's optimizer and schedule are loaded: the recipe's hyperparameters
+    (`recipe_groups`: rate, betas, decay of each group as built) over the restored moments, and
+    the restored step's rate on the recipe's schedule, lr = train.lr * factor(step). A run
+    resumed with another `train.lr` uses it from its next step; the checkpoint's state alone
+    would keep the old rate without a word. Same recipe: the same rates, bit for bit."""
+    for group, recipe_group in zip(optimizer.param_groups, recipe_groups, strict=True):
+        group.update(recipe_group)
+    scheduler.base_lrs = [group["initial_lr"] for group in recipe_groups]
+    rates = [
+        base * rule(scheduler.last_epoch)
+        for base, rule in zip(scheduler.base_lrs, scheduler.lr_lambdas, strict=True)
+    ]
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+    scheduler._last_lr = rates  # what get_last_lr() reports (where LRScheduler.step keeps it)
+
+
+def recipe_changes(recorded: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """`key old -> new` for every recipe value a resumed run changes against its checkpoint's
+    recorded recipe (none for a checkpoint that recorded none)."""
+    if not recorded:
+        return []
+    before, after = flat(recorded), flat(current)
+    return [
+        f"{key} {before.get(key)} -> {after.get(key)}"
+        for key in sorted(set(before) | set(after))
+        if before.get(key) != after.get(key)
+    ]
 
 
 # -- the global generators -----------------------------------------------------------------------
@@ -177,9 +212,21 @@ class TrainingLoop(ABC):
         self.rng: dict[str, Any] | None = None  # the checkpoint's generators, restored by run()
         if self.resumed is not None:
             self.load_extra_state(self.resumed)  # first: the recipe may refuse the state
+            recipe_groups = [
+                {key: value for key, value in group.items() if key != "params"}
+                for group in self.optimizer.param_groups
+            ]
             load_optimizer_state(self.optimizer, self.scheduler, self.resumed, model)
+            keep_recipe_rates(self.optimizer, self.scheduler, recipe_groups)
             self.rng = self.resumed.get("rng")  # absent in ParaRL states of before
             self.step = int(self.resumed["step"])
+            changes = recipe_changes(self.resumed.get("config"), self.settings.to_config())
+            if changes and self.is_main:
+                print(
+                    f"--resume: from step {self.step} on, the recipe differs from the"
+                    f" checkpoint's: {', '.join(changes)}",
+                    file=sys.stderr,
+                )
 
     # -- the recipe's part ------------------------------------------------------------------------
     def before_training(self) -> None:
