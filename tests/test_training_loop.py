@@ -47,6 +47,22 @@ def start(kind: str, config: dict, reward=None, **options):
     return pararl.ParaRLRun(config, progress=False, reward=reward, **options)
 
 
+def run_killed_after_step_two(kind: str, config: dict, reward, monkeypatch) -> None:
+    """Start a run and kill it right after its step-2 checkpoint."""
+    run_class = sft.SFTRun if kind == "sft" else pararl.ParaRLRun
+    train_step = run_class.train_step
+
+    def stop_after_two(run):
+        if run.step == 2:
+            raise KeyboardInterrupt
+        return train_step(run)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(run_class, "train_step", stop_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            start(kind, config, reward).run()
+
+
 # -- (a) weight decay ----------------------------------------------------------------------------
 def test_adamw_decays_the_matrices_and_leaves_the_vectors():
     """With zero gradients AdamW's step is the decay alone: p <- p (1 - lr wd) on the embedding
@@ -144,7 +160,6 @@ def test_a_resumed_run_that_draws_from_the_global_generators_repeats_an_uninterr
     run stopped after its step-2 checkpoint and resumed ends with the straight run's weights
     and log, whatever the process drew in between."""
     monkeypatch.setattr(sft, "noise_batch", noisy_noise_batch)
-    run_class = sft.SFTRun if kind == "sft" else pararl.ParaRLRun
     settings = ("train.steps=4", "output.save_every=2", "train.lr=0.01")
     reward = NoisyTargetCodeReward(target=5)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
@@ -155,17 +170,7 @@ def test_a_resumed_run_that_draws_from_the_global_generators_repeats_an_uninterr
     torch.rand(3)  # whatever came before
     start(kind, config(straight), reward).run()
 
-    train_step = run_class.train_step
-
-    def stop_after_two(run):
-        if run.step == 2:
-            raise KeyboardInterrupt  # killed right after the step-2 checkpoint
-        return train_step(run)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(run_class, "train_step", stop_after_two)
-        with pytest.raises(KeyboardInterrupt):
-            start(kind, config(stopped), reward).run()
+    run_killed_after_step_two(kind, config(stopped), reward, monkeypatch)
     assert (stopped / "latest").read_text().strip() == "checkpoint-000002"
     torch.rand(5)  # a different history before the resume
     resumed = start(kind, config(stopped), reward, resume=True)
@@ -204,18 +209,7 @@ def test_a_run_resumed_with_another_learning_rate_uses_it_and_says_so(
     def config(*more: str) -> dict:
         return recipe(kind, tiny_shapes_model, pretokenized, shapes_records, out, *settings, *more)
 
-    run_class = sft.SFTRun if kind == "sft" else pararl.ParaRLRun
-    train_step = run_class.train_step
-
-    def stop_after_two(run):
-        if run.step == 2:
-            raise KeyboardInterrupt  # killed right after the step-2 checkpoint
-        return train_step(run)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(run_class, "train_step", stop_after_two)
-        with pytest.raises(KeyboardInterrupt):
-            start(kind, config("train.lr=0.01"), TargetCodeReward(target=5)).run()
+    run_killed_after_step_two(kind, config("train.lr=0.01"), TargetCodeReward(5), monkeypatch)
     capsys.readouterr()
     resumed = start(kind, config("train.lr=0.002"), TargetCodeReward(target=5), resume=True)
     factor = lr_factor(2, 2, 4, resumed.settings.train.min_lr_ratio)
