@@ -58,45 +58,33 @@ def adamw(
 
 def load_optimizer_state(
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
     state: dict[str, Any],
     model: nn.Module,
 ) -> None:
-    """A checkpoint's optimizer and schedule into `optimizer` and `scheduler`. A state of one
-    group over all of `model`'s parameters (ParaRL's, before its weight decay fell on matrices
-    only) is split into the optimizer's groups, each keeping its parameters' moments."""
-    saved, schedule = state["optimizer"], dict(state["scheduler"])
-    groups = optimizer.param_groups
-    if len(saved["param_groups"]) == 1 and len(groups) > 1:
+    """A checkpoint's moments and step into `optimizer` and `scheduler`, under the recipe's
+    hyperparameters (rate, betas, decay of each group as `optimizer` was built) and the restored
+    step's rate on the recipe's schedule, lr = train.lr * factor(step): a run resumed with
+    another `train.lr` uses it from its next step (the checkpoint's own rates would keep the old
+    one without a word); same recipe, the same rates bit for bit. A state of one group over all
+    of `model`'s parameters (ParaRL's, before its weight decay fell on matrices only) is split
+    into the optimizer's groups, each keeping its parameters' moments."""
+    recipe_groups = [
+        {key: value for key, value in group.items() if key != "params"}
+        for group in optimizer.param_groups
+    ]
+    saved = state["optimizer"]
+    if len(saved["param_groups"]) == 1 and len(recipe_groups) > 1:
         old = saved["param_groups"][0]
         position = {id(p): i for i, p in enumerate(model.parameters())}
         if len(old["params"]) == len(position):
             regrouped = [
-                {
-                    **old,
-                    "params": [old["params"][position[id(p)]] for p in group["params"]],
-                    "weight_decay": group["weight_decay"],
-                }
-                for group in groups
+                {**old, "params": [old["params"][position[id(p)]] for p in group["params"]]}
+                for group in optimizer.param_groups
             ]
             saved = {"state": saved["state"], "param_groups": regrouped}
-            for key in ("base_lrs", "_last_lr"):  # one rate per group
-                if len(schedule.get(key) or ()) == 1:
-                    schedule[key] = list(schedule[key]) * len(groups)
     optimizer.load_state_dict(saved)
-    scheduler.load_state_dict(schedule)
-
-
-def keep_recipe_rates(
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LambdaLR,
-    recipe_groups: list[dict[str, Any]],
-) -> None:
-    """After a checkpoint's optimizer and schedule are loaded: the recipe's hyperparameters
-    (`recipe_groups`: rate, betas, decay of each group as built) over the restored moments, and
-    the restored step's rate on the recipe's schedule, lr = train.lr * factor(step). A run
-    resumed with another `train.lr` uses it from its next step; the checkpoint's state alone
-    would keep the old rate without a word. Same recipe: the same rates, bit for bit."""
+    scheduler.load_state_dict(state["scheduler"])
     for group, recipe_group in zip(optimizer.param_groups, recipe_groups, strict=True):
         group.update(recipe_group)
     scheduler.base_lrs = [group["initial_lr"] for group in recipe_groups]
@@ -212,12 +200,7 @@ class TrainingLoop(ABC):
         self.rng: dict[str, Any] | None = None  # the checkpoint's generators, restored by run()
         if self.resumed is not None:
             self.load_extra_state(self.resumed)  # first: the recipe may refuse the state
-            recipe_groups = [
-                {key: value for key, value in group.items() if key != "params"}
-                for group in self.optimizer.param_groups
-            ]
             load_optimizer_state(self.optimizer, self.scheduler, self.resumed, model)
-            keep_recipe_rates(self.optimizer, self.scheduler, recipe_groups)
             self.rng = self.resumed.get("rng")  # absent in ParaRL states of before
             self.step = int(self.resumed["step"])
             changes = recipe_changes(self.resumed.get("config"), self.settings.to_config())
