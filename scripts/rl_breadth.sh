@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# RL over many distinct prompts, sized for one GPU machine held for minutes:
+#   bash scripts/rl_breadth.sh OUT [MINUTES (default 7)] [SEEDS (default "0 1 2")]
+# docs/results.md ("RL that learns") shows the RL recipe learning the exact judge's reward on 16
+# fixed prompts and no held-out gain over the few hundred prompts a CPU run sees; this asks
+# whether tens of thousands of prompts carry the gain to held-out ones. It makes the prompt
+# pool (20 000 records, seed 7, development prompts excluded), fails fast on a two-step run,
+# then trains the seeds of configs/shapes-rl-breadth.yaml side by side, each stopped by the clock
+# after MINUTES (its latest checkpoint stands: checkpoints are written whole, every 10 steps), and
+# packs into OUT, per seed, seedN.log.jsonl (reward and held-out curve) and seedN.tar.gz (the
+# latest checkpoint's model, no optimizer state), and train.txt (the runs' output).
+# Then, where the machine is gone: tar xzf OUT/seed0.tar.gz -C runs/rl-breadth-seed0 and
+#   paradiff bench shapebench --split development --limit 300 --model runs/rl-breadth-seed0/checkpoint-…
+# SMOKE=1 makes everything tiny (three steps a seed on the CPU: the pipeline only, nothing learned).
+set -euo pipefail
+out=${1:?usage: bash scripts/rl_breadth.sh OUT [MINUTES] [SEEDS]}
+minutes=${2:-7}
+seeds=${3:-0 1 2}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$out"
+if [ "${SMOKE:-0}" = 1 ]; then
+    n=200 tiny=(train.steps=3 rollout.prompts=2 rollout.group=2 train.mask_draws=1 eval.limit=4
+        eval.every=2 output.save_every=1 reward.stats_min_prompts=2)
+else
+    n=20000 tiny=()
+fi
+
+paradiff shapes make-dataset --n "$n" --seed 7 --exclude-development --out "$work/rl-data" --quiet
+recipe=(--config configs/shapes-rl-breadth.yaml "data.records=$work/rl-data/records.jsonl")
+# a defect shows here in a minute, not after the seeds' minutes
+paradiff train pararl "${recipe[@]}" "${tiny[@]}" train.steps=2 rollout.prompts=2 eval.call= \
+    "output.dir=$work/smoke" --quiet > "$out/train.txt" 2>&1 || { tail -20 "$out/train.txt"; exit 1; }
+
+pids=()
+for seed in $seeds; do
+    # the clock stops the run (exit 124); the latest checkpoint is what it learned
+    timeout "${minutes}m" paradiff train pararl "${recipe[@]}" "${tiny[@]}" "train.seed=$seed" \
+        "output.dir=$work/seed$seed" --quiet >> "$out/train.txt" 2>&1 &
+    pids+=($!)
+done
+for pid in "${pids[@]}"; do
+    status=0
+    wait "$pid" || status=$?
+    if [ "$status" != 0 ] && [ "$status" != 124 ]; then
+        tail -20 "$out/train.txt"
+        exit 1
+    fi
+done
+
+for seed in $seeds; do
+    run=$work/seed$seed
+    cp "$run/log.jsonl" "$out/seed$seed.log.jsonl"
+    checkpoint=$(cat "$run/latest" 2> /dev/null) || { echo "seed $seed wrote no checkpoint" >&2; exit 1; }
+    tar czf "$out/seed$seed.tar.gz" -C "$run" --exclude training_state.pt "$checkpoint" reward_stats.json
+    echo "seed $seed: $checkpoint, $(grep -c '"loss"' "$run/log.jsonl") steps"
+done

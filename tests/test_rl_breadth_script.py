@@ -1,0 +1,41 @@
+"""scripts/rl_breadth.sh end to end with everything tiny (SMOKE=1): the prompt pool, the
+fail-fast run, one seed trained and its log and latest model packed into OUT."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from paradiff.pipeline import ParallelPipeline
+from tests.conftest import PROJECT_ROOT
+
+SCRIPT = PROJECT_ROOT / "scripts" / "rl_breadth.sh"
+
+
+def test_the_breadth_script_packs_each_seeds_curve_and_model(tmp_path):
+    bin_dir = str(Path(sys.executable).parent)  # paradiff of this environment
+    env = {**os.environ, "SMOKE": "1", "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    out = tmp_path / "out"
+    done = subprocess.run(
+        ["bash", str(SCRIPT), str(out), "10", "3"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "seed 3: checkpoint-000003, 3 steps" in done.stdout
+    lines = [json.loads(line) for line in (out / "seed3.log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines if "loss" in line] == [1, 2, 3]
+    assert {line["step"] for line in lines if "eval" in line} == {0, 2, 3}  # the held-out curve
+    with tarfile.open(out / "seed3.tar.gz") as packed:
+        names = packed.getnames()
+        assert "reward_stats.json" in names
+        assert not any(name.endswith("training_state.pt") for name in names)
+        packed.extractall(tmp_path / "unpacked", filter="data")
+    ParallelPipeline.from_pretrained(str(tmp_path / "unpacked" / "checkpoint-000003"))
