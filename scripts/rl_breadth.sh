@@ -13,12 +13,19 @@
 #   paradiff bench shapebench --split development --limit 300 --model runs/rl-breadth-seed0/checkpoint-…
 # SMOKE=1 makes everything tiny (three steps a seed on the CPU: the pipeline only, nothing learned).
 set -euo pipefail
-out=${1:?usage: bash scripts/rl_breadth.sh OUT [MINUTES] [SEEDS]}
-minutes=${2:-7}
-seeds=${3:-0 1 2}
+usage="usage: bash scripts/rl_breadth.sh OUT [MINUTES] [SEEDS]"
+refuse() { echo "rl_breadth.sh: $1" >&2; exit 2; }
+[ $# -ge 1 ] && [ $# -le 3 ] || refuse "$usage"
+out=$1 minutes=${2:-7} seeds=${3:-0 1 2}
+[[ $minutes =~ ^[0-9]+([.][0-9]+)?$ ]] && [[ ! $minutes =~ ^0*([.]0*)?$ ]] ||
+    refuse "MINUTES must be a positive number, not '$minutes'"
+[[ $seeds =~ ^[0-9]+( [0-9]+)*$ ]] || refuse "SEEDS must be whole numbers separated by spaces, not '$seeds'"
+if [ -e "$out" ] && { [ ! -d "$out" ] || [ -n "$(ls -A "$out")" ]; }; then
+    refuse "$out exists and is not an empty folder (nothing of it is replaced)"
+fi
+mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$out"
 if [ "${SMOKE:-0}" = 1 ]; then
     n=200 tiny=(train.steps=3 rollout.prompts=2 rollout.group=2 train.mask_draws=1 eval.limit=4
         eval.every=2 output.save_every=1 reward.stats_min_prompts=2)
