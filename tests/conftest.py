@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_smoke_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """`bash scripts/<script> args` from the project root with SMOKE=1 and this environment's
+    `paradiff` and `python` first on PATH; its output captured."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "SMOKE": "1", "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    return subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / script), *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def reference_dir() -> Path:

@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 
 from paradiff.pipeline import ParallelPipeline
-from tests.conftest import PROJECT_ROOT
-
-SCRIPT = PROJECT_ROOT / "scripts" / "rl_breadth.sh"
-
-
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    bin_dir = str(Path(sys.executable).parent)  # paradiff of this environment
-    env = {**os.environ, "SMOKE": "1", "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
-    return subprocess.run(
-        ["bash", str(SCRIPT), *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+from tests.conftest import run_smoke_script
 
 
 def test_the_breadth_script_packs_each_seeds_curve_and_model(tmp_path):
     out = tmp_path / "out"
-    done = run_script(str(out), "10", "3")
+    done = run_smoke_script("rl_breadth.sh", str(out), "10", "3")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "seed 3: checkpoint-000003, 3 steps" in done.stdout
     lines = [json.loads(line) for line in (out / "seed3.log.jsonl").read_text().splitlines()]
@@ -61,7 +43,7 @@ def test_bad_arguments_stop_with_one_line_and_touch_nothing(tmp_path, args, prob
     taken.mkdir()
     (taken / "mine.txt").write_text("keep")
     paths = {"out": tmp_path / "out", "taken": taken}
-    done = run_script(*(arg.format(**paths) for arg in args))
+    done = run_smoke_script("rl_breadth.sh", *(arg.format(**paths) for arg in args))
     assert done.returncode == 2
     assert problem in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not paths["out"].exists() and os.listdir(taken) == ["mine.txt"]
