@@ -1,5 +1,6 @@
 """scripts/rl_breadth.sh end to end with everything tiny (SMOKE=1): the prompt pool, the
-fail-fast run, one seed trained and its log and latest model packed into OUT."""
+fail-fast run, one seed trained and its log and latest model packed into OUT; then
+scripts/read_rl_breadth.sh on that OUT: bench runs, a table per split and the curves."""
 
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ def test_the_breadth_script_packs_each_seeds_curve_and_model(tmp_path):
         packed.extractall(tmp_path / "unpacked", filter="data")
     ParallelPipeline.from_pretrained(str(tmp_path / "unpacked" / "checkpoint-000003"))
 
+    work = tmp_path / "read"
+    read = run_smoke_script("read_rl_breadth.sh", str(out), str(work))
+    assert read.returncode == 0, read.stdout[-2000:] + read.stderr[-2000:]
+    for split in ("development", "confirmation"):
+        assert f"## {split} split" in read.stdout
+        for run in ("sft", "seed3"):
+            assert (work / split / run / "summary.json").is_file()
+    assert read.stdout.count("| breadth | overall | 1 | 6 |") == 2
+    assert (work / "reward.png").is_file() and (work / "held_out.png").is_file()
+
 
 @pytest.mark.parametrize(
     "args, problem",
@@ -47,3 +58,9 @@ def test_bad_arguments_stop_with_one_line_and_touch_nothing(tmp_path, args, prob
     assert done.returncode == 2
     assert problem in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not paths["out"].exists() and os.listdir(taken) == ["mine.txt"]
+
+
+def test_reading_a_folder_without_packs_stops_with_one_line(tmp_path):
+    done = run_smoke_script("read_rl_breadth.sh", str(tmp_path), str(tmp_path / "work"))
+    assert done.returncode == 2 and "holds no seedN.tar.gz" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "work").exists()
