@@ -11,6 +11,7 @@ set -euo pipefail
 refuse() { echo "read_rl_breadth.sh: $1" >&2; exit 2; }
 [ $# -ge 1 ] && [ $# -le 2 ] || refuse "usage: bash scripts/read_rl_breadth.sh OUT [WORK]"
 out=$1 work=${2:-runs/rl-breadth}
+command -v paradiff > /dev/null || refuse "paradiff is not on PATH (activate the project's environment)"
 shopt -s nullglob
 packs=("$out"/seed*.tar.gz)
 [ ${#packs[@]} -gt 0 ] || refuse "$out holds no seedN.tar.gz (what scripts/rl_breadth.sh writes)"
@@ -25,19 +26,21 @@ bench() {  # bench SPLIT NAME [--model MODEL]: one greedy run, skipped when fini
         --out "$run" "${@:3}" > /dev/null
 }
 
-seeds=() logs=()
-for pack in "${packs[@]}"; do
+seeds=() logs=() models=()
+for pack in "${packs[@]}"; do  # every pack checked before anything is written
     seed=$(basename "$pack" .tar.gz)  # seedN
     [[ $seed =~ ^seed[0-9]+$ ]] || refuse "$pack is not named seedN.tar.gz"
     [ -f "$out/$seed.log.jsonl" ] || refuse "$out/$seed.log.jsonl is missing beside $pack"
-    mkdir -p "$work/$seed"
-    tar xzf "$pack" -C "$work/$seed"
-    models=("$work/$seed"/checkpoint-*)
-    [ ${#models[@]} -gt 0 ] || refuse "$pack holds no checkpoint-NNNNNN folder"
+    model=$(tar tzf "$pack" 2> /dev/null | grep -o '^checkpoint-[0-9]*' | sort -u | tail -1) ||
+        refuse "$pack cannot be unpacked, or holds no checkpoint-NNNNNN folder"
+    seeds+=("$seed") logs+=("$out/$seed.log.jsonl") models+=("$work/$seed/$model")
+done
+for i in "${!seeds[@]}"; do
+    mkdir -p "$work/${seeds[i]}"
+    tar xzf "${packs[i]}" -C "$work/${seeds[i]}"
     for split in "${splits[@]}"; do
-        bench "$split" "$seed" --model "${models[-1]}"
+        bench "$split" "${seeds[i]}" --model "${models[i]}"
     done
-    seeds+=("$seed") logs+=("$out/$seed.log.jsonl")
 done
 for split in "${splits[@]}"; do
     bench "$split" sft

@@ -17,6 +17,8 @@ usage="usage: bash scripts/rl_breadth.sh OUT [MINUTES] [SEEDS]"
 refuse() { echo "rl_breadth.sh: $1" >&2; exit 2; }
 [ $# -ge 1 ] && [ $# -le 3 ] || refuse "$usage"
 out=$1 minutes=${2:-7} seeds=${3:-0 1 2}
+command -v paradiff > /dev/null ||
+    refuse "paradiff is not on PATH (activate the project's environment, or install its wheel)"
 [[ $minutes =~ ^[0-9]+([.][0-9]+)?$ ]] && [[ ! $minutes =~ ^0*([.]0*)?$ ]] ||
     refuse "MINUTES must be a positive number, not '$minutes'"
 [[ $seeds =~ ^[0-9]+( [0-9]+)*$ ]] || refuse "SEEDS must be whole numbers separated by spaces, not '$seeds'"

@@ -60,7 +60,19 @@ def test_bad_arguments_stop_with_one_line_and_touch_nothing(tmp_path, args, prob
     assert not paths["out"].exists() and os.listdir(taken) == ["mine.txt"]
 
 
-def test_reading_a_folder_without_packs_stops_with_one_line(tmp_path):
-    done = run_smoke_script("read_rl_breadth.sh", str(tmp_path), str(tmp_path / "work"))
-    assert done.returncode == 2 and "holds no seedN.tar.gz" in done.stderr
+@pytest.mark.parametrize(
+    "pack, problem",
+    [
+        (None, "holds no seedN.tar.gz"),
+        (b"not a tar", "cannot be unpacked"),
+    ],
+)
+def test_reading_a_folder_without_usable_packs_stops_with_one_line(tmp_path, pack, problem):
+    out = tmp_path / "out"
+    out.mkdir()
+    if pack is not None:
+        (out / "seed0.tar.gz").write_bytes(pack)
+        (out / "seed0.log.jsonl").write_text("{}\n")
+    done = run_smoke_script("read_rl_breadth.sh", str(out), str(tmp_path / "work"))
+    assert done.returncode == 2 and problem in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "work").exists()
