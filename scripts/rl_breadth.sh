@@ -9,8 +9,7 @@
 # after MINUTES (its latest checkpoint stands: checkpoints are written whole, every 10 steps), and
 # packs into OUT, per seed, seedN.log.jsonl (reward and held-out curve) and seedN.tar.gz (the
 # latest checkpoint's model, no optimizer state), and train.txt (the runs' output).
-# Then, where the machine is gone: tar xzf OUT/seed0.tar.gz -C runs/rl-breadth-seed0 and
-#   paradiff bench shapebench --split development --limit 300 --model runs/rl-breadth-seed0/checkpoint-…
+# Then, on any machine: bash scripts/read_rl_breadth.sh OUT (the held-out tables and curves).
 # SMOKE=1 makes everything tiny (three steps a seed on the CPU: the pipeline only, nothing learned).
 set -euo pipefail
 usage="usage: bash scripts/rl_breadth.sh OUT [MINUTES] [SEEDS]"
