@@ -65,13 +65,19 @@ def test_bad_arguments_stop_with_one_line_and_touch_nothing(tmp_path, args, prob
     [
         (None, "holds no seedN.tar.gz"),
         (b"not a tar", "cannot be unpacked"),
+        ("no checkpoint", "holds no checkpoint-NNNNNN folder"),
     ],
 )
 def test_reading_a_folder_without_usable_packs_stops_with_one_line(tmp_path, pack, problem):
     out = tmp_path / "out"
     out.mkdir()
-    if pack is not None:
+    if pack == "no checkpoint":
+        (tmp_path / "notes.txt").write_text("no model here")
+        with tarfile.open(out / "seed0.tar.gz", "w:gz") as packed:
+            packed.add(tmp_path / "notes.txt", arcname="notes.txt")
+    elif pack is not None:
         (out / "seed0.tar.gz").write_bytes(pack)
+    if pack is not None:
         (out / "seed0.log.jsonl").write_text("{}\n")
     done = run_smoke_script("read_rl_breadth.sh", str(out), str(tmp_path / "work"))
     assert done.returncode == 2 and problem in done.stderr
